@@ -1,0 +1,265 @@
+"""Typed configuration schemas (types and defaults, no job values).
+
+The dataset configuration says where the event log is, which columns play
+which role, which event types count as activity, and every window the
+features and labels use. Defaults fit the embedded simulator, but nothing in
+the pipeline depends on the simulator's event names: every per-event feature
+is generated from ``event_types`` (or from the event types found in the data).
+
+Job values live in YAML files in ``features/``, ``training/`` and ``serving/``
+and are loaded with :func:`load_dataset_config`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from churnml.exceptions import ConfigError
+
+__all__ = [
+    "DatasetConfig",
+    "DistinctCount",
+    "SnapshotRule",
+    "SourceConfig",
+    "SourcesConfig",
+    "load_dataset_config",
+    "utc",
+]
+
+PositiveDays = Annotated[int, Field(gt=0)]
+
+
+def utc(value: dt.datetime | dt.date | str) -> dt.datetime:
+    """Return ``value`` as a timezone-aware UTC datetime.
+
+    Dates become midnight UTC; naive datetimes are taken to be UTC.
+
+    Examples
+    --------
+    >>> utc("2024-03-01")
+    datetime.datetime(2024, 3, 1, 0, 0, tzinfo=datetime.timezone.utc)
+    """
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """Where one table comes from.
+
+    Exactly one of ``path`` (a Parquet or CSV file, or a glob of them),
+    ``table`` (a table in the DuckDB database ``database``) or ``query`` (SQL
+    run against ``database``, or against an in-memory DuckDB) is given.
+    ``columns`` renames source columns to contract names, e.g.
+    ``{user_id: customer_id}``.
+    """
+
+    path: str | None = None
+    table: str | None = None
+    query: str | None = None
+    database: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_location(self) -> SourceConfig:
+        given = [k for k in ("path", "table", "query") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                "The `source` parameter of `SourceConfig` must name exactly one of "
+                f"path, table or query. Got {given or 'none'} instead."
+            )
+        if self.table and not self.database:
+            raise ValueError("A `table` source needs `database` (a DuckDB file).")
+        return self
+
+    @property
+    def label(self) -> str:
+        """Short human name of the source, used in error messages."""
+        if self.path:
+            return Path(self.path).name
+        if self.table:
+            return f"{Path(self.database or '').name}:{self.table}"
+        return "query"
+
+
+class SourcesConfig(_Strict):
+    """The three tables of the data contract; only ``events`` is required."""
+
+    events: SourceConfig
+    users: SourceConfig | None = None
+    campaigns: SourceConfig | None = None
+
+
+class SnapshotRule(_Strict):
+    """A regular series of snapshot instants: ``start``, ``start + every_days``, ... ``<= end``."""
+
+    start: dt.datetime
+    end: dt.datetime
+    every_days: PositiveDays = 7
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _to_utc(cls, v):
+        return utc(v)
+
+    def instants(self) -> list[dt.datetime]:
+        """All snapshot instants of the rule, in order."""
+        out, t = [], self.start
+        while t <= self.end:
+            out.append(t)
+            t += dt.timedelta(days=self.every_days)
+        return out
+
+
+class DistinctCount(_Strict):
+    """A distinct-count feature over a column, e.g. communities joined so far.
+
+    ``events`` restricts the count to some event types (all if omitted);
+    ``window_days`` restricts it to the last N days (all history if omitted).
+    """
+
+    name: str
+    column: str
+    events: list[str] | None = None
+    window_days: PositiveDays | None = None
+    description: str | None = None
+
+
+class DatasetConfig(_Strict):
+    """Everything the pipeline needs to know about one event log.
+
+    Parameters
+    ----------
+    name : str
+        Short name of the dataset, used in reports and output paths.
+    sources : SourcesConfig
+        Where events, users and campaigns come from (paths are relative to the
+        config file).
+    event_types : list of str, optional
+        Event types that get per-event features. If omitted, the event types
+        found in the data (before the snapshot) are used, sorted by name.
+    activity_events : list of str, optional
+        Event types that count as activity for eligibility, labels and
+        active days. All event types if omitted.
+    eligibility_days : int
+        A user is eligible at ``as_of`` if signed up before it and active in
+        ``[as_of - eligibility_days, as_of)``.
+    horizon_days : int
+        Churned = eligible and no activity in ``[as_of, as_of + horizon_days)``.
+    snapshots : SnapshotRule or list of datetime
+        Snapshot instants for stacked training sets.
+    feature_windows_days : list of int
+        Trailing windows for counts and active days.
+    onboarding_days : int
+        Length of the onboarding window after signup.
+    response_window_days : int
+        A recall exposure "responded" if activity follows within this many days.
+    distinct_counts : list of DistinctCount
+        Distinct-count features (items, communities, ...).
+    sum_columns : list of str
+        Numeric event columns summed per window (e.g. ``amount``).
+    observed_until : datetime, optional
+        Exclusive end of the period the log covers. Events at or after it are
+        an input error; labels need ``as_of + horizon <= observed_until``.
+        Defaults to just after the latest event.
+    """
+
+    name: str = "dataset"
+    sources: SourcesConfig
+    event_types: list[str] | None = None
+    activity_events: list[str] | None = None
+    eligibility_days: PositiveDays = 30
+    horizon_days: PositiveDays = 14
+    snapshots: SnapshotRule | list[dt.datetime] | None = None
+    feature_windows_days: list[PositiveDays] = Field(default_factory=lambda: [1, 7, 14, 30])
+    onboarding_days: PositiveDays = 7
+    response_window_days: PositiveDays = 7
+    distinct_counts: list[DistinctCount] = Field(default_factory=list)
+    sum_columns: list[str] = Field(default_factory=list)
+    observed_until: dt.datetime | None = None
+    engine: Literal["duckdb", "pyspark"] = "duckdb"
+
+    @field_validator("observed_until", mode="before")
+    @classmethod
+    def _until_utc(cls, v):
+        return None if v is None else utc(v)
+
+    @field_validator("snapshots", mode="before")
+    @classmethod
+    def _list_utc(cls, v):
+        if isinstance(v, list):
+            return [utc(x) for x in v]
+        return v
+
+    @field_validator("feature_windows_days")
+    @classmethod
+    def _sorted_windows(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("`feature_windows_days` must list at least one window.")
+        return sorted(set(v))
+
+    def snapshot_instants(self) -> list[dt.datetime]:
+        """The configured snapshot instants (empty if none are configured)."""
+        if self.snapshots is None:
+            return []
+        if isinstance(self.snapshots, SnapshotRule):
+            return self.snapshots.instants()
+        return sorted(self.snapshots)
+
+
+def _resolve(source: SourceConfig | None, base: Path) -> SourceConfig | None:
+    if source is None:
+        return None
+    updates = {}
+    if source.path and not Path(source.path).is_absolute():
+        updates["path"] = str((base / source.path).resolve())
+    if source.database and not Path(source.database).is_absolute():
+        updates["database"] = str((base / source.database).resolve())
+    return source.model_copy(update=updates)
+
+
+def load_dataset_config(path: str | Path) -> DatasetConfig:
+    """Read and validate a dataset config (YAML), resolving paths against its folder.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not YAML, or does not validate; the message
+        names the file and every invalid field.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    raw = raw.get("dataset", raw)
+    try:
+        cfg = DatasetConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [
+            f"{path}: {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        raise ConfigError("\n".join(lines)) from None
+    base = path.parent
+    sources = cfg.sources.model_copy(
+        update={k: _resolve(getattr(cfg.sources, k), base) for k in ("events", "users", "campaigns")}
+    )
+    return cfg.model_copy(update={"sources": sources})

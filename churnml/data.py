@@ -1,0 +1,434 @@
+"""Read the event log, users and campaigns, and check them against the data contract.
+
+Every table is read lazily into an ibis backend (DuckDB by default, out of
+core; Spark for large logs), renamed to contract names, its timestamps
+normalised to UTC, and validated before any work: each problem becomes one
+:class:`~churnml.exceptions.DataProblem` line naming the source, column,
+count and an example value. All problems are collected and raised together
+as a :class:`~churnml.exceptions.ContractError`. Exact duplicate events are the
+only thing fixed silently-but-loudly: counted, dropped, and warned about.
+
+The contract (more columns are kept):
+
+========== ================================= ===============================
+table      required                          optional
+========== ================================= ===============================
+events     user_id, ts, event                item_id, community_id, amount, ...
+users      user_id, signup_ts                acquisition channel, platform, ...
+campaigns  user_id, campaign_id, sent_ts,    channel, cost, ...
+           treated
+========== ================================= ===============================
+
+Without a users table, a user's signup is the first event in the log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ibis
+import ibis.expr.datatypes as dtypes
+
+from churnml.config import DatasetConfig, SourceConfig, utc
+from churnml.exceptions import ContractError, DataProblem, DataWarning
+
+__all__ = ["REQUIRED_COLUMNS", "Dataset", "connect", "open_dataset"]
+
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "events": ("user_id", "ts", "event"),
+    "users": ("user_id", "signup_ts"),
+    "campaigns": ("user_id", "campaign_id", "sent_ts", "treated"),
+}
+_TS_COLUMN = {"events": "ts", "users": "signup_ts", "campaigns": "sent_ts"}
+_UTC = dtypes.Timestamp(timezone="UTC")
+# Strings with an explicit offset ("Z", "+02:00", "+0200") versus naive ones.
+_OFFSET_RE = r"(Z|[+-]\d\d(:?\d\d)?)$"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A validated dataset: contract-shaped ibis tables on one backend.
+
+    Attributes
+    ----------
+    config : DatasetConfig
+    con : ibis backend the tables live on.
+    events : ibis.Table
+        ``user_id, ts (UTC), event`` plus any extra columns, duplicates removed.
+    users : ibis.Table
+        ``user_id, signup_ts`` plus attributes; inferred from the first event
+        when no users table was given (``signup_inferred``).
+    campaigns : ibis.Table or None
+        ``user_id, campaign_id, sent_ts, treated (bool)`` plus extras.
+    observed_until : datetime
+        Exclusive end of the period the log covers.
+    n_events, n_users, n_duplicates : int
+    warnings : list of str
+        Fixable problems that were fixed (e.g. duplicates dropped).
+    """
+
+    config: DatasetConfig
+    con: ibis.BaseBackend
+    events: ibis.Table
+    users: ibis.Table
+    campaigns: ibis.Table | None
+    observed_until: dt.datetime
+    signup_inferred: bool
+    n_events: int
+    n_users: int
+    n_duplicates: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def event_types(self, before: dt.datetime | None = None) -> list[str]:
+        """Event types to build per-event features for.
+
+        The configured list if there is one; otherwise the types found in the
+        data before ``before`` (all data if None), sorted, so that events at or
+        after a snapshot never change its columns.
+        """
+        if self.config.event_types is not None:
+            return list(self.config.event_types)
+        ev = self.events if before is None else self.events.filter(self.events.ts < ibis.literal(before))
+        found = ev.select("event").distinct().order_by("event").to_pyarrow()
+        return [str(v) for v in found.column("event").to_pylist()]
+
+
+def connect(engine: str = "duckdb", *, database: str | None = None, spark=None) -> ibis.BaseBackend:
+    """Open an ibis backend with UTC session time.
+
+    Parameters
+    ----------
+    engine : {"duckdb", "pyspark"}
+    database : str, optional
+        A DuckDB file to open read-only (for ``table`` and ``query`` sources).
+    spark : pyspark.sql.SparkSession, optional
+        Session to use for the Spark engine; a local one is created if omitted.
+    """
+    if engine == "duckdb":
+        con = ibis.duckdb.connect(database or ":memory:", read_only=bool(database))
+        con.raw_sql("SET TimeZone='UTC'")
+        return con
+    if engine == "pyspark":
+        if spark is None:
+            from pyspark.sql import SparkSession
+
+            spark = (
+                SparkSession.builder.master("local[2]")
+                .appName("churnml")
+                .config("spark.sql.session.timeZone", "UTC")
+                .config("spark.ui.enabled", "false")
+                .getOrCreate()
+            )
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+        return ibis.pyspark.connect(spark)
+    raise ValueError(
+        f"The `engine` parameter of `connect` must be 'duckdb' or 'pyspark'. Got {engine!r} instead."
+    )
+
+
+def _read(con: ibis.BaseBackend, src: SourceConfig, kind: str) -> ibis.Table:
+    if src.path:
+        p = src.path
+        suffix = Path(p.rstrip("*")).suffix.lower() or Path(p).suffix.lower()
+        if "*" not in p and not Path(p).exists():
+            raise ContractError([DataProblem(src.label, None, 0, "file not found")])
+        if suffix in (".csv", ".tsv", ".txt", ".gz"):
+            ts_col = src.columns.get(_TS_COLUMN[kind], _TS_COLUMN[kind])
+            try:
+                # Read timestamps as text so that bad values are reported, not guessed.
+                return con.read_csv(p, types={ts_col: "VARCHAR"}, header=True)
+            except Exception as exc:  # noqa: BLE001 - duckdb raises many types
+                raise ContractError([DataProblem(src.label, None, 0, _first_line(exc))]) from None
+        try:
+            return con.read_parquet(p)
+        except Exception as exc:  # noqa: BLE001
+            raise ContractError([DataProblem(src.label, None, 0, _first_line(exc))]) from None
+    try:
+        return con.table(src.table) if src.table else con.sql(src.query)
+    except Exception as exc:  # noqa: BLE001
+        raise ContractError([DataProblem(src.label, None, 0, _first_line(exc))]) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"cannot read ({text[0] if text else exc.__class__.__name__})"
+
+
+def _scalar(expr) -> object:
+    return expr.to_pyarrow().as_py()
+
+
+def _example(t: ibis.Table, pred, col: str) -> str:
+    rows = t.filter(pred).select(col).limit(1).to_pyarrow().column(col).to_pylist()
+    return str(rows[0]) if rows else None
+
+
+def _rename(t: ibis.Table, src: SourceConfig) -> ibis.Table:
+    if not src.columns:
+        return t
+    present = {c: s for c, s in src.columns.items() if s in t.columns}
+    return t.rename(present) if present else t
+
+
+def _normalise_ts(t: ibis.Table, col: str, label: str, problems: list[DataProblem]) -> ibis.Table:
+    """Cast ``col`` to UTC timestamps, recording unparsable and mixed-timezone values."""
+    typ = t.schema()[col]
+    if typ.is_string():
+        raw = t[col]
+        present = raw.notnull() & (raw.strip() != "")
+        parsed = raw.try_cast(_UTC)
+        bad = present & parsed.isnull()
+        has_offset = raw.strip().re_search(_OFFSET_RE)
+        stats = t.aggregate(
+            bad=bad.sum(),
+            aware=(present & has_offset).sum(),
+            naive=(present & ~has_offset).sum(),
+        ).to_pyarrow().to_pylist()[0]
+        if stats["bad"]:
+            problems.append(
+                DataProblem(label, col, stats["bad"], "unparsable timestamps", _example(t, bad, col))
+            )
+        if stats["aware"] and stats["naive"]:
+            problems.append(
+                DataProblem(
+                    label,
+                    col,
+                    stats["naive"],
+                    f"timestamps without a timezone mixed with {stats['aware']:,} that have one "
+                    "(mixed timezones; give every value an offset, or none for UTC)",
+                    _example(t, present & ~has_offset, col),
+                )
+            )
+        return t.mutate(**{col: parsed})
+    if typ.is_timestamp():
+        return t.mutate(**{col: t[col].cast(_UTC)}) if typ.timezone != "UTC" else t
+    if typ.is_date():
+        return t.mutate(**{col: t[col].cast("timestamp").cast(_UTC)})
+    problems.append(DataProblem(label, col, 0, f"has type {typ}, expected timestamps"))
+    return t
+
+
+def _check_columns(t: ibis.Table, kind: str, label: str) -> list[DataProblem]:
+    missing = [c for c in REQUIRED_COLUMNS[kind] if c not in t.columns]
+    return [
+        DataProblem(label, c, 0, f"required column missing (columns found: {', '.join(t.columns)})")
+        for c in missing
+    ]
+
+
+def _bad_ids(t: ibis.Table):
+    uid = t.user_id
+    if t.schema()["user_id"].is_string():
+        return uid.isnull() | (uid.strip() == "")
+    return uid.isnull()
+
+
+def _load_table(con, src: SourceConfig, kind: str) -> tuple[ibis.Table, list[DataProblem]]:
+    t = _rename(_read(con, src, kind), src)
+    problems = _check_columns(t, kind, src.label)
+    if problems:
+        return t, problems
+    n = _scalar(t.count())
+    if n == 0:
+        return t, [DataProblem(src.label, None, 0, "table is empty (no rows)")]
+    t = _normalise_ts(t, _TS_COLUMN[kind], src.label, problems)
+    return t, problems
+
+
+def _check_events(ev: ibis.Table, label: str, until: dt.datetime | None) -> tuple[list[DataProblem], dict]:
+    bad_id = _bad_ids(ev)
+    null_ts = ev.ts.isnull()
+    bad_event = ev.event.isnull() | (ev.event.cast("string").strip() == "")
+    future = ev.ts >= ibis.literal(until) if until else ibis.literal(False)
+    stats = ev.aggregate(
+        n=ev.count(),
+        bad_id=bad_id.sum(),
+        bad_event=bad_event.sum(),
+        future=future.sum(),
+        max_ts=ev.ts.max(),
+    ).to_pyarrow().to_pylist()[0]
+    problems = []
+    if stats["bad_id"]:
+        problems.append(DataProblem(label, "user_id", stats["bad_id"], "null or empty user ids"))
+    if stats["bad_event"]:
+        problems.append(DataProblem(label, "event", stats["bad_event"], "null or empty event names"))
+    if stats["future"]:
+        problems.append(
+            DataProblem(
+                label,
+                "ts",
+                stats["future"],
+                f"events at or after the data's as_of {until.isoformat()} (observed_until)",
+                _example(ev, future, "ts"),
+            )
+        )
+    del null_ts  # unparsable timestamps are reported by _normalise_ts
+    return problems, stats
+
+
+def open_dataset(
+    config: DatasetConfig,
+    *,
+    con: ibis.BaseBackend | None = None,
+    now: dt.datetime | None = None,
+) -> Dataset:
+    """Read and validate the configured sources.
+
+    Parameters
+    ----------
+    config : DatasetConfig
+    con : ibis backend, optional
+        Where to read; a fresh one for ``config.engine`` if omitted.
+    now : datetime, optional
+        Wall-clock time; events after it are an error when the config gives no
+        ``observed_until``. Defaults to the current time.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    ContractError
+        Listing every contract problem found, one line each.
+    """
+    srcs = config.sources
+    if con is None:
+        dbs = {s.database for s in (srcs.events, srcs.users, srcs.campaigns) if s and s.database}
+        if len(dbs) > 1:
+            raise ContractError(
+                [DataProblem("config", "sources", 0, f"all DuckDB sources must share one database, got {sorted(dbs)}")]
+            )
+        con = connect(config.engine, database=next(iter(dbs), None))
+
+    problems: list[DataProblem] = []
+    events, p = _load_table(con, srcs.events, "events")
+    problems += p
+    users = campaigns = None
+    if srcs.users:
+        users, p = _load_table(con, srcs.users, "users")
+        problems += p
+    if srcs.campaigns:
+        campaigns, p = _load_table(con, srcs.campaigns, "campaigns")
+        problems += p
+    if problems:
+        raise ContractError(problems)
+
+    until = config.observed_until or utc(now or dt.datetime.now(dt.timezone.utc))
+    ev_label = srcs.events.label
+    p, stats = _check_events(events, ev_label, until)
+    problems += p
+    # Unparsable timestamps were reported already; drop nothing else silently.
+    events = events.filter(events.ts.notnull())
+
+    signup_inferred = users is None
+    if users is None:
+        users = events.group_by("user_id").aggregate(signup_ts=events.ts.min())
+    else:
+        problems += _check_users(users, events, srcs.users.label, ev_label)
+    if campaigns is not None:
+        campaigns, p = _check_campaigns(campaigns, users, srcs.campaigns.label)
+        problems += p
+    if problems:
+        raise ContractError(problems)
+
+    n_events = stats["n"]
+    n_distinct = _scalar(events.distinct().count())
+    n_dup = n_events - n_distinct
+    notes = []
+    if n_dup:
+        events = events.distinct()
+        msg = f"{ev_label}: {n_dup:,} exact duplicate events dropped"
+        notes.append(msg)
+        warnings.warn(msg, DataWarning, stacklevel=2)
+    observed_until = config.observed_until or (stats["max_ts"] + dt.timedelta(microseconds=1))
+    return Dataset(
+        config=config,
+        con=con,
+        events=events,
+        users=users,
+        campaigns=campaigns,
+        observed_until=observed_until,
+        signup_inferred=signup_inferred,
+        n_events=n_distinct,
+        n_users=_scalar(users.count()),
+        n_duplicates=n_dup,
+        warnings=notes,
+    )
+
+
+def _check_users(users: ibis.Table, events: ibis.Table, label: str, ev_label: str) -> list[DataProblem]:
+    problems = []
+    stats = users.aggregate(
+        bad_id=_bad_ids(users).sum(),
+        null_signup=users.signup_ts.isnull().sum(),
+        n=users.count(),
+        n_ids=users.user_id.nunique(),
+    ).to_pyarrow().to_pylist()[0]
+    if stats["bad_id"]:
+        problems.append(DataProblem(label, "user_id", stats["bad_id"], "null or empty user ids"))
+    if stats["n"] != stats["n_ids"]:
+        dup = users.group_by("user_id").aggregate(k=users.count()).filter(lambda t: t.k > 1)
+        problems.append(
+            DataProblem(label, "user_id", stats["n"] - stats["n_ids"], "repeated user ids",
+                        _example(dup, dup.k > 1, "user_id"))
+        )
+    if problems:
+        return problems
+    known = users.select(uid="user_id", signup_ts="signup_ts")
+    ev = events.select("user_id", "ts")
+    j = ev.left_join(known, ev.user_id == known.uid)
+    unknown = j.uid.isnull()
+    early = j.ts < j.signup_ts
+    stats = j.aggregate(unknown=unknown.sum(), early=early.sum()).to_pyarrow().to_pylist()[0]
+    if stats["unknown"]:
+        problems.append(
+            DataProblem(ev_label, "user_id", stats["unknown"], f"events of users missing from {label}",
+                        _example(j, unknown, "user_id"))
+        )
+    if stats["early"]:
+        problems.append(
+            DataProblem(ev_label, "ts", stats["early"], "events before the user's signup_ts",
+                        _example(j.mutate(e=j.user_id.cast("string") + " at " + j.ts.cast("string")), early, "e"))
+        )
+    return problems
+
+
+_TRUE = ("true", "t", "1", "yes", "y")
+_FALSE = ("false", "f", "0", "no", "n")
+
+
+def _check_campaigns(c: ibis.Table, users: ibis.Table, label: str) -> tuple[ibis.Table, list[DataProblem]]:
+    problems = []
+    typ = c.schema()["treated"]
+    if typ.is_boolean():
+        treated = c.treated
+    else:
+        text = c.treated.cast("string").strip().lower()
+        treated = ibis.cases((text.isin(_TRUE), True), (text.isin(_FALSE), False), else_=None)
+        bad = c.treated.notnull() & treated.isnull()
+        n_bad = _scalar(bad.sum())
+        if n_bad:
+            problems.append(DataProblem(label, "treated", n_bad, "values that are not boolean",
+                                        _example(c, bad, "treated")))
+        c = c.mutate(treated=treated)
+    n_null = _scalar(c.treated.isnull().sum())
+    if n_null:
+        problems.append(DataProblem(label, "treated", n_null, "missing treated flags"))
+    bad_id = _scalar(_bad_ids(c).sum())
+    if bad_id:
+        problems.append(DataProblem(label, "user_id", bad_id, "null or empty user ids"))
+    known = users.select(uid="user_id")
+    j = c.left_join(known, c.user_id == known.uid)
+    unknown = j.uid.isnull() & j.user_id.notnull()
+    n_unknown = _scalar(unknown.sum())
+    if n_unknown:
+        problems.append(DataProblem(label, "user_id", n_unknown, "campaign rows for unknown users",
+                                    _example(j, unknown, "user_id")))
+    n_no_camp = _scalar(c.campaign_id.isnull().sum())
+    if n_no_camp:
+        problems.append(DataProblem(label, "campaign_id", n_no_camp, "rows without a campaign_id"))
+    return c, problems

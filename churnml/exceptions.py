@@ -1,0 +1,88 @@
+"""Exception and warning types raised by churnml.
+
+Few types, each subclassing a built-in so callers can catch them generically.
+The front ends translate them: the CLI prints one line per problem and exits
+with code 2 for input errors; the API maps them to 4xx responses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ChurnmlError",
+    "ConfigError",
+    "ContractError",
+    "DataProblem",
+    "DataWarning",
+    "NotFittedError",
+    "SchemaMismatchError",
+]
+
+
+class ChurnmlError(Exception):
+    """Base class of every error churnml raises on purpose."""
+
+
+@dataclass(frozen=True)
+class DataProblem:
+    """One problem found in an input table.
+
+    Parameters
+    ----------
+    source : str
+        The file or table the problem is in, as the user named it.
+    column : str or None
+        The column concerned, if any.
+    count : int
+        How many rows have the problem.
+    message : str
+        What is wrong, e.g. ``"unparsable timestamps"``.
+    example : str or None
+        One offending value, as text.
+    """
+
+    source: str
+    column: str | None
+    count: int
+    message: str
+    example: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.source}: column '{self.column}'" if self.column else self.source
+        line = f"{where}: {self.message}"
+        if self.count:
+            line = f"{where}: {self.count:,} {self.message}"
+        if self.example is not None:
+            line += f" (e.g. {self.example!r})"
+        return line
+
+
+class ContractError(ChurnmlError, ValueError):
+    """Input data breaks the data contract.
+
+    Parameters
+    ----------
+    problems : list of DataProblem
+        Every problem found, one line each when printed.
+    """
+
+    def __init__(self, problems: list[DataProblem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class ConfigError(ChurnmlError, ValueError):
+    """A configuration file is missing, unreadable or invalid."""
+
+
+class SchemaMismatchError(ChurnmlError, ValueError):
+    """A table's columns or types differ from what a model or stage expects."""
+
+
+class NotFittedError(ChurnmlError, ValueError, AttributeError):
+    """An estimator was used before ``fit``."""
+
+
+class DataWarning(UserWarning):
+    """Input data had a fixable problem (e.g. exact duplicate events were dropped)."""

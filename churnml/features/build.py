@@ -1,0 +1,235 @@
+"""Point-in-time feature tables, churn labels and stacked training sets.
+
+Everything here is an ibis expression over a validated
+:class:`~churnml.data.Dataset`, so the same definitions run on DuckDB (the
+default, out of core) and on Spark. Time semantics (see DESIGN.md):
+
+* features at ``as_of`` see only events with ``ts < as_of``, users who signed
+  up before ``as_of`` and campaign exposures sent before ``as_of``;
+* a user is eligible at ``as_of`` if signed up before it and active in
+  ``[as_of - eligibility_days, as_of)``;
+* churned = eligible and no activity event in ``[as_of, as_of + horizon)``.
+  The window is half-open so that every event falls on exactly one side of
+  ``as_of``; a label is only given once ``as_of + horizon <= observed_until``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import ibis
+import pyarrow as pa
+
+from churnml.config import utc
+from churnml.data import Dataset
+from churnml.exceptions import ContractError, DataProblem
+from churnml.features.definitions import Feature, feature_definitions
+
+__all__ = [
+    "ID_COLUMNS",
+    "LABEL",
+    "FeatureSet",
+    "build_features",
+    "build_snapshot",
+    "build_training_set",
+    "churn_labels",
+]
+
+ID_COLUMNS = ("user_id", "as_of")
+LABEL = "churned"
+_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """The lazy feature table of one snapshot and the definitions behind it.
+
+    Attributes
+    ----------
+    as_of : datetime
+    table : ibis.Table
+        One row per eligible user: ``user_id``, ``as_of``, then the features.
+    features : list of Feature
+        Behavioural feature definitions, in column order.
+    attributes : list of str
+        User attribute columns copied from the users table.
+    """
+
+    as_of: dt.datetime
+    table: ibis.Table
+    features: list[Feature]
+    attributes: list[str]
+
+    @property
+    def columns(self) -> list[str]:
+        """Feature column names (behaviour, tenure, then attributes), without ids."""
+        return [f.name for f in self.features] + ["tenure_days"] + self.attributes
+
+
+def _activity(ds: Dataset, events: ibis.Table) -> ibis.Value:
+    acts = ds.config.activity_events
+    return events.event.isin(acts) if acts else ibis.literal(True)
+
+
+def build_features(ds: Dataset, as_of: dt.datetime, *, event_types: Sequence[str] | None = None) -> FeatureSet:
+    """Build the point-in-time feature table at ``as_of`` (lazily).
+
+    Parameters
+    ----------
+    ds : Dataset
+        Validated dataset.
+    as_of : datetime
+        Snapshot instant (naive = UTC).
+    event_types : sequence of str, optional
+        Event types for per-event features; defaults to ``ds.event_types()``.
+        Pass the list a model was trained with when scoring.
+
+    Returns
+    -------
+    FeatureSet
+    """
+    as_of = utc(as_of)
+    cfg = ds.config
+    ep = int(as_of.timestamp())
+    cut = ibis.literal(as_of)
+    types = list(event_types) if event_types is not None else ds.event_types(before=as_of)
+    feats = feature_definitions(
+        cfg, types, as_of_epoch=ep, has_campaigns=ds.campaigns is not None,
+        event_columns=tuple(ds.events.columns),
+    )
+
+    users = ds.users.filter(ds.users.signup_ts < cut)
+    attrs = [c for c in users.columns if c not in ("user_id", "signup_ts")]
+    ev = ds.events.filter(ds.events.ts < cut)
+    signup = users.select("user_id", signup_epoch=users.signup_ts.epoch_seconds())
+    e = ev.join(signup, "user_id")
+    secs = ibis.literal(ep) - e.ts.epoch_seconds()
+    e = e.mutate(secs=secs, d=secs // _DAY, act=_activity(ds, e), tsec=e.ts.epoch_seconds() - e.signup_epoch)
+
+    by_stage = {s: [f for f in feats if f.stage == s] for s in ("events", "gaps", "campaigns", "derived")}
+    agg = e.group_by("user_id").aggregate(**{f.name: f.expr(e) for f in by_stage["events"]})
+    agg = agg.filter(agg.days_since_last_activity <= cfg.eligibility_days)
+
+    base = users.select(
+        "user_id", tenure_days=(ibis.literal(ep) - users.signup_ts.epoch_seconds()) / _DAY, *attrs
+    )
+    wide = base.join(agg, "user_id")
+
+    days = e.filter(e.act).select("user_id", "d").distinct()
+    gaps = days.mutate(gap=days.d.lead().over(group_by="user_id", order_by="d") - days.d)
+    gaps = gaps.filter(gaps.gap.notnull())
+    gaps = gaps.group_by("user_id").aggregate(**{f.name: f.expr(gaps) for f in by_stage["gaps"]})
+    wide = wide.left_join(gaps, "user_id").drop("user_id_right")
+
+    if by_stage["campaigns"]:
+        wide = wide.left_join(_campaign_history(ds, e, cut, by_stage["campaigns"]), "user_id")
+        wide = wide.drop("user_id_right")
+
+    fills = {f.name: wide[f.name].fill_null(f.fill) for f in feats if f.fill is not None}
+    wide = wide.mutate(**fills) if fills else wide
+    wide = wide.mutate(**{f.name: f.expr(wide) for f in by_stage["derived"]})
+
+    ordered = [f.name for f in feats] + ["tenure_days"] + attrs
+    table = wide.select("user_id", ibis.literal(as_of).name("as_of"), *ordered).order_by("user_id")
+    return FeatureSet(as_of=as_of, table=table, features=feats, attributes=attrs)
+
+
+def _campaign_history(ds: Dataset, e: ibis.Table, cut, feats: list[Feature]) -> ibis.Table:
+    win = ibis.interval(days=ds.config.response_window_days)
+    c = ds.campaigns.filter(ds.campaigns.sent_ts < cut)
+    c = c.select("user_id", "campaign_id", "sent_ts", "treated")
+    closed = c.treated & (c.sent_ts + win <= cut)
+    # A response is activity in [sent_ts, sent_ts + window); only closed windows are judged,
+    # and those end before as_of, so only events before as_of are used.
+    acts = e.filter(e.act).select(uid="user_id", ets="ts")
+    hits = c.join(acts, [c.user_id == acts.uid, acts.ets >= c.sent_ts, acts.ets < c.sent_ts + win])
+    hits = hits.select("user_id", "campaign_id", "sent_ts").distinct().mutate(hit=ibis.literal(True))
+    c = c.mutate(closed=closed).left_join(hits, ["user_id", "campaign_id", "sent_ts"])
+    c = c.mutate(responded=c.hit.fill_null(False))
+    return c.group_by("user_id").aggregate(**{f.name: f.expr(c) for f in feats})
+
+
+def churn_labels(ds: Dataset, as_of: dt.datetime) -> ibis.Table:
+    """Users with activity in ``[as_of, as_of + horizon)``: ``user_id, returned``.
+
+    Raises
+    ------
+    ContractError
+        If the label window is not fully inside the observed period.
+    """
+    as_of = utc(as_of)
+    end = as_of + dt.timedelta(days=ds.config.horizon_days)
+    if end > ds.observed_until:
+        raise ContractError([DataProblem(
+            "snapshots", "as_of", 0,
+            f"label window of {as_of.date()} ends {end.date()}, after the data ends "
+            f"({ds.observed_until.isoformat()}); use an earlier snapshot or a shorter horizon",
+        )])
+    ev = ds.events
+    fut = ev.filter((ev.ts >= ibis.literal(as_of)) & (ev.ts < ibis.literal(end)) & _activity(ds, ev))
+    return fut.select("user_id").distinct().mutate(returned=ibis.literal(True))
+
+
+def build_snapshot(
+    ds: Dataset, as_of: dt.datetime, *, labels: bool = False, event_types: Sequence[str] | None = None
+) -> tuple[pa.Table, FeatureSet]:
+    """Compute one snapshot's feature table (and labels) into memory.
+
+    Returns
+    -------
+    table : pyarrow.Table
+        Sorted by ``user_id``; with a ``churned`` column (0/1) if ``labels``.
+    feature_set : FeatureSet
+    """
+    fs = build_features(ds, as_of, event_types=event_types)
+    t = fs.table
+    if labels:
+        lab = churn_labels(ds, fs.as_of)
+        t = t.left_join(lab, "user_id").drop("user_id_right")
+        t = t.mutate(**{LABEL: t.returned.isnull().cast("int8")}).drop("returned").order_by("user_id")
+    return t.to_pyarrow(), fs
+
+
+def build_training_set(
+    ds: Dataset,
+    snapshots: Sequence[dt.datetime],
+    *,
+    event_types: Sequence[str] | None = None,
+    progress: Callable[[dt.datetime], None] | None = None,
+) -> tuple[pa.Table, FeatureSet]:
+    """Stack labelled snapshots into one training table.
+
+    Event types are fixed once (from the config or the data before the last
+    snapshot) so every snapshot has the same columns.
+
+    Parameters
+    ----------
+    ds : Dataset
+    snapshots : sequence of datetime
+        Each must have a fully observed label window.
+    event_types : sequence of str, optional
+    progress : callable, optional
+        Called with each snapshot after it is built.
+
+    Returns
+    -------
+    table : pyarrow.Table
+        Rows sorted by ``as_of`` then ``user_id``.
+    feature_set : FeatureSet
+        Definitions of the last snapshot (identical columns for all).
+    """
+    if not snapshots:
+        raise ContractError([DataProblem("snapshots", None, 0, "no snapshot instants given")])
+    instants = sorted(utc(s) for s in snapshots)
+    for s in instants:  # fail before any work if a label window is incomplete
+        churn_labels(ds, s)
+    types = list(event_types) if event_types is not None else ds.event_types(before=instants[-1])
+    parts, fs = [], None
+    for s in instants:
+        table, fs = build_snapshot(ds, s, labels=True, event_types=types)
+        parts.append(table)
+        if progress:
+            progress(s)
+    return pa.concat_tables(parts, promote_options="permissive"), fs
