@@ -182,10 +182,11 @@ def _normalise_ts(t: ibis.Table, col: str, label: str, problems: list[DataProble
         parsed = raw.try_cast(_UTC)
         bad = present & parsed.isnull()
         has_offset = raw.strip().re_search(_OFFSET_RE)
+        ok = present & parsed.notnull()
         stats = t.aggregate(
             bad=bad.sum(),
-            aware=(present & has_offset).sum(),
-            naive=(present & ~has_offset).sum(),
+            aware=(ok & has_offset).sum(),
+            naive=(ok & ~has_offset).sum(),
         ).to_pyarrow().to_pylist()[0]
         if stats["bad"]:
             problems.append(
@@ -199,7 +200,7 @@ def _normalise_ts(t: ibis.Table, col: str, label: str, problems: list[DataProble
                     stats["naive"],
                     f"timestamps without a timezone mixed with {stats['aware']:,} that have one "
                     "(mixed timezones; give every value an offset, or none for UTC)",
-                    _example(t, present & ~has_offset, col),
+                    _example(t, ok & ~has_offset, col),
                 )
             )
         return t.mutate(**{col: parsed})
@@ -226,23 +227,29 @@ def _bad_ids(t: ibis.Table):
     return uid.isnull()
 
 
-def _load_table(con, src: SourceConfig, kind: str) -> tuple[ibis.Table, list[DataProblem]]:
+def _load_table(con, src: SourceConfig, kind: str) -> tuple[ibis.Table, list[DataProblem], list[DataProblem]]:
+    """Read, rename and type one table.
+
+    Returns the table, the problems that stop any further check (missing
+    columns, no rows, wrong types) and the ones that do not (bad values).
+    """
     t = _rename(_read(con, src, kind), src)
-    problems = _check_columns(t, kind, src.label)
-    if problems:
-        return t, problems
+    fatal = _check_columns(t, kind, src.label)
+    if fatal:
+        return t, fatal, []
     n = _scalar(t.count())
     if n == 0:
-        return t, [DataProblem(src.label, None, 0, "table is empty (no rows)")]
-    t = _normalise_ts(t, _TS_COLUMN[kind], src.label, problems)
-    return t, problems
+        return t, [DataProblem(src.label, None, 0, "table is empty (no rows)")], []
+    values: list[DataProblem] = []
+    t = _normalise_ts(t, _TS_COLUMN[kind], src.label, values)
+    fatal = [p for p in values if "expected timestamps" in p.message]
+    return t, fatal, [p for p in values if p not in fatal]
 
 
-def _check_events(ev: ibis.Table, label: str, until: dt.datetime | None) -> tuple[list[DataProblem], dict]:
+def _check_events(ev: ibis.Table, label: str, until: dt.datetime, configured: bool) -> tuple[list[DataProblem], dict]:
     bad_id = _bad_ids(ev)
-    null_ts = ev.ts.isnull()
     bad_event = ev.event.isnull() | (ev.event.cast("string").strip() == "")
-    future = ev.ts >= ibis.literal(until) if until else ibis.literal(False)
+    future = ev.ts >= ibis.literal(until)
     stats = ev.aggregate(
         n=ev.count(),
         bad_id=bad_id.sum(),
@@ -261,11 +268,11 @@ def _check_events(ev: ibis.Table, label: str, until: dt.datetime | None) -> tupl
                 label,
                 "ts",
                 stats["future"],
-                f"events at or after the data's as_of {until.isoformat()} (observed_until)",
+                (f"events at or after observed_until {until.isoformat()}" if configured
+                 else f"events in the future (after now, {until.isoformat(timespec='seconds')})"),
                 _example(ev, future, "ts"),
             )
         )
-    del null_ts  # unparsable timestamps are reported by _normalise_ts
     return problems, stats
 
 
@@ -304,24 +311,26 @@ def open_dataset(
             )
         con = connect(config.engine, database=next(iter(dbs), None))
 
+    fatal: list[DataProblem] = []
     problems: list[DataProblem] = []
-    events, p = _load_table(con, srcs.events, "events")
-    problems += p
-    users = campaigns = None
-    if srcs.users:
-        users, p = _load_table(con, srcs.users, "users")
+    tables = {}
+    for kind in ("events", "users", "campaigns"):
+        src = getattr(srcs, kind)
+        if src is None:
+            tables[kind] = None
+            continue
+        tables[kind], f, p = _load_table(con, src, kind)
+        fatal += f
         problems += p
-    if srcs.campaigns:
-        campaigns, p = _load_table(con, srcs.campaigns, "campaigns")
-        problems += p
-    if problems:
-        raise ContractError(problems)
+    if fatal:
+        raise ContractError(fatal + problems)
+    events, users, campaigns = tables["events"], tables["users"], tables["campaigns"]
 
     until = config.observed_until or utc(now or dt.datetime.now(dt.timezone.utc))
     ev_label = srcs.events.label
-    p, stats = _check_events(events, ev_label, until)
+    p, stats = _check_events(events, ev_label, until, config.observed_until is not None)
     problems += p
-    # Unparsable timestamps were reported already; drop nothing else silently.
+    # Rows with unparsable timestamps were reported above (and fail the run).
     events = events.filter(events.ts.notnull())
 
     signup_inferred = users is None
@@ -381,7 +390,7 @@ def _check_users(users: ibis.Table, events: ibis.Table, label: str, ev_label: st
     known = users.select(uid="user_id", signup_ts="signup_ts")
     ev = events.select("user_id", "ts")
     j = ev.left_join(known, ev.user_id == known.uid)
-    unknown = j.uid.isnull()
+    unknown = j.uid.isnull() & j.user_id.notnull()
     early = j.ts < j.signup_ts
     stats = j.aggregate(unknown=unknown.sum(), early=early.sum()).to_pyarrow().to_pylist()[0]
     if stats["unknown"]:
@@ -404,6 +413,7 @@ _FALSE = ("false", "f", "0", "no", "n")
 def _check_campaigns(c: ibis.Table, users: ibis.Table, label: str) -> tuple[ibis.Table, list[DataProblem]]:
     problems = []
     typ = c.schema()["treated"]
+    n_null = _scalar(c.treated.isnull().sum())
     if typ.is_boolean():
         treated = c.treated
     else:
@@ -415,7 +425,6 @@ def _check_campaigns(c: ibis.Table, users: ibis.Table, label: str) -> tuple[ibis
             problems.append(DataProblem(label, "treated", n_bad, "values that are not boolean",
                                         _example(c, bad, "treated")))
         c = c.mutate(treated=treated)
-    n_null = _scalar(c.treated.isnull().sum())
     if n_null:
         problems.append(DataProblem(label, "treated", n_null, "missing treated flags"))
     bad_id = _scalar(_bad_ids(c).sum())

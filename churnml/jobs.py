@@ -1,0 +1,230 @@
+"""Job functions: each reads its inputs, calls the library, writes outputs atomically.
+
+The CLI, the nightly scheduler and notebooks all go through these, so what a
+data scientist runs by hand is what production runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import yaml
+
+from churnml.config import DatasetConfig, load_dataset_config, utc
+from churnml.data import Dataset, open_dataset
+from churnml.features import LABEL, FeatureSet, build_snapshot, build_training_set
+from churnml.io import write_json, write_parquet, write_text
+
+__all__ = [
+    "FeatureJobResult",
+    "SIMULATOR_EVENT_TYPES",
+    "build_features_job",
+    "simulate_job",
+    "simulation_dataset_config",
+]
+
+#: Event types the embedded simulator emits. Only the simulator's own dataset
+#: config names them; the pipeline reads event types from configuration.
+SIMULATOR_EVENT_TYPES = [
+    "visit", "play", "like", "search", "share", "playlist_add", "community_join", "community_post",
+]
+
+
+def simulation_dataset_config(sim, data_dir: str | Path = ".", *, horizon_days: int = 14,
+                              eligibility_days: int = 30, every_days: int = 7) -> dict:
+    """The dataset config (as a dict) that fits a simulation's output.
+
+    Snapshots run weekly from day 35 (so users have history) to the last day
+    whose label window still fits in the simulated period.
+    """
+    start = utc(sim.start)
+    end = start + dt.timedelta(days=sim.days)
+    first = start + dt.timedelta(days=min(35, max(sim.days // 4, 1)))
+    last = end - dt.timedelta(days=horizon_days)
+    data_dir = Path(data_dir)
+    return {
+        "name": "music-sim",
+        "sources": {
+            "events": {"path": str(data_dir / "events.parquet")},
+            "users": {"path": str(data_dir / "users.parquet")},
+            "campaigns": {"path": str(data_dir / "campaigns.parquet")},
+        },
+        "event_types": SIMULATOR_EVENT_TYPES,
+        "activity_events": None,
+        "eligibility_days": eligibility_days,
+        "horizon_days": horizon_days,
+        "snapshots": {"start": first.date().isoformat(), "end": last.date().isoformat(),
+                      "every_days": every_days},
+        "feature_windows_days": [1, 7, 14, 30],
+        "onboarding_days": 7,
+        "response_window_days": sim.response_window_days,
+        "distinct_counts": [
+            {"name": "communities_joined", "column": "community_id", "events": ["community_join"],
+             "description": "distinct communities joined so far"},
+            {"name": "distinct_items_30d", "column": "item_id", "window_days": 30,
+             "description": "distinct songs played, liked or saved in the last 30 days"},
+        ],
+        "observed_until": end.isoformat(),
+    }
+
+
+def simulate_job(sim, out_dir: str | Path, *, truth: bool = True,
+                 progress: Callable[[int, int], None] | None = None):
+    """Simulate the music app into ``out_dir`` and write ``dataset.yaml`` beside the data.
+
+    Ground truth is computed for the snapshots of that dataset config.
+
+    Returns
+    -------
+    result : churnml.simulator.SimulationResult
+    config_path : Path
+    """
+    from churnml import simulator
+
+    out_dir = Path(out_dir)
+    raw = simulation_dataset_config(sim, ".")
+    cfg_path = out_dir / "dataset.yaml"
+    spec = None
+    if truth:
+        ds_cfg = DatasetConfig.model_validate(raw)
+        spec = simulator.TruthSpec(
+            snapshots=ds_cfg.snapshot_instants(),
+            horizon_days=ds_cfg.horizon_days,
+            eligibility_days=ds_cfg.eligibility_days,
+        )
+    result = simulator.simulate(sim, out_dir, truth=spec, progress=progress)
+    header = (
+        f"# Dataset config for a simulated music app (seed {sim.seed}, {sim.n_users:,} users, "
+        f"{sim.days} days).\n# Written by `churnml simulate`; paths are relative to this file.\n"
+    )
+    write_text(header + yaml.safe_dump(raw, sort_keys=False), cfg_path)
+    return result, cfg_path
+
+
+@dataclass(frozen=True)
+class FeatureJobResult:
+    """What a feature build wrote and a summary of it."""
+
+    table_path: Path
+    schema_path: Path
+    n_rows: int
+    n_features: int
+    snapshots: list[dt.datetime]
+    rows_per_snapshot: dict[str, int]
+    churn_rate: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _schema_doc(ds: Dataset, fs: FeatureSet, table: pa.Table, snapshots, labelled: bool) -> dict:
+    described = {f.name: f for f in fs.features}
+    cols = []
+    for name in table.column_names:
+        f = described.get(name)
+        entry = {"name": name, "dtype": str(table.schema.field(name).type)}
+        if f is not None:
+            entry.update(description=f.description, family=f.family, window_days=f.window_days)
+        elif name == "tenure_days":
+            entry.update(description="days since signup", family="tenure", window_days=None)
+        elif name in fs.attributes:
+            entry.update(description=f"user attribute '{name}' from the users table", family="attribute",
+                         window_days=None)
+        elif name == LABEL:
+            entry.update(description=f"1 if no activity in the {ds.config.horizon_days} days from as_of",
+                         family="label", window_days=ds.config.horizon_days)
+        else:
+            entry.update(description={"user_id": "user id", "as_of": "snapshot instant (UTC)"}[name],
+                         family="id", window_days=None)
+        cols.append(entry)
+    return {
+        "dataset": ds.config.name,
+        "snapshots": [s.isoformat() for s in sorted(snapshots)],
+        "label": LABEL if labelled else None,
+        "horizon_days": ds.config.horizon_days,
+        "eligibility_days": ds.config.eligibility_days,
+        "signup_inferred_from_first_event": ds.signup_inferred,
+        "feature_columns": fs.columns,
+        "columns": cols,
+    }
+
+
+def build_features_job(
+    config: DatasetConfig | str | Path,
+    out: str | Path,
+    *,
+    as_of: Sequence[dt.datetime | str] | None = None,
+    labels: bool | None = None,
+    dataset: Dataset | None = None,
+    progress: Callable[[dt.datetime], None] | None = None,
+) -> FeatureJobResult:
+    """Build features (and labels) for snapshots and write Parquet plus a schema file.
+
+    Parameters
+    ----------
+    config : DatasetConfig or path
+    out : path
+        The Parquet file to write; the schema goes to ``<out stem>.schema.json``.
+    as_of : sequence of datetime, optional
+        Snapshot instants; the config's snapshots if omitted.
+    labels : bool, optional
+        Add the churn label. Defaults to True for the config's snapshots (a
+        training set) and False for explicit ``as_of`` (scoring features).
+    dataset : Dataset, optional
+        An already validated dataset (skips reading and validation).
+    progress : callable, optional
+        Called with each snapshot instant once built.
+
+    Returns
+    -------
+    FeatureJobResult
+
+    Raises
+    ------
+    ContractError, ConfigError
+        On bad input; nothing is written.
+    """
+    cfg = config if isinstance(config, DatasetConfig) else load_dataset_config(config)
+    ds = dataset or open_dataset(cfg)
+    instants = [utc(a) for a in as_of] if as_of else cfg.snapshot_instants()
+    if not instants:
+        from churnml.exceptions import ConfigError
+
+        raise ConfigError("no snapshots: give --as-of or configure `snapshots` in the dataset config")
+    labels = (not as_of) if labels is None else labels
+    if labels:
+        table, fs = build_training_set(ds, instants, progress=progress)
+    else:
+        types = ds.event_types(before=max(instants))
+        parts = []
+        for s in sorted(instants):
+            t, fs = build_snapshot(ds, s, event_types=types)
+            parts.append(t)
+            if progress:
+                progress(s)
+        table = pa.concat_tables(parts)
+    out = Path(out)
+    schema_path = out.with_suffix("").with_suffix(".schema.json")
+    doc = _schema_doc(ds, fs, table, instants, labels)
+    doc["event_types"] = ds.event_types(before=max(instants))
+    doc["content_sha256"] = hashlib.sha256(
+        json.dumps([c["name"] + c["dtype"] for c in doc["columns"]]).encode()
+    ).hexdigest()
+    write_parquet(table, out)
+    write_json(doc, schema_path)
+    counts = table.group_by("as_of").aggregate([("user_id", "count")])
+    per = {a.date().isoformat(): n for a, n in zip(counts["as_of"].to_pylist(), counts["user_id_count"].to_pylist())}
+    rates = {}
+    if labels:
+        agg = table.group_by("as_of").aggregate([(LABEL, "mean")])
+        rates = {a.date().isoformat(): float(r) for a, r in zip(agg["as_of"].to_pylist(), agg[f"{LABEL}_mean"].to_pylist())}
+    return FeatureJobResult(
+        table_path=out, schema_path=schema_path, n_rows=table.num_rows, n_features=len(fs.columns),
+        snapshots=sorted(instants), rows_per_snapshot=dict(sorted(per.items())),
+        churn_rate=dict(sorted(rates.items())), warnings=list(ds.warnings),
+    )
+
