@@ -138,8 +138,11 @@ def _read(con: ibis.BaseBackend, src: SourceConfig, kind: str) -> ibis.Table:
         if suffix in (".csv", ".tsv", ".txt", ".gz"):
             ts_col = src.columns.get(_TS_COLUMN[kind], _TS_COLUMN[kind])
             try:
-                # Read timestamps as text so that bad values are reported, not guessed.
-                return con.read_csv(p, types={ts_col: "VARCHAR"}, header=True)
+                t = con.read_csv(p, header=True)
+                if ts_col in t.columns:
+                    # Read timestamps as text so that bad values are reported, not guessed.
+                    t = con.read_csv(p, types={ts_col: "VARCHAR"}, header=True)
+                return t
             except Exception as exc:  # noqa: BLE001 - duckdb raises many types
                 raise ContractError([DataProblem(src.label, None, 0, _first_line(exc))]) from None
         try:

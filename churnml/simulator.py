@@ -1,0 +1,1220 @@
+"""Simulate a music-streaming app's event log with exact ground truth.
+
+The simulator produces the three tables of churnml's data contract (events,
+users, campaigns) for a population of users who sign up, listen, like songs,
+join communities, lapse, come back, and receive randomised recall (push)
+campaigns. Beside them it writes the latent truth: every per-user parameter,
+the exact probability that each campaign exposure is followed by activity
+with and without treatment (hence the true individual uplift and segment),
+and, for requested snapshots, the exact probability that each eligible user
+churns.
+
+The process
+-----------
+Day ``t`` covers ``[start + t, start + t + 1)`` in UTC. Every user is in one
+of three latent states: *alive*, *lapsed* or *blocked* (blocked is lapsed for
+good, and only a recall message sent to a sleeping dog causes it). On each
+day, in this order:
+
+1. **Campaign send** (on campaign days, at 10:00 UTC). Eligible are users who
+   signed up before day ``t``, whose last activity lies between
+   ``campaign_min_days_inactive`` and ``campaign_max_days_inactive`` days
+   before ``t`` and who are not inside the response window of an earlier
+   exposure (either arm). Blocked users can be eligible: their state is
+   latent. Each eligible user is treated with probability
+   ``campaign_treated_share``. A treated user who is not yet blocked becomes
+   blocked with probability ``d``; a treated user gets an extra daily return
+   probability ``rho`` while lapsed during days ``[t, t + W)``.
+2. **Activity.** An alive user is active with probability ``e`` (engagement);
+   a lapsed user returns (becomes alive and active) with probability
+   ``r`` (+ ``rho`` inside a treated window); blocked users do nothing. New
+   users are active on their signup day.
+3. **Events.** Active users emit visits, plays, likes, searches, shares,
+   playlist additions, community joins and community posts.
+4. **Lapse.** An alive user lapses with hazard
+   ``h0 * tenure_factor(tenure) * m_like**L * m_comm**C * synergy**(L*C)``,
+   where ``L`` says the user liked more than ``like_habit_threshold`` songs in
+   the first ``like_habit_days`` days of tenure (so far) and ``C`` says the
+   user has joined a community. ``h0`` falls with engagement, so engagement
+   confounds behaviour and retention. Searches, shares and playlist
+   additions correlate with engagement but do not change the hazard.
+
+Campaign effects depend on observable things: ``rho`` on acquisition
+channel, platform, community membership, the like habit and recency (days
+since last activity); ``d`` on channel, platform and tenure at the send
+(paid-social users in their first weeks are the typical sleeping dogs).
+
+Ground truth
+------------
+On a path without activity nothing observable changes, so a user's future
+hazards, return rates and campaign eligibility are deterministic functions
+of the state at the start of a day. The truth is therefore computed exactly
+(no Monte Carlo) by a forward recursion over {alive, lapsed, blocked}
+that carries the probability mass of "no activity so far", mixing over the
+random treatment assignment of every campaign the user would be eligible
+for inside the window.
+
+- ``truth/exposures.parquet``: ``p_control`` and ``p_treated`` are the
+  probabilities of any activity on days ``[t, t + W)`` of a campaign sent on
+  day ``t`` (equivalently, because recipients' events on those two boundary
+  days fall after 10:00 UTC, any event in ``[sent_ts, sent_ts + W days)``),
+  given the latent state at the start of day ``t``; ``uplift = p_treated -
+  p_control``. Segments: ``persuadable`` if uplift > 0.02, ``sleeping_dog``
+  if uplift < -0.02, otherwise ``sure_thing`` if ``p_control >= 0.5`` and
+  ``lost_cause`` if not.
+- ``truth/churn.parquet``: for each snapshot ``as_of`` (a midnight) and each
+  user who signed up before ``as_of`` and was active within
+  ``[as_of - eligibility_days, as_of)``, ``p_churn`` is the probability of
+  no event of any type in ``[as_of, as_of + horizon_days)`` given the full
+  latent state at ``as_of``. ``p_churn_observed`` is the same probability
+  from the filtered belief over the three states given the user's
+  parameters and observed daily activity (the best any model that knew the
+  parameters could do).
+
+No event ever falls exactly on a midnight or on a send time, so half-open
+windows ``[a, b)`` and ``(a, b]`` on those boundaries give the same labels.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["SimulationConfig", "SimulationResult", "TruthSpec", "simulate"]
+
+DAY_US = 86_400_000_000
+_HOUR_US = 3_600_000_000
+SEND_OFFSET_US = 10 * _HOUR_US
+"""Campaigns are sent at 10:00 UTC on the campaign day."""
+
+ALIVE, LAPSED, BLOCKED = 0, 1, 2
+STATES = ("alive", "lapsed", "blocked")
+EVENT_TYPES = (
+    "visit",
+    "play",
+    "like",
+    "search",
+    "share",
+    "playlist_add",
+    "community_join",
+    "community_post",
+)
+_PLAY, _LIKE, _PLAYLIST, _JOIN, _POST = 1, 2, 5, 6, 7
+_SONG_EVENTS = (_PLAY, _LIKE, _PLAYLIST)
+
+CHANNELS = ("organic", "search_ads", "paid_social", "referral", "promo")
+_PROMO = CHANNELS.index("promo")
+_PAID_SOCIAL = CHANNELS.index("paid_social")
+# Mix of the regular (not promotion-driven) signups over the first four channels.
+_CHANNEL_MIX = np.array([0.40, 0.22, 0.25, 0.13])
+# Shift of the engagement mean per regular channel (promo users use their own mean).
+_CHANNEL_ENGAGEMENT_SHIFT = np.array([0.02, 0.0, -0.07, 0.07, 0.0])
+PLATFORMS = ("ios", "android", "web")
+_PLATFORM_MIX = np.array([0.42, 0.46, 0.12])
+REGIONS = ("na", "eu", "latam", "apac", "mea")
+_REGION_MIX = np.array([0.30, 0.30, 0.15, 0.18, 0.07])
+
+# Campaign-effect multipliers by channel (order of CHANNELS) and platform.
+_RECALL_CHANNEL = np.array([1.0, 1.2, 0.25, 1.5, 0.6])
+_RECALL_PLATFORM = np.array([1.2, 1.0, 0.3])
+_BLOCK_CHANNEL = np.array([0.01, 0.02, 0.16, 0.005, 0.05])
+_BLOCK_PLATFORM = np.array([1.0, 1.4, 0.5])
+
+SEGMENT_UPLIFT_THRESHOLD = 0.02
+"""``|uplift|`` above this makes a persuadable (+) or a sleeping dog (-)."""
+SURE_THING_P_CONTROL = 0.5
+"""Below the uplift threshold: sure thing if ``p_control`` >= this, else lost cause."""
+
+_TRUTH_README = """\
+# Simulator ground truth
+
+All probabilities are exact (a forward recursion over the latent states
+alive / lapsed / blocked, no Monte Carlo). Day t covers [start + t, start + t + 1) UTC.
+
+- `users.parquet`: every latent per-user parameter. `engagement` = daily activity
+  probability while alive; `hazard_base` = h0 (daily lapse hazard before the tenure
+  factor and the like/community multipliers); `return_rate` = daily return probability
+  while lapsed; `recall_boost` and `block_prob` = the user's campaign-effect scale before
+  the at-send modifiers (see exposures); `like_taste` = probability of liking a played
+  song; `social` = community propensity; `search_rate`, `share_rate`, `playlist_rate` =
+  Poisson rates per active day (no causal effect on retention); `final_state`.
+- `exposures.parquet`: one row per campaign exposure. `p_control` / `p_treated` =
+  P(any event in [sent_ts, sent_ts + W days) | latent state at the start of the send
+  day) without / with treatment; `uplift = p_treated - p_control`; `segment`:
+  persuadable if uplift > 0.02, sleeping_dog if uplift < -0.02, otherwise sure_thing
+  if p_control >= 0.5 else lost_cause. `recall_boost` (rho) and `block_prob` (d) are
+  the effective effects at the send; `state_at_send` is the latent state; the
+  `*_observed` columns start from the filtered belief instead of the true state.
+- `churn.parquet` (when snapshots were requested): for each `as_of` and each user who
+  signed up before it and was active in [as_of - eligibility_days, as_of):
+  `p_churn` = P(no event of any type in [as_of, as_of + horizon_days) | latent state
+  at as_of), including the random assignment of campaigns inside the horizon;
+  `p_churn_observed` = the same from the filtered belief P(state | parameters,
+  observed daily activity, known treatment); `state` = latent state at as_of.
+"""
+
+
+class SimulationConfig(BaseModel):
+    """Parameters of the simulated music-streaming app.
+
+    Every field has a default tuned so that the planted structure (promotion
+    dip, like/community retention effects, the four uplift segments) is
+    clearly visible at 20,000 users.
+
+    Parameters
+    ----------
+    n_users : int
+        Total signups over the simulated period.
+    start : datetime.date
+        First simulated day (UTC).
+    days : int
+        Number of simulated days.
+    seed : int
+        Seed of ``numpy.random.default_rng``; same config and seed give
+        byte-identical Parquet files.
+    promotion_days : list of int
+        Day offsets of a promotion surge; ``[]`` means no promotion.
+    promotion_extra_signups : float
+        Promotion days get ``1 + promotion_extra_signups`` times the normal
+        signups; the extra ones are low-intent users from channel ``promo``.
+    campaign_days : list of int
+        Day offsets of the recall campaigns.
+    campaign_treated_share : float
+        Probability that an eligible user is treated (the rest is control).
+    campaign_min_days_inactive, campaign_max_days_inactive : int
+        Eligible users were last active between these many days before the
+        send (inclusive).
+    response_window_days : int
+        Length ``W`` of the response window in days, starting on the send day.
+    weekend_signup_factor : float
+        Relative signup volume on Saturdays and Sundays.
+    engagement_mean, low_intent_engagement_mean : float
+        Mean of the Beta distribution of engagement ``e`` (daily activity
+        probability while alive) for regular and promotion users.
+    engagement_concentration : float
+        Sum of the two Beta parameters of engagement.
+    hazard_base : float
+        Daily lapse hazard ``h0`` of a regular user with mean engagement.
+    hazard_engagement_slope : float
+        ``h0 = hazard_base * exp(-slope * (e - engagement_mean))``.
+    low_intent_hazard_multiplier : float
+        Extra factor on ``h0`` for promotion users.
+    tenure_hazard_peak, tenure_hazard_decay_days : float
+        ``tenure_factor(k) = 1 + (peak - 1) * exp(-k / decay_days)``.
+    like_habit_threshold, like_habit_days : int
+        The like habit: more than ``threshold`` likes within the first
+        ``days`` days of tenure.
+    like_hazard_multiplier, community_hazard_multiplier, like_community_synergy : float
+        Hazard multipliers for the like habit, community membership, and the
+        extra factor when both hold.
+    return_rate_base : float
+        Daily return probability of a lapsed user is
+        ``return_rate_base * (0.25 + 1.5 * e)``.
+    visit_rate, play_rate : float
+        Per active day: ``1 + Poisson(visit_rate * (0.5 + e))`` visits and
+        ``Poisson(play_rate * (0.3 + 1.5 * e))`` plays.
+    like_taste_mean : float
+        Mean probability of liking a played song (Beta, concentration 10).
+    search_rate, share_rate, playlist_rate : float
+        Mean Poisson rates per active day; each user's rate scales with
+        ``0.2 + 1.8 * e`` and a log-normal factor.
+    community_join_rate : float
+        Per active day, a user who is not in a community joins one with
+        probability ``community_join_rate * social``.
+    community_post_rate : float
+        Per active day, a member posts ``Poisson(rate * social)`` times.
+    n_songs, song_zipf_exponent : int, float
+        Song catalogue size and the exponent of its Zipf-like popularity.
+    n_communities : int
+        Number of communities.
+    recall_boost_base : float
+        Scale of ``rho``; multiplied by channel and platform factors, a
+        log-normal factor, ``recall_community_multiplier`` for community
+        members, ``recall_like_multiplier`` for users with the like habit,
+        and ``exp(-(recency - campaign_min_days_inactive) / recall_recency_days)``.
+    block_prob_base : float
+        Scale of ``d``; multiplied by channel and platform factors, a
+        log-normal factor, and ``block_short_tenure_multiplier`` when the
+        user's tenure at the send is below ``block_short_tenure_days``.
+    row_group_days : int
+        Simulated days per Parquet row group of ``events.parquet``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_users: int = Field(20_000, gt=0)
+    start: dt.date = dt.date(2024, 1, 1)
+    days: int = Field(120, gt=0)
+    seed: int = Field(0, ge=0)
+    promotion_days: list[int] = [45, 46]
+    promotion_extra_signups: float = Field(2.0, ge=0)
+    campaign_days: list[int] = [56, 77, 98]
+    campaign_treated_share: float = Field(0.5, ge=0, le=1)
+    campaign_min_days_inactive: int = Field(7, ge=1)
+    campaign_max_days_inactive: int = Field(60, ge=1)
+    response_window_days: int = Field(7, ge=1)
+
+    weekend_signup_factor: float = Field(1.3, gt=0)
+    engagement_mean: float = Field(0.45, gt=0, lt=1)
+    low_intent_engagement_mean: float = Field(0.2, gt=0, lt=1)
+    engagement_concentration: float = Field(6.0, gt=0)
+    hazard_base: float = Field(0.035, ge=0, le=1)
+    hazard_engagement_slope: float = 4.0
+    low_intent_hazard_multiplier: float = Field(1.8, ge=0)
+    tenure_hazard_peak: float = Field(2.5, ge=1)
+    tenure_hazard_decay_days: float = Field(7.0, gt=0)
+    like_habit_threshold: int = Field(3, ge=0)
+    like_habit_days: int = Field(7, ge=1)
+    like_hazard_multiplier: float = Field(0.55, ge=0)
+    community_hazard_multiplier: float = Field(0.6, ge=0)
+    like_community_synergy: float = Field(0.8, ge=0)
+    return_rate_base: float = Field(0.012, ge=0, le=1)
+
+    visit_rate: float = Field(1.0, ge=0)
+    play_rate: float = Field(6.0, ge=0)
+    like_taste_mean: float = Field(0.15, gt=0, lt=1)
+    search_rate: float = Field(1.0, ge=0)
+    share_rate: float = Field(0.3, ge=0)
+    playlist_rate: float = Field(0.5, ge=0)
+    community_join_rate: float = Field(0.08, ge=0, le=1)
+    community_post_rate: float = Field(0.8, ge=0)
+    n_songs: int = Field(50_000, gt=0)
+    song_zipf_exponent: float = Field(1.1, gt=0)
+    n_communities: int = Field(200, gt=0)
+
+    recall_boost_base: float = Field(0.05, ge=0)
+    recall_community_multiplier: float = Field(1.8, ge=0)
+    recall_like_multiplier: float = Field(1.4, ge=0)
+    recall_recency_days: float = Field(20.0, gt=0)
+    block_prob_base: float = Field(1.0, ge=0)
+    block_short_tenure_days: int = Field(30, ge=0)
+    block_short_tenure_multiplier: float = Field(2.5, ge=0)
+
+    row_group_days: int = Field(4, gt=0)
+
+    @field_validator("promotion_days", "campaign_days")
+    @classmethod
+    def _sorted_unique(cls, value: list[int]) -> list[int]:
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _check_days(self) -> SimulationConfig:
+        for name in ("promotion_days", "campaign_days"):
+            bad = [d for d in getattr(self, name) if not 0 <= d < self.days]
+            if bad:
+                raise ValueError(
+                    f"The `{name}` parameter of `SimulationConfig` must be day offsets in "
+                    f"[0, days={self.days}). Got {bad} instead."
+                )
+        if self.campaign_min_days_inactive > self.campaign_max_days_inactive:
+            raise ValueError(
+                "The `campaign_min_days_inactive` parameter of `SimulationConfig` must be "
+                f"<= campaign_max_days_inactive={self.campaign_max_days_inactive}. "
+                f"Got {self.campaign_min_days_inactive} instead."
+            )
+        return self
+
+
+class TruthSpec(BaseModel):
+    """Which churn ground truth to compute.
+
+    Parameters
+    ----------
+    snapshots : list of datetime.datetime
+        Snapshot instants ``as_of``: timezone-aware, UTC midnights within the
+        simulated period, such that ``as_of + horizon_days`` does not go past
+        its end (so that the label is observable).
+    horizon_days : int
+        Churn = no event of any type in ``[as_of, as_of + horizon_days)``.
+    eligibility_days : int
+        Eligible users signed up before ``as_of`` and were active within
+        ``[as_of - eligibility_days, as_of)``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    snapshots: list[dt.datetime]
+    horizon_days: int = Field(14, gt=0)
+    eligibility_days: int = Field(30, gt=0)
+
+    @field_validator("snapshots")
+    @classmethod
+    def _utc_midnights(cls, value: list[dt.datetime]) -> list[dt.datetime]:
+        for ts in value:
+            if ts.tzinfo is None or ts.utcoffset() != dt.timedelta(0):
+                raise ValueError(
+                    "The `snapshots` parameter of `TruthSpec` must be timezone-aware UTC "
+                    f"datetimes. Got {ts!r} instead."
+                )
+            if ts.time() != dt.time(0):
+                raise ValueError(
+                    f"The `snapshots` parameter of `TruthSpec` must be midnights. Got {ts!r} "
+                    "instead."
+                )
+        return sorted(set(value))
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Where :func:`simulate` wrote its output, and how much.
+
+    Attributes
+    ----------
+    events_path, users_path, campaigns_path : Path
+        The three data-contract tables.
+    truth_dir : Path
+        Directory holding the ground-truth tables and their README.
+    n_users, n_events, n_exposures : int
+        Row counts of users, events and campaigns.
+    """
+
+    events_path: Path
+    users_path: Path
+    campaigns_path: Path
+    truth_dir: Path
+    n_users: int
+    n_events: int
+    n_exposures: int
+
+
+# --------------------------------------------------------------------------- users
+
+
+@dataclass(frozen=True)
+class _Users:
+    """Static per-user attributes, ordered by signup time (index = user_id - 1)."""
+
+    signup_day: np.ndarray  # int64
+    signup_offset: np.ndarray  # int64 microseconds within the signup day
+    channel: np.ndarray  # int8 index into CHANNELS
+    platform: np.ndarray  # int8
+    region: np.ndarray  # int8
+    low_intent: np.ndarray  # bool
+    engagement: np.ndarray
+    hazard_base: np.ndarray
+    return_rate: np.ndarray
+    recall_boost: np.ndarray
+    block_prob: np.ndarray
+    like_taste: np.ndarray
+    social: np.ndarray
+    search_rate: np.ndarray
+    share_rate: np.ndarray
+    playlist_rate: np.ndarray
+
+
+def _signups(config: SimulationConfig, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Draw signup day, time of day and promotion flag, sorted by signup time."""
+    weekdays = np.array(
+        [(config.start + dt.timedelta(days=t)).weekday() for t in range(config.days)]
+    )
+    weight = np.where(weekdays >= 5, config.weekend_signup_factor, 1.0)
+    promo_day = np.zeros(config.days, dtype=bool)
+    promo_day[config.promotion_days] = True
+    extra = config.promotion_extra_signups
+    weight = weight * np.where(promo_day, 1.0 + extra, 1.0)
+    counts = rng.multinomial(config.n_users, weight / weight.sum())
+    extra_counts = np.where(promo_day, rng.binomial(counts, extra / (1.0 + extra)), 0)
+
+    day = np.repeat(np.arange(config.days, dtype=np.int64), counts)
+    first_of_day = np.cumsum(counts) - counts
+    rank_in_day = np.arange(config.n_users) - np.repeat(first_of_day, counts)
+    promo = rank_in_day < np.repeat(extra_counts, counts)
+    # Room after the signup instant for the first session of the day.
+    offset = rng.integers(0, DAY_US - 1, size=config.n_users, dtype=np.int64)
+    order = np.lexsort((offset, day))
+    return day[order], offset[order], promo[order]
+
+
+def _beta(rng: np.random.Generator, mean: np.ndarray, concentration: float) -> np.ndarray:
+    return rng.beta(mean * concentration, (1.0 - mean) * concentration)
+
+
+def _draw_users(config: SimulationConfig, rng: np.random.Generator) -> _Users:
+    """Draw every static attribute and latent parameter of every user."""
+    n = config.n_users
+    signup_day, signup_offset, low_intent = _signups(config, rng)
+    channel = np.where(
+        low_intent, _PROMO, rng.choice(len(_CHANNEL_MIX), size=n, p=_CHANNEL_MIX)
+    ).astype(np.int8)
+    platform = rng.choice(len(PLATFORMS), size=n, p=_PLATFORM_MIX).astype(np.int8)
+    region = rng.choice(len(REGIONS), size=n, p=_REGION_MIX).astype(np.int8)
+
+    mean = np.where(
+        low_intent,
+        config.low_intent_engagement_mean,
+        config.engagement_mean + _CHANNEL_ENGAGEMENT_SHIFT[channel],
+    )
+    engagement = np.clip(_beta(rng, mean, config.engagement_concentration), 1e-4, 0.98)
+    hazard_base = config.hazard_base * np.exp(
+        -config.hazard_engagement_slope * (engagement - config.engagement_mean)
+    )
+    hazard_base = np.minimum(
+        hazard_base * np.where(low_intent, config.low_intent_hazard_multiplier, 1.0), 0.5
+    )
+    return_rate = np.minimum(config.return_rate_base * (0.25 + 1.5 * engagement), 1.0)
+
+    recall_boost = (
+        config.recall_boost_base
+        * _RECALL_CHANNEL[channel]
+        * _RECALL_PLATFORM[platform]
+        * rng.lognormal(0.0, 0.35, size=n)
+    )
+    block_prob = (
+        config.block_prob_base
+        * _BLOCK_CHANNEL[channel]
+        * _BLOCK_PLATFORM[platform]
+        * rng.lognormal(0.0, 0.35, size=n)
+    )
+    like_taste = _beta(rng, np.full(n, config.like_taste_mean), 10.0)
+    social = rng.beta(2.0, 4.0, size=n)
+    activity = 0.2 + 1.8 * engagement
+
+    def _rate(scale: float) -> np.ndarray:
+        return scale * activity * rng.lognormal(-0.125, 0.5, size=n)
+
+    return _Users(
+        signup_day=signup_day,
+        signup_offset=signup_offset,
+        channel=channel,
+        platform=platform,
+        region=region,
+        low_intent=low_intent,
+        engagement=engagement,
+        hazard_base=hazard_base,
+        return_rate=return_rate,
+        recall_boost=recall_boost,
+        block_prob=block_prob,
+        like_taste=like_taste,
+        social=social,
+        search_rate=_rate(config.search_rate),
+        share_rate=_rate(config.share_rate),
+        playlist_rate=_rate(config.playlist_rate),
+    )
+
+
+# ------------------------------------------------------------- shared dynamics
+
+
+def _tenure_factor(config: SimulationConfig, tenure: np.ndarray) -> np.ndarray:
+    return 1.0 + (config.tenure_hazard_peak - 1.0) * np.exp(
+        -tenure / config.tenure_hazard_decay_days
+    )
+
+
+def _behaviour_multiplier(
+    config: SimulationConfig, like_habit: np.ndarray, community: np.ndarray
+) -> np.ndarray:
+    """Hazard multiplier of the like habit, community membership and both."""
+    return (
+        np.where(like_habit, config.like_hazard_multiplier, 1.0)
+        * np.where(community, config.community_hazard_multiplier, 1.0)
+        * np.where(like_habit & community, config.like_community_synergy, 1.0)
+    )
+
+
+def _hazard(hazard0: np.ndarray, tenure_factor: np.ndarray) -> np.ndarray:
+    """End-of-day lapse probability; ``hazard0`` already holds the behaviour multiplier."""
+    return np.minimum(hazard0 * tenure_factor, 1.0)
+
+
+def _return_prob(return_rate: np.ndarray, boost: np.ndarray) -> np.ndarray:
+    return np.minimum(return_rate + boost, 1.0)
+
+
+def _campaign_effects(
+    config: SimulationConfig,
+    users: _Users,
+    idx: np.ndarray,
+    day: int,
+    last_active: np.ndarray,
+    like_habit: np.ndarray,
+    community: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Recall boost ``rho`` and block probability ``d`` of users ``idx`` at a send on ``day``.
+
+    ``last_active``, ``like_habit`` and ``community`` are aligned with ``idx``.
+    """
+    recency = day - last_active
+    rho = (
+        users.recall_boost[idx]
+        * np.where(community, config.recall_community_multiplier, 1.0)
+        * np.where(like_habit, config.recall_like_multiplier, 1.0)
+        * np.exp(-(recency - config.campaign_min_days_inactive) / config.recall_recency_days)
+    )
+    tenure = day - users.signup_day[idx]
+    block = users.block_prob[idx] * np.where(
+        tenure < config.block_short_tenure_days, config.block_short_tenure_multiplier, 1.0
+    )
+    return rho, np.minimum(block, 0.9)
+
+
+# ------------------------------------------------------------------ ground truth
+
+
+@dataclass(frozen=True)
+class _CampaignStep:
+    """A campaign inside a truth horizon, for one group of users."""
+
+    offset: int  # days after the start of the horizon
+    eligible: np.ndarray  # bool, deterministic on the no-activity path
+    rho: np.ndarray
+    block: np.ndarray
+    treated: bool | None  # fixed assignment, or None to mix over both arms
+
+
+@dataclass(frozen=True)
+class _Horizon:
+    """Everything the no-activity recursion needs about a group of users at day ``t``."""
+
+    init: np.ndarray  # (n, 3) state probabilities at the start of day t
+    engagement: np.ndarray
+    return_rate: np.ndarray
+    hazard0: np.ndarray  # h0 times the (frozen) behaviour multiplier
+    tenure0: np.ndarray  # tenure at day t
+    boost: np.ndarray  # rho of a treated window still open at day t (else 0)
+    boost_days: np.ndarray  # days of that window left, counted from day t
+    steps: tuple[_CampaignStep, ...] = field(default=())
+
+
+def _no_activity_path(
+    config: SimulationConfig, h: _Horizon, horizon: int, assignment: Sequence[bool]
+) -> np.ndarray:
+    """P(no activity on days 0..horizon-1) for one fixed assignment of every campaign."""
+    alive, lapsed, blocked = (h.init[:, k].copy() for k in range(3))
+    boost, boost_days = h.boost.copy(), h.boost_days.copy()
+    steps = {s.offset: (s, a) for s, a in zip(h.steps, assignment, strict=True)}
+    for k in range(horizon):
+        if k in steps:
+            step, treated = steps[k]
+            if treated:
+                moved = np.where(step.eligible, step.block, 0.0)
+                blocked = blocked + (alive + lapsed) * moved
+                alive, lapsed = alive * (1.0 - moved), lapsed * (1.0 - moved)
+                boost = np.where(step.eligible, step.rho, boost)
+            else:
+                boost = np.where(step.eligible, 0.0, boost)
+            boost_days = np.where(step.eligible, k + config.response_window_days, boost_days)
+        active_boost = np.where(k < boost_days, boost, 0.0)
+        alive = alive * (1.0 - h.engagement)
+        lapsed = lapsed * (1.0 - _return_prob(h.return_rate, active_boost))
+        hazard = _hazard(h.hazard0, _tenure_factor(config, h.tenure0 + k))
+        alive, lapsed = alive * (1.0 - hazard), lapsed + alive * hazard
+    return alive + lapsed + blocked
+
+
+def _no_activity_dp(config: SimulationConfig, h: _Horizon, horizon: int) -> np.ndarray:
+    """P(no activity in the horizon), mixing over every unassigned campaign's two arms.
+
+    Parameters
+    ----------
+    config : SimulationConfig
+        Supplies the tenure factor, the response window and the treated share.
+    h : _Horizon
+        The users' state at the start of the horizon and the campaigns inside it.
+    horizon : int
+        Number of days.
+
+    Returns
+    -------
+    numpy.ndarray
+        One probability per user.
+    """
+    q = config.campaign_treated_share
+    free = [i for i, s in enumerate(h.steps) if s.treated is None]
+    total = np.zeros(len(h.engagement))
+    for arms in itertools.product((False, True), repeat=len(free)):
+        assignment = [bool(s.treated) for s in h.steps]
+        weight = 1.0
+        for i, arm in zip(free, arms, strict=True):
+            assignment[i] = arm
+            weight *= q if arm else 1.0 - q
+        if weight > 0.0:
+            total += weight * _no_activity_path(config, h, horizon, assignment)
+    return total
+
+
+# ----------------------------------------------------------------------- events
+
+
+def _zipf(rng: np.random.Generator, n: int, size: int, exponent: float) -> np.ndarray:
+    """Ids 1..n with Zipf-like popularity (inverse CDF of a truncated power law)."""
+    u = rng.random(size)
+    if abs(exponent - 1.0) < 1e-9:
+        x = np.exp(u * np.log(n + 1.0))
+    else:
+        a = 1.0 - exponent
+        x = (1.0 + u * ((n + 1.0) ** a - 1.0)) ** (1.0 / a)
+    return np.clip(np.floor(x).astype(np.int64), 1, n)
+
+
+@dataclass(frozen=True)
+class _DayEvents:
+    user_id: np.ndarray
+    ts: np.ndarray
+    event: np.ndarray  # int8 index into EVENT_TYPES
+    item_id: np.ndarray
+    community_id: np.ndarray
+    likes: np.ndarray  # per active user
+    joined: np.ndarray  # per active user: community joined today, 0 = none
+
+
+def _emit_events(
+    config: SimulationConfig,
+    rng: np.random.Generator,
+    users: _Users,
+    idx: np.ndarray,
+    day_start: int,
+    earliest: np.ndarray,
+    home_community: np.ndarray,
+) -> _DayEvents:
+    """Events of the active users ``idx`` on the day starting at ``day_start`` (epoch us).
+
+    ``earliest`` is, per active user, the smallest allowed offset (microseconds)
+    within the day; ``home_community`` the community they post in (0 = none).
+    """
+    m = len(idx)
+    e = users.engagement[idx]
+    social = users.social[idx]
+    member = home_community > 0
+    counts = np.empty((m, len(EVENT_TYPES)), dtype=np.int64)
+    counts[:, 0] = 1 + rng.poisson(config.visit_rate * (0.5 + e))
+    counts[:, _PLAY] = rng.poisson(config.play_rate * (0.3 + 1.5 * e))
+    counts[:, _LIKE] = rng.binomial(counts[:, _PLAY], users.like_taste[idx])
+    counts[:, 3] = rng.poisson(users.search_rate[idx])
+    counts[:, 4] = rng.poisson(users.share_rate[idx])
+    counts[:, _PLAYLIST] = rng.poisson(users.playlist_rate[idx])
+    counts[:, _JOIN] = ~member & (rng.random(m) < config.community_join_rate * social)
+    counts[:, _POST] = rng.poisson(np.where(member, config.community_post_rate * social, 0.0))
+
+    per_type = counts.sum(axis=0)
+    pos = np.concatenate([np.repeat(np.arange(m), counts[:, k]) for k in range(counts.shape[1])])
+    event = np.repeat(np.arange(len(EVENT_TYPES), dtype=np.int8), per_type)
+    n = len(pos)
+    lo = earliest[pos]
+    ts = day_start + lo + (rng.random(n) * (DAY_US - lo)).astype(np.int64)
+
+    bounds = np.concatenate([[0], np.cumsum(per_type)])
+    item_id = np.zeros(n, dtype=np.int64)
+    for k in _SONG_EVENTS:
+        item_id[bounds[k] : bounds[k + 1]] = _zipf(
+            rng, config.n_songs, int(per_type[k]), config.song_zipf_exponent
+        )
+    community_id = np.zeros(n, dtype=np.int64)
+    joins = _zipf(rng, config.n_communities, int(per_type[_JOIN]), 0.8)
+    community_id[bounds[_JOIN] : bounds[_JOIN + 1]] = joins
+    community_id[bounds[_POST] : bounds[_POST + 1]] = home_community[pos[bounds[_POST] :]]
+    joined = np.zeros(m, dtype=np.int64)
+    joined[pos[bounds[_JOIN] : bounds[_JOIN + 1]]] = joins
+    return _DayEvents(
+        user_id=idx[pos] + 1,
+        ts=ts,
+        event=event,
+        item_id=item_id,
+        community_id=community_id,
+        likes=counts[:, _LIKE],
+        joined=joined,
+    )
+
+
+_EVENT_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("event", pa.string()),
+        ("item_id", pa.int64()),
+        ("community_id", pa.int64()),
+    ]
+)
+_EVENT_NAMES = pa.array(EVENT_TYPES, type=pa.string())
+
+
+def _events_table(chunks: list[_DayEvents]) -> pa.Table:
+    user_id = np.concatenate([c.user_id for c in chunks])
+    ts = np.concatenate([c.ts for c in chunks])
+    event = np.concatenate([c.event for c in chunks])
+    item_id = np.concatenate([c.item_id for c in chunks])
+    community_id = np.concatenate([c.community_id for c in chunks])
+    return pa.Table.from_arrays(
+        [
+            pa.array(user_id),
+            pa.array(ts, type=pa.timestamp("us", tz="UTC")),
+            _EVENT_NAMES.take(pa.array(event)),
+            pa.array(item_id, mask=item_id == 0),
+            pa.array(community_id, mask=community_id == 0),
+        ],
+        schema=_EVENT_SCHEMA,
+    )
+
+
+# ------------------------------------------------------------------------ tables
+
+
+def _utc(day_start_us: int, us: np.ndarray) -> pa.Array:
+    return pa.array(day_start_us + us, type=pa.timestamp("us", tz="UTC"))
+
+
+def _epoch_us(day: dt.date) -> int:
+    return (day - dt.date(1970, 1, 1)).days * DAY_US
+
+
+def _users_table(users: _Users, t0: int) -> pa.Table:
+    return pa.table(
+        {
+            "user_id": pa.array(np.arange(1, len(users.signup_day) + 1, dtype=np.int64)),
+            "signup_ts": _utc(t0, users.signup_day * DAY_US + users.signup_offset),
+            "acquisition_channel": pa.array(CHANNELS).take(pa.array(users.channel)),
+            "platform": pa.array(PLATFORMS).take(pa.array(users.platform)),
+            "region": pa.array(REGIONS).take(pa.array(users.region)),
+        }
+    )
+
+
+def _truth_users_table(users: _Users, state: np.ndarray) -> pa.Table:
+    columns = {
+        "user_id": pa.array(np.arange(1, len(users.signup_day) + 1, dtype=np.int64)),
+        "low_intent": pa.array(users.low_intent),
+    }
+    for name in (
+        "engagement",
+        "hazard_base",
+        "return_rate",
+        "recall_boost",
+        "block_prob",
+        "like_taste",
+        "social",
+        "search_rate",
+        "share_rate",
+        "playlist_rate",
+    ):
+        columns[name] = pa.array(getattr(users, name))
+    columns["final_state"] = pa.array(STATES).take(pa.array(state))
+    return pa.table(columns)
+
+
+def _segment(p_control: np.ndarray, uplift: np.ndarray) -> pa.Array:
+    code = np.where(
+        uplift > SEGMENT_UPLIFT_THRESHOLD,
+        0,
+        np.where(
+            uplift < -SEGMENT_UPLIFT_THRESHOLD,
+            3,
+            np.where(p_control >= SURE_THING_P_CONTROL, 1, 2),
+        ),
+    )
+    names = pa.array(["persuadable", "sure_thing", "lost_cause", "sleeping_dog"])
+    return names.take(pa.array(code))
+
+
+def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+_CAMPAIGN_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("campaign_id", pa.string()),
+        ("sent_ts", pa.timestamp("us", tz="UTC")),
+        ("treated", pa.bool_()),
+        ("channel", pa.string()),
+    ]
+)
+_EXPOSURE_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("campaign_id", pa.string()),
+        ("sent_ts", pa.timestamp("us", tz="UTC")),
+        ("treated", pa.bool_()),
+        ("p_treated", pa.float64()),
+        ("p_control", pa.float64()),
+        ("uplift", pa.float64()),
+        ("segment", pa.string()),
+        ("p_treated_observed", pa.float64()),
+        ("p_control_observed", pa.float64()),
+        ("recall_boost", pa.float64()),
+        ("block_prob", pa.float64()),
+        ("state_at_send", pa.string()),
+    ]
+)
+_CHURN_SCHEMA = pa.schema(
+    [
+        ("as_of", pa.timestamp("us", tz="UTC")),
+        ("user_id", pa.int64()),
+        ("p_churn", pa.float64()),
+        ("p_churn_observed", pa.float64()),
+        ("state", pa.string()),
+    ]
+)
+
+
+# ------------------------------------------------------------------- simulation
+
+
+class _World:
+    """The mutable state of one simulation run (private to :func:`simulate`)."""
+
+    def __init__(self, config: SimulationConfig, users: _Users) -> None:
+        n = config.n_users
+        self.config = config
+        self.users = users
+        self.state = np.full(n, ALIVE, dtype=np.int8)
+        self.last_active = np.full(n, -1, dtype=np.int64)
+        self.early_likes = np.zeros(n, dtype=np.int64)
+        self.like_habit = np.zeros(n, dtype=bool)
+        self.home_community = np.zeros(n, dtype=np.int64)
+        self.window_end = np.full(n, -1, dtype=np.int64)  # first day after the window
+        self.boost = np.zeros(n)  # rho of the current window (0 for control)
+        # Filtered belief over (alive, lapsed, blocked) from observed activity.
+        self.belief = np.zeros((n, 3))
+        self.belief[:, ALIVE] = 1.0
+
+    def hazard0(self, idx: np.ndarray | slice) -> np.ndarray:
+        return self.users.hazard_base[idx] * _behaviour_multiplier(
+            self.config, self.like_habit[idx], self.home_community[idx] > 0
+        )
+
+    def horizon(self, idx: np.ndarray, day: int, horizon: int, treated: bool | None) -> _Horizon:
+        """The truth recursion's inputs for users ``idx`` from the start of ``day``.
+
+        ``treated`` fixes the arm of a campaign sent on ``day`` itself (exposures);
+        ``None`` mixes over both arms of every campaign (churn).
+        """
+        cfg, users = self.config, self.users
+        last_active = self.last_active[idx]
+        like_habit = self.like_habit[idx]
+        community = self.home_community[idx] > 0
+        window_end = self.window_end[idx]
+        steps = []
+        for c in cfg.campaign_days:
+            if not day <= c < day + horizon:
+                continue
+            recency = c - last_active
+            eligible = (
+                (users.signup_day[idx] < c)
+                & (recency >= cfg.campaign_min_days_inactive)
+                & (recency <= cfg.campaign_max_days_inactive)
+                & (window_end <= c)
+            )
+            rho, block = _campaign_effects(cfg, users, idx, c, last_active, like_habit, community)
+            steps.append(
+                _CampaignStep(
+                    offset=c - day,
+                    eligible=eligible,
+                    rho=rho,
+                    block=block,
+                    treated=treated if c == day else None,
+                )
+            )
+            window_end = np.where(eligible, c + cfg.response_window_days, window_end)
+        return _Horizon(
+            init=np.eye(3)[self.state[idx]],
+            engagement=users.engagement[idx],
+            return_rate=users.return_rate[idx],
+            hazard0=self.hazard0(idx),
+            tenure0=(day - users.signup_day[idx]).astype(np.float64),
+            boost=np.where(self.window_end[idx] > day, self.boost[idx], 0.0),
+            boost_days=np.maximum(self.window_end[idx] - day, 0),
+            steps=tuple(steps),
+        )
+
+    def observed(self, h: _Horizon, idx: np.ndarray) -> _Horizon:
+        """The same horizon, starting from the filtered belief instead of the true state."""
+        return _Horizon(
+            init=self.belief[idx],
+            engagement=h.engagement,
+            return_rate=h.return_rate,
+            hazard0=h.hazard0,
+            tenure0=h.tenure0,
+            boost=h.boost,
+            boost_days=h.boost_days,
+            steps=h.steps,
+        )
+
+
+def _churn_truth(world: _World, day: int, n_signed: int, truth: TruthSpec, t0: int) -> pa.Table:
+    users = world.users
+    signed = np.arange(n_signed)
+    eligible = (users.signup_day[:n_signed] < day) & (
+        world.last_active[:n_signed] >= day - truth.eligibility_days
+    )
+    idx = signed[eligible]
+    h = world.horizon(idx, day, truth.horizon_days, treated=None)
+    p_churn = _no_activity_dp(world.config, h, truth.horizon_days)
+    p_observed = _no_activity_dp(world.config, world.observed(h, idx), truth.horizon_days)
+    return pa.Table.from_arrays(
+        [
+            _utc(t0, np.full(len(idx), day * DAY_US, dtype=np.int64)),
+            pa.array(idx + 1),
+            pa.array(p_churn),
+            pa.array(p_observed),
+            pa.array(STATES).take(pa.array(world.state[idx])),
+        ],
+        schema=_CHURN_SCHEMA,
+    )
+
+
+def _send_campaign(
+    world: _World, rng: np.random.Generator, day: int, n_signed: int, t0: int
+) -> tuple[pa.Table, pa.Table]:
+    """Send the day's campaign: assign arms, record truth, apply blocks and windows."""
+    cfg, users = world.config, world.users
+    recency = day - world.last_active[:n_signed]
+    eligible = (
+        (users.signup_day[:n_signed] < day)
+        & (recency >= cfg.campaign_min_days_inactive)
+        & (recency <= cfg.campaign_max_days_inactive)
+        & (world.window_end[:n_signed] <= day)
+    )
+    idx = np.flatnonzero(eligible)
+    treated = rng.random(len(idx)) < cfg.campaign_treated_share
+    block_draw = rng.random(len(idx))
+
+    h_treated = world.horizon(idx, day, cfg.response_window_days, treated=True)
+    h_control = world.horizon(idx, day, cfg.response_window_days, treated=False)
+    w = cfg.response_window_days
+    p_treated = 1.0 - _no_activity_dp(cfg, h_treated, w)
+    p_control = 1.0 - _no_activity_dp(cfg, h_control, w)
+    p_treated_obs = 1.0 - _no_activity_dp(cfg, world.observed(h_treated, idx), w)
+    p_control_obs = 1.0 - _no_activity_dp(cfg, world.observed(h_control, idx), w)
+    rho, block = h_treated.steps[0].rho, h_treated.steps[0].block
+    uplift = p_treated - p_control
+
+    campaign_id = f"recall-{cfg.start + dt.timedelta(days=day):%Y-%m-%d}"
+    sent = _utc(t0, np.full(len(idx), day * DAY_US + SEND_OFFSET_US, dtype=np.int64))
+    zeros = pa.array(np.zeros(len(idx), dtype=np.int8))
+    ids = pa.array([campaign_id]).take(zeros)
+    campaigns = pa.Table.from_arrays(
+        [pa.array(idx + 1), ids, sent, pa.array(treated), pa.array(["push"]).take(zeros)],
+        schema=_CAMPAIGN_SCHEMA,
+    )
+    exposures = pa.Table.from_arrays(
+        [
+            pa.array(idx + 1),
+            ids,
+            sent,
+            pa.array(treated),
+            pa.array(p_treated),
+            pa.array(p_control),
+            pa.array(uplift),
+            _segment(p_control, uplift),
+            pa.array(p_treated_obs),
+            pa.array(p_control_obs),
+            pa.array(rho),
+            pa.array(block),
+            pa.array(STATES).take(pa.array(world.state[idx])),
+        ],
+        schema=_EXPOSURE_SCHEMA,
+    )
+
+    moved = treated & (world.state[idx] != BLOCKED) & (block_draw < block)
+    world.state[idx[moved]] = BLOCKED
+    d = np.where(treated, block, 0.0)
+    b = world.belief[idx]
+    world.belief[idx] = np.column_stack(
+        [b[:, ALIVE] * (1 - d), b[:, LAPSED] * (1 - d), b[:, BLOCKED] + (1 - b[:, BLOCKED]) * d]
+    )
+    world.window_end[idx] = day + w
+    world.boost[idx] = np.where(treated, rho, 0.0)
+    return campaigns, exposures
+
+
+def _earliest_offset(world: _World, day: int, idx: np.ndarray) -> np.ndarray:
+    """Smallest in-day offset of each active user's events.
+
+    After the signup instant on the signup day; after 10:00 on the send day and
+    on the first day after the response window of an exposure, so that
+    ``[sent_ts, sent_ts + W days)`` covers exactly days ``t .. t+W-1``. Never 0,
+    so no event sits on a midnight.
+    """
+    users = world.users
+    lo = np.ones(len(idx), dtype=np.int64)
+    lo = np.where(users.signup_day[idx] == day, users.signup_offset[idx] + 1, lo)
+    window_end = world.window_end[idx]
+    boundary = (window_end == day + world.config.response_window_days) | (window_end == day)
+    return np.where(boundary, np.maximum(lo, SEND_OFFSET_US + 1), lo)
+
+
+def _check_snapshots(config: SimulationConfig, truth: TruthSpec) -> list[int]:
+    days = []
+    t0 = dt.datetime.combine(config.start, dt.time(0), tzinfo=dt.UTC)
+    for ts in truth.snapshots:
+        day = (ts - t0).days
+        if not 1 <= day <= config.days - truth.horizon_days:
+            raise ValueError(
+                "The `snapshots` parameter of `TruthSpec` must be midnights from start + 1 day "
+                f"to the end of the simulation minus horizon_days={truth.horizon_days}. Got "
+                f"{ts.isoformat()} instead."
+            )
+        days.append(day)
+    return days
+
+
+def simulate(
+    config: SimulationConfig,
+    out_dir: Path,
+    *,
+    truth: TruthSpec | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SimulationResult:
+    """Simulate the app and write its event log, tables and ground truth as Parquet.
+
+    Parameters
+    ----------
+    config : SimulationConfig
+        The simulated world; same config (including ``seed``) gives
+        byte-identical files.
+    out_dir : Path
+        Output directory (created if missing). Receives ``events.parquet``,
+        ``users.parquet``, ``campaigns.parquet`` and ``truth/`` with
+        ``users.parquet``, ``exposures.parquet``, ``README.md`` and, when
+        ``truth`` is given, ``churn.parquet``.
+    truth : TruthSpec, optional
+        Snapshots for the churn ground truth. Computing truth draws no random
+        numbers, so it never changes the simulated data.
+    progress : callable, optional
+        ``progress(day_index, n_days)`` is called after each simulated day,
+        with the 0-based index of the day just finished.
+
+    Returns
+    -------
+    SimulationResult
+        Paths of the written files and row counts.
+
+    Raises
+    ------
+    ValueError
+        If a snapshot is not inside the simulated period with room for its horizon.
+
+    Notes
+    -----
+    ``events.parquet``: ``user_id`` int64, ``ts`` timestamp[us, UTC], ``event``
+    string (one of ``visit, play, like, search, share, playlist_add,
+    community_join, community_post``), ``item_id`` (song, for play / like /
+    playlist_add, else null), ``community_id`` (for community_join /
+    community_post, else null). Rows are grouped by simulated days, not
+    sorted. The event log is streamed in row groups of
+    ``config.row_group_days`` days, so memory stays bounded.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> import tempfile
+    >>> cfg = SimulationConfig(n_users=200, days=30, campaign_days=[20])
+    >>> result = simulate(cfg, Path(tempfile.mkdtemp()))
+    >>> result.n_users
+    200
+    """
+    snapshot_days = _check_snapshots(config, truth) if truth is not None else []
+    out_dir = Path(out_dir)
+    truth_dir = out_dir / "truth"
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    streams = np.random.SeedSequence(config.seed).spawn(5)
+    rng_users, rng_campaign, rng_activity, rng_events, rng_lapse = (
+        np.random.default_rng(s) for s in streams
+    )
+    users = _draw_users(config, rng_users)
+    world = _World(config, users)
+    t0 = _epoch_us(config.start)
+    first_signup = np.searchsorted(users.signup_day, np.arange(config.days + 1))
+    campaign_days = set(config.campaign_days)
+
+    campaigns, exposures, churn = [], [], []
+    n_events = 0
+    buffer: list[_DayEvents] = []
+    events_path = out_dir / "events.parquet"
+    with pq.ParquetWriter(
+        events_path, _EVENT_SCHEMA, use_dictionary=["event", "item_id", "community_id"]
+    ) as writer:
+        for day in range(config.days):
+            n_prev, n_signed = int(first_signup[day]), int(first_signup[day + 1])
+            if day in snapshot_days:
+                churn.append(_churn_truth(world, day, n_prev, truth, t0))
+            if day in campaign_days:
+                sent = _send_campaign(world, rng_campaign, day, n_prev, t0)
+                campaigns.append(sent[0])
+                exposures.append(sent[1])
+
+            # Activity (new users are active on their signup day).
+            s = slice(0, n_signed)
+            state = world.state[s]
+            boost = np.where(world.window_end[s] > day, world.boost[s], 0.0)
+            p_return = _return_prob(users.return_rate[s], boost)
+            u = rng_activity.random(n_signed)
+            active = np.where(
+                state == ALIVE, u < users.engagement[s], (state == LAPSED) & (u < p_return)
+            )
+            active[n_prev:] = True
+            world.state[s] = np.where(active, ALIVE, state)
+            belief = world.belief[s]
+            quiet = belief * np.column_stack(
+                [1.0 - users.engagement[s], 1.0 - p_return, np.ones(n_signed)]
+            )
+            quiet /= quiet.sum(axis=1, keepdims=True)
+            world.belief[s] = np.where(active[:, None], np.array([1.0, 0.0, 0.0]), quiet)
+
+            # Events and the behaviour they reveal.
+            idx = np.flatnonzero(active)
+            day_events = _emit_events(
+                config,
+                rng_events,
+                users,
+                idx,
+                t0 + day * DAY_US,
+                _earliest_offset(world, day, idx),
+                world.home_community[idx],
+            )
+            buffer.append(day_events)
+            world.last_active[idx] = day
+            early = day - users.signup_day[idx] < config.like_habit_days
+            world.early_likes[idx] += np.where(early, day_events.likes, 0)
+            world.like_habit[idx] = world.early_likes[idx] > config.like_habit_threshold
+            joined = day_events.joined > 0
+            world.home_community[idx[joined]] = day_events.joined[joined]
+
+            # End of day: alive users lapse.
+            hazard = _hazard(
+                world.hazard0(s),
+                _tenure_factor(config, (day - users.signup_day[s]).astype(np.float64)),
+            )
+            lapse = (world.state[s] == ALIVE) & (rng_lapse.random(n_signed) < hazard)
+            world.state[s] = np.where(lapse, LAPSED, world.state[s])
+            belief = world.belief[s]
+            world.belief[s] = np.column_stack(
+                [belief[:, ALIVE] * (1 - hazard), belief[:, LAPSED] + belief[:, ALIVE] * hazard,
+                 belief[:, BLOCKED]]
+            )
+
+            if len(buffer) == config.row_group_days or day == config.days - 1:
+                table = _events_table(buffer)
+                writer.write_table(table, row_group_size=max(len(table), 1))
+                n_events += len(table)
+                buffer = []
+            if progress is not None:
+                progress(day, config.days)
+
+    users_path = out_dir / "users.parquet"
+    campaigns_path = out_dir / "campaigns.parquet"
+    campaign_table = _concat(campaigns, _CAMPAIGN_SCHEMA)
+    pq.write_table(_users_table(users, t0), users_path)
+    pq.write_table(campaign_table, campaigns_path)
+    pq.write_table(_truth_users_table(users, world.state), truth_dir / "users.parquet")
+    pq.write_table(_concat(exposures, _EXPOSURE_SCHEMA), truth_dir / "exposures.parquet")
+    if truth is not None:
+        pq.write_table(_concat(churn, _CHURN_SCHEMA), truth_dir / "churn.parquet")
+    (truth_dir / "README.md").write_text(_TRUTH_README)
+    return SimulationResult(
+        events_path=events_path,
+        users_path=users_path,
+        campaigns_path=campaigns_path,
+        truth_dir=truth_dir,
+        n_users=config.n_users,
+        n_events=n_events,
+        n_exposures=campaign_table.num_rows,
+    )

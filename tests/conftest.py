@@ -1,0 +1,83 @@
+"""Shared fixtures: tiny hand-built event logs written as files with a dataset config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from churnml.config import load_dataset_config
+from churnml.data import open_dataset
+
+
+def write_dataset(
+    folder: Path,
+    events: list[dict] | pd.DataFrame,
+    users: list[dict] | pd.DataFrame | None = None,
+    campaigns: list[dict] | pd.DataFrame | None = None,
+    *,
+    fmt: str = "csv",
+    **config,
+) -> Path:
+    """Write tables (CSV or Parquet) and a dataset.yaml that points at them; return the config path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = {}
+    for name, rows in (("events", events), ("users", users), ("campaigns", campaigns)):
+        if rows is None:
+            continue
+        df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+        path = folder / f"{name}.{fmt}"
+        if fmt == "csv":
+            df.to_csv(path, index=False)
+        else:
+            for col in ("ts", "signup_ts", "sent_ts"):
+                if col in df and df[col].dtype == object:
+                    df = df.assign(**{col: pd.to_datetime(df[col], utc=True)})
+            df.to_parquet(path, index=False)
+        sources[name] = {"path": path.name}
+    doc = {"name": "test", "sources": sources, **config}
+    cfg = folder / "dataset.yaml"
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
+    return cfg
+
+
+def open_tiny(folder: Path, *args, **kwargs):
+    """Write a dataset and open (validate) it."""
+    return open_dataset(load_dataset_config(write_dataset(folder, *args, **kwargs)))
+
+
+# A three-user music log whose features are worked out by hand in test_features.py.
+TINY_EVENTS = [
+    {"user_id": "u1", "ts": "2024-01-01T10:00:00Z", "event": "play", "item_id": 1},
+    {"user_id": "u1", "ts": "2024-01-01T11:00:00Z", "event": "like", "item_id": 1},
+    {"user_id": "u1", "ts": "2024-01-03T09:00:00Z", "event": "play", "item_id": 2},
+    {"user_id": "u2", "ts": "2024-01-02T08:00:00Z", "event": "play", "item_id": 3},
+    {"user_id": "u2", "ts": "2024-01-09T08:00:00Z", "event": "play", "item_id": 3},
+    {"user_id": "u3", "ts": "2024-01-05T08:00:00Z", "event": "like", "item_id": 4},
+    {"user_id": "u3", "ts": "2024-01-06T00:00:00Z", "event": "play", "item_id": 4},
+]
+TINY_USERS = [
+    {"user_id": "u1", "signup_ts": "2024-01-01T09:00:00Z", "channel": "organic"},
+    {"user_id": "u2", "signup_ts": "2024-01-02T07:00:00Z", "channel": "paid"},
+    {"user_id": "u3", "signup_ts": "2024-01-05T07:00:00Z", "channel": "organic"},
+    {"user_id": "u4", "signup_ts": "2024-01-07T07:00:00Z", "channel": "organic"},
+]
+TINY_CAMPAIGNS = [
+    {"user_id": "u1", "campaign_id": "c1", "sent_ts": "2024-01-02T00:00:00Z", "treated": True},
+    {"user_id": "u2", "campaign_id": "c1", "sent_ts": "2024-01-02T00:00:00Z", "treated": False},
+]
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    """The tiny log, validated, with a 2-day response window and a 3-day horizon."""
+    return open_tiny(tmp_path, TINY_EVENTS, TINY_USERS, TINY_CAMPAIGNS,
+                     response_window_days=2, horizon_days=3, observed_until="2024-01-12")
+
+
+@pytest.fixture
+def seed() -> int:
+    """The seed every randomised test uses."""
+    return 20240101

@@ -1,0 +1,160 @@
+"""Every data-contract problem gives one clear line; nothing is dropped silently."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from churnml.config import load_dataset_config
+from churnml.data import open_dataset
+from churnml.exceptions import ConfigError, ContractError, DataWarning
+
+from conftest import TINY_CAMPAIGNS, TINY_EVENTS, TINY_USERS, open_tiny, write_dataset
+
+UNTIL = {"observed_until": "2024-02-01"}
+
+
+def _problems(tmp_path, events=TINY_EVENTS, users=TINY_USERS, campaigns=TINY_CAMPAIGNS, **kw):
+    with pytest.raises(ContractError) as info:
+        open_tiny(tmp_path, events, users, campaigns, **{**UNTIL, **kw})
+    return [str(p) for p in info.value.problems]
+
+
+def test_valid_log_passes(tmp_path):
+    ds = open_tiny(tmp_path, TINY_EVENTS, TINY_USERS, TINY_CAMPAIGNS, **UNTIL)
+    assert (ds.n_events, ds.n_users, ds.n_duplicates) == (7, 4, 0)
+
+
+@pytest.mark.parametrize("table,column", [("events", "ts"), ("events", "event"), ("events", "user_id"),
+                                          ("users", "signup_ts"), ("campaigns", "treated")])
+def test_missing_required_column(tmp_path, table, column):
+    data = {"events": TINY_EVENTS, "users": TINY_USERS, "campaigns": TINY_CAMPAIGNS}
+    data[table] = [{k: v for k, v in r.items() if k != column} for r in data[table]]
+    lines = _problems(tmp_path, **data)
+    assert lines == [f"{table}.csv: column '{column}': required column missing "
+                     f"(columns found: {', '.join(data[table][0])})"]
+
+
+def test_empty_table(tmp_path):
+    (tmp_path / "events.csv").parent.mkdir(exist_ok=True)
+    cfg = write_dataset(tmp_path, TINY_EVENTS, TINY_USERS, **UNTIL)
+    (tmp_path / "events.csv").write_text("user_id,ts,event\n")
+    with pytest.raises(ContractError, match=r"^events.csv: table is empty \(no rows\)$"):
+        open_dataset(load_dataset_config(cfg))
+
+
+def test_missing_file(tmp_path):
+    cfg = write_dataset(tmp_path, TINY_EVENTS, **UNTIL)
+    (tmp_path / "events.csv").unlink()
+    with pytest.raises(ContractError, match="^events.csv: file not found$"):
+        open_dataset(load_dataset_config(cfg))
+
+
+def test_bad_values_each_one_line(tmp_path):
+    events = TINY_EVENTS + [
+        {"user_id": "u1", "ts": "yesterday", "event": "play", "item_id": 1},
+        {"user_id": "", "ts": "2024-01-02T00:00:00Z", "event": "play", "item_id": 1},
+        {"user_id": "u2", "ts": "2023-12-01T00:00:00Z", "event": "play", "item_id": 1},
+        {"user_id": "u9", "ts": "2024-01-02T00:00:00Z", "event": "play", "item_id": 1},
+        {"user_id": "u1", "ts": "2024-03-02T00:00:00Z", "event": "play", "item_id": 1},
+        {"user_id": "u1", "ts": "2024-01-02T00:00:00Z", "event": "", "item_id": 1},
+    ]
+    campaigns = TINY_CAMPAIGNS + [
+        {"user_id": "u1", "campaign_id": "c2", "sent_ts": "2024-01-03T00:00:00Z", "treated": "perhaps"},
+        {"user_id": "ghost", "campaign_id": "c2", "sent_ts": "2024-01-03T00:00:00Z", "treated": True},
+    ]
+    lines = _problems(tmp_path, events=events, campaigns=campaigns)
+    assert lines == [
+        "events.csv: column 'ts': 1 unparsable timestamps (e.g. 'yesterday')",
+        "events.csv: column 'user_id': 1 null or empty user ids",
+        "events.csv: column 'event': 1 null or empty event names",
+        "events.csv: column 'ts': 1 events at or after observed_until 2024-02-01T00:00:00+00:00 "
+        "(e.g. '2024-03-02 00:00:00+00:00')",
+        "events.csv: column 'user_id': 1 events of users missing from users.csv (e.g. 'u9')",
+        "events.csv: column 'ts': 1 events before the user's signup_ts (e.g. 'u2 at 2023-12-01 00:00:00+00')",
+        "campaigns.csv: column 'treated': 1 values that are not boolean (e.g. 'perhaps')",
+        "campaigns.csv: column 'user_id': 1 campaign rows for unknown users (e.g. 'ghost')",
+    ]
+
+
+def test_mixed_timezones(tmp_path):
+    events = [dict(TINY_EVENTS[0], ts="2024-01-01 10:00:00")] + TINY_EVENTS[1:]
+    lines = _problems(tmp_path, events=events)
+    assert lines == ["events.csv: column 'ts': 1 timestamps without a timezone mixed with 6 that have one "
+                     "(mixed timezones; give every value an offset, or none for UTC) (e.g. '2024-01-01 10:00:00')"]
+
+
+def test_offsets_are_converted_to_utc(tmp_path):
+    events = [dict(r, ts=r["ts"].replace("T10:00:00Z", "T12:00:00+02:00")) for r in TINY_EVENTS]
+    ds = open_tiny(tmp_path, events, TINY_USERS, **UNTIL)
+    first = ds.events.order_by("ts").limit(1).to_pyarrow().to_pylist()[0]
+    assert first["ts"].isoformat() == "2024-01-01T10:00:00+00:00"
+
+
+def test_future_events_without_observed_until(tmp_path):
+    events = TINY_EVENTS + [{"user_id": "u1", "ts": "2999-01-01T00:00:00Z", "event": "play", "item_id": 1}]
+    with pytest.raises(ContractError, match=r"1 events in the future \(after now"):
+        open_tiny(tmp_path, events, TINY_USERS)
+
+
+def test_repeated_user_ids(tmp_path):
+    lines = _problems(tmp_path, users=TINY_USERS + [TINY_USERS[0]], campaigns=None)
+    assert lines == ["users.csv: column 'user_id': 1 repeated user ids (e.g. 'u1')"]
+
+
+def test_numeric_treated_accepted(tmp_path):
+    campaigns = [dict(c, treated=int(c["treated"])) for c in TINY_CAMPAIGNS]
+    ds = open_tiny(tmp_path, TINY_EVENTS, TINY_USERS, campaigns, **UNTIL)
+    assert ds.campaigns.treated.to_pyarrow().to_pylist() == [True, False]
+
+
+def test_duplicates_counted_dropped_and_warned(tmp_path):
+    events = TINY_EVENTS + TINY_EVENTS[:2] + TINY_EVENTS[:1]
+    with pytest.warns(DataWarning, match="3 exact duplicate events dropped"):
+        ds = open_tiny(tmp_path, events, TINY_USERS, **UNTIL)
+    assert ds.n_duplicates == 3 and ds.n_events == len(TINY_EVENTS)
+    assert ds.events.count().to_pyarrow().as_py() == len(TINY_EVENTS)
+
+
+def test_parquet_and_duckdb_sources_agree(tmp_path):
+    ds_csv = open_tiny(tmp_path / "csv", TINY_EVENTS, TINY_USERS, **UNTIL)
+    ds_pq = open_tiny(tmp_path / "pq", TINY_EVENTS, TINY_USERS, fmt="parquet", **UNTIL)
+    db = tmp_path / "log.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"CREATE TABLE ev AS SELECT * FROM read_parquet('{tmp_path / 'pq' / 'events.parquet'}')")
+        con.execute(f"CREATE TABLE us AS SELECT * FROM read_parquet('{tmp_path / 'pq' / 'users.parquet'}')")
+    cfg = tmp_path / "db.yaml"
+    cfg.write_text(
+        "sources:\n"
+        f"  events: {{database: {db}, query: \"SELECT user_id, ts, event FROM ev WHERE event <> 'x'\"}}\n"
+        f"  users: {{database: {db}, table: us}}\n"
+        "observed_until: 2024-02-01\n"
+    )
+    ds_db = open_dataset(load_dataset_config(cfg))
+    cols = ["user_id", "ts", "event"]
+    sort = lambda ds: ds.events.select(*cols).order_by(cols).to_pyarrow()  # noqa: E731
+    assert sort(ds_csv).equals(sort(ds_pq)) and sort(ds_pq).equals(sort(ds_db))
+
+
+def test_column_mapping(tmp_path):
+    events = [{"customer": r["user_id"], "when": r["ts"], "action": r["event"]} for r in TINY_EVENTS]
+    cfg = write_dataset(tmp_path, events, **UNTIL)
+    text = cfg.read_text().replace(
+        "path: events.csv}", "path: events.csv, columns: {user_id: customer, ts: when, event: action}}")
+    cfg.write_text(text)
+    ds = open_dataset(load_dataset_config(cfg))
+    assert ds.signup_inferred and ds.n_users == 3
+
+
+@pytest.mark.parametrize("text,match", [
+    ("sources: {}", r"sources.events: Field required"),
+    ("sources: {events: {path: a.csv}}\nhorizon_days: -3", r"horizon_days: Input should be greater than 0"),
+    ("sources: {events: {path: a.csv, table: t}}", r"must name exactly one of path, table or query"),
+    ("sources: {events: {path: a.csv}}\nwindows: [1]", r"windows: Extra inputs are not permitted"),
+    ("- just a list", r"expected a mapping of settings, got list"),
+])
+def test_bad_config(tmp_path, text, match):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_dataset_config(cfg)
