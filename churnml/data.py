@@ -217,10 +217,10 @@ def _normalise_ts(t: ibis.Table, col: str, label: str, problems: list[DataProble
 
 def _check_columns(t: ibis.Table, kind: str, label: str) -> list[DataProblem]:
     missing = [c for c in REQUIRED_COLUMNS[kind] if c not in t.columns]
-    return [
-        DataProblem(label, c, 0, f"required column missing (columns found: {', '.join(t.columns)})")
-        for c in missing
-    ]
+    if not missing:
+        return []
+    what = "required column missing" if len(missing) == 1 else "required columns missing"
+    return [DataProblem(label, ", ".join(missing), 0, f"{what} (columns found: {', '.join(t.columns)})")]
 
 
 def _bad_ids(t: ibis.Table):

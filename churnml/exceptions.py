@@ -49,7 +49,8 @@ class DataProblem:
     example: str | None = None
 
     def __str__(self) -> str:
-        where = f"{self.source}: column '{self.column}'" if self.column else self.source
+        noun = "columns" if self.column and ", " in self.column else "column"
+        where = f"{self.source}: {noun} '{self.column}'" if self.column else self.source
         line = f"{where}: {self.message}"
         if self.count:
             line = f"{where}: {self.count:,} {self.message}"

@@ -1,0 +1,113 @@
+"""The command line as users and schedulers drive it."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from churnml.cli import app
+
+from conftest import TINY_EVENTS, TINY_USERS, write_dataset
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sim")
+    res = invoke("simulate", "--out", folder, "--users", 800, "--days", 70, "--seed", 5)
+    assert res.exit_code == 0, res.output
+    return folder
+
+
+def test_help_explains_every_command():
+    res = invoke("--help")
+    assert res.exit_code == 0
+    for cmd in ("simulate", "validate", "features", "run"):
+        assert cmd in res.output
+    res = invoke("features", "build", "--help")
+    assert res.exit_code == 0 and "--as-of" in res.output and "only events before" in res.output
+
+
+def test_simulate_then_build_training_set(simulated, tmp_path):
+    assert (simulated / "dataset.yaml").exists() and (simulated / "events.parquet").exists()
+    out = tmp_path / "train.parquet"
+    res = invoke("features", "build", "--config", simulated / "dataset.yaml", "--out", out)
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(out)
+    schema = json.loads((tmp_path / "train.schema.json").read_text())
+    assert [c["name"] for c in schema["columns"]] == table.column_names
+    assert schema["label"] == "churned" and "churned" in table.column_names
+    assert all(c.get("description") for c in schema["columns"])
+    assert len(set(table.column("as_of").to_pylist())) == len(schema["snapshots"]) > 1
+    assert "churn rate" in res.output
+
+
+def test_build_at_explicit_as_of_has_no_label(simulated, tmp_path):
+    out = tmp_path / "score.parquet"
+    res = invoke("features", "build", "-c", simulated / "dataset.yaml", "--as-of", "2024-03-01", "-o", out)
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(out)
+    assert "churned" not in table.column_names
+    assert {a.isoformat() for a in table.column("as_of").to_pylist()} == {"2024-03-01T00:00:00+00:00"}
+
+
+def test_failed_build_keeps_earlier_output(simulated, tmp_path):
+    out = tmp_path / "f.parquet"
+    assert invoke("features", "build", "-c", simulated / "dataset.yaml", "--as-of", "2024-03-01", "-o", out).exit_code == 0
+    before = out.read_bytes()
+    # the label window of the last simulated day is not observed: input error, nothing written
+    res = invoke("features", "build", "-c", simulated / "dataset.yaml", "--as-of", "2024-03-09", "--labels", "-o", out)
+    assert res.exit_code == 2
+    assert "label window of 2024-03-09" in res.output and "Traceback" not in res.output
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("breakage,message", [
+    (lambda p: p.write_text("user_id,event\nu1,play\n"), "events.csv: column 'ts': required column missing"),
+    (lambda p: p.write_text("user_id,ts,event\nu1,not-a-date,play\n"), "1 unparsable timestamps (e.g. 'not-a-date')"),
+    (lambda p: p.write_text("user_id,ts,event\n"), "events.csv: table is empty (no rows)"),
+    (lambda p: p.write_bytes(b"\x00\x01garbage"), "events.csv"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, breakage, message):
+    cfg = write_dataset(tmp_path, TINY_EVENTS, observed_until="2024-02-01")
+    breakage(tmp_path / "events.csv")
+    for args in (("validate", "-c", cfg), ("features", "build", "-c", cfg, "--as-of", "2024-01-05", "-o", tmp_path / "x.parquet")):
+        res = invoke(*args)
+        assert res.exit_code == 2, res.output
+        assert message in res.output
+        assert "Traceback" not in res.output
+        assert len([line for line in res.output.splitlines() if line.startswith("error:")]) == 1
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_bad_as_of_and_missing_config(tmp_path):
+    cfg = write_dataset(tmp_path, TINY_EVENTS, TINY_USERS, observed_until="2024-02-01")
+    res = invoke("features", "build", "-c", cfg, "--as-of", "next tuesday")
+    assert res.exit_code == 2 and "--as-of must be a date" in res.output
+    res = invoke("validate", "-c", tmp_path / "nope.yaml")
+    assert res.exit_code == 2 and "nope.yaml: config file not found" in res.output
+
+
+def test_duplicates_warned_not_fatal(tmp_path):
+    cfg = write_dataset(tmp_path, TINY_EVENTS + TINY_EVENTS[:1], TINY_USERS, observed_until="2024-02-01")
+    res = invoke("validate", "-c", cfg)
+    assert res.exit_code == 0
+    assert "warning: events.csv: 1 exact duplicate events dropped" in res.output
+    assert "ok: 7 events, 4 users" in res.output
+
+
+def test_main_job_end_to_end(tmp_path):
+    res = invoke("run", "--out", tmp_path, "--users", 400)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "features" / "training_set.parquet").exists()
+    assert (tmp_path / "data" / "truth" / "churn.parquet").exists()
+    assert "done" in res.output
