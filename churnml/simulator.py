@@ -11,7 +11,11 @@ churns.
 
 The process
 -----------
-Day ``t`` covers ``[start + t, start + t + 1)`` in UTC. Every user is in one
+Users sign up over the period (weekends ``weekend_signup_factor`` times
+busier; promotion days ``1 + promotion_extra_signups`` times, the extra users
+being low-intent ``promo`` signups with low engagement and a high hazard).
+Engagement ``e`` comes from a Beta mixture of casual listeners and regular
+ones, shifted by acquisition channel. Day ``t`` covers ``[start + t, start + t + 1)`` in UTC. Every user is in one
 of three latent states: *alive*, *lapsed* or *blocked* (blocked is lapsed for
 good, and only a recall message sent to a sleeping dog causes it). On each
 day, in this order:
@@ -77,6 +81,7 @@ windows ``[a, b)`` and ``(a, b]`` on those boundaries give the same labels.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 from collections.abc import Callable, Sequence
@@ -123,9 +128,9 @@ REGIONS = ("na", "eu", "latam", "apac", "mea")
 _REGION_MIX = np.array([0.30, 0.30, 0.15, 0.18, 0.07])
 
 # Campaign-effect multipliers by channel (order of CHANNELS) and platform.
-_RECALL_CHANNEL = np.array([1.0, 1.2, 0.25, 1.5, 0.6])
+_RECALL_CHANNEL = np.array([1.0, 1.2, 0.1, 1.5, 0.6])
 _RECALL_PLATFORM = np.array([1.2, 1.0, 0.3])
-_BLOCK_CHANNEL = np.array([0.01, 0.02, 0.16, 0.005, 0.05])
+_BLOCK_CHANNEL = np.array([0.004, 0.008, 0.2, 0.002, 0.03])
 _BLOCK_PLATFORM = np.array([1.0, 1.4, 0.5])
 
 SEGMENT_UPLIFT_THRESHOLD = 0.02
@@ -181,7 +186,9 @@ class SimulationConfig(BaseModel):
         Seed of ``numpy.random.default_rng``; same config and seed give
         byte-identical Parquet files.
     promotion_days : list of int
-        Day offsets of a promotion surge; ``[]`` means no promotion.
+        Day offsets of a promotion surge; ``[]`` means no promotion. Offsets
+        from ``days`` on fall outside the period and have no effect (here
+        and in ``campaign_days``), so shorter runs can keep the defaults.
     promotion_extra_signups : float
         Promotion days get ``1 + promotion_extra_signups`` times the normal
         signups; the extra ones are low-intent users from channel ``promo``.
@@ -197,14 +204,22 @@ class SimulationConfig(BaseModel):
     weekend_signup_factor : float
         Relative signup volume on Saturdays and Sundays.
     engagement_mean, low_intent_engagement_mean : float
-        Mean of the Beta distribution of engagement ``e`` (daily activity
-        probability while alive) for regular and promotion users.
+        Mean engagement ``e`` (daily activity probability while alive) of
+        regular and of promotion users.
     engagement_concentration : float
         Sum of the two Beta parameters of engagement.
+    casual_share, casual_engagement_mean, casual_engagement_concentration : float
+        Regular users are a mixture: this share are casual listeners with
+        ``e ~ Beta`` of this mean and concentration; the others' Beta mean is
+        chosen so that the mixture's mean is ``engagement_mean``. Channel
+        shifts apply to both.
     hazard_base : float
         Daily lapse hazard ``h0`` of a regular user with mean engagement.
-    hazard_engagement_slope : float
-        ``h0 = hazard_base * exp(-slope * (e - engagement_mean))``.
+    hazard_engagement_slope, hazard_noise_sigma : float
+        ``h0 = hazard_base * exp(-slope * (e - engagement_mean))`` times a
+        log-normal factor with mean 1 and log-sd ``hazard_noise_sigma``
+        (and ``low_intent_hazard_multiplier`` for promotion users), capped
+        at 0.5.
     low_intent_hazard_multiplier : float
         Extra factor on ``h0`` for promotion users.
     tenure_hazard_peak, tenure_hazard_decay_days : float
@@ -217,7 +232,8 @@ class SimulationConfig(BaseModel):
         extra factor when both hold.
     return_rate_base : float
         Daily return probability of a lapsed user is
-        ``return_rate_base * (0.25 + 1.5 * e)``.
+        ``return_rate_base * (0.25 + 1.5 * e)`` times a log-normal factor with
+        mean 1 and log-sd ``return_noise_sigma`` (capped at 0.5).
     visit_rate, play_rate : float
         Per active day: ``1 + Poisson(visit_rate * (0.5 + e))`` visits and
         ``Poisson(play_rate * (0.3 + 1.5 * e))`` plays.
@@ -235,15 +251,21 @@ class SimulationConfig(BaseModel):
         Song catalogue size and the exponent of its Zipf-like popularity.
     n_communities : int
         Number of communities.
+    effect_noise_sigma : float
+        Log-sd of the per-user (mean 1) log-normal factors of ``rho`` and ``d``.
     recall_boost_base : float
-        Scale of ``rho``; multiplied by channel and platform factors, a
-        log-normal factor, ``recall_community_multiplier`` for community
-        members, ``recall_like_multiplier`` for users with the like habit,
-        and ``exp(-(recency - campaign_min_days_inactive) / recall_recency_days)``.
-    block_prob_base : float
-        Scale of ``d``; multiplied by channel and platform factors, a
-        log-normal factor, and ``block_short_tenure_multiplier`` when the
-        user's tenure at the send is below ``block_short_tenure_days``.
+        The user's recall boost is ``recall_boost_base`` times channel and
+        platform factors and the log-normal factor (capped at 0.5).
+    recall_community_multiplier, recall_like_multiplier, recall_recency_days : float
+        At a send, ``rho`` is the user's recall boost times
+        ``recall_community_multiplier`` for community members,
+        ``recall_like_multiplier`` for users with the like habit, and
+        ``exp(-(recency - campaign_min_days_inactive) / recall_recency_days)``.
+    block_prob_base, block_short_tenure_days, block_short_tenure_multiplier : float
+        The user's block probability is ``block_prob_base`` times channel and
+        platform factors and the log-normal factor (capped at 0.9); at a send,
+        ``d`` is that times ``block_short_tenure_multiplier`` when the user's
+        tenure is below ``block_short_tenure_days`` (capped at 0.9).
     row_group_days : int
         Simulated days per Parquet row group of ``events.parquet``.
     """
@@ -266,8 +288,12 @@ class SimulationConfig(BaseModel):
     engagement_mean: float = Field(0.45, gt=0, lt=1)
     low_intent_engagement_mean: float = Field(0.2, gt=0, lt=1)
     engagement_concentration: float = Field(6.0, gt=0)
-    hazard_base: float = Field(0.035, ge=0, le=1)
-    hazard_engagement_slope: float = 4.0
+    casual_share: float = Field(0.4, ge=0, lt=1)
+    casual_engagement_mean: float = Field(0.18, gt=0, lt=1)
+    casual_engagement_concentration: float = Field(25.0, gt=0)
+    hazard_base: float = Field(0.018, ge=0, le=1)
+    hazard_engagement_slope: float = 1.0
+    hazard_noise_sigma: float = Field(0.6, ge=0)
     low_intent_hazard_multiplier: float = Field(1.8, ge=0)
     tenure_hazard_peak: float = Field(2.5, ge=1)
     tenure_hazard_decay_days: float = Field(7.0, gt=0)
@@ -277,23 +303,25 @@ class SimulationConfig(BaseModel):
     community_hazard_multiplier: float = Field(0.6, ge=0)
     like_community_synergy: float = Field(0.8, ge=0)
     return_rate_base: float = Field(0.012, ge=0, le=1)
+    return_noise_sigma: float = Field(0.7, ge=0)
 
-    visit_rate: float = Field(1.0, ge=0)
-    play_rate: float = Field(6.0, ge=0)
-    like_taste_mean: float = Field(0.15, gt=0, lt=1)
-    search_rate: float = Field(1.0, ge=0)
-    share_rate: float = Field(0.3, ge=0)
-    playlist_rate: float = Field(0.5, ge=0)
+    visit_rate: float = Field(0.5, ge=0)
+    play_rate: float = Field(2.0, ge=0)
+    like_taste_mean: float = Field(0.35, gt=0, lt=1)
+    search_rate: float = Field(0.3, ge=0)
+    share_rate: float = Field(0.15, ge=0)
+    playlist_rate: float = Field(0.2, ge=0)
     community_join_rate: float = Field(0.08, ge=0, le=1)
     community_post_rate: float = Field(0.8, ge=0)
     n_songs: int = Field(50_000, gt=0)
     song_zipf_exponent: float = Field(1.1, gt=0)
     n_communities: int = Field(200, gt=0)
 
-    recall_boost_base: float = Field(0.05, ge=0)
+    effect_noise_sigma: float = Field(0.6, ge=0)
+    recall_boost_base: float = Field(0.035, ge=0)
     recall_community_multiplier: float = Field(1.8, ge=0)
     recall_like_multiplier: float = Field(1.4, ge=0)
-    recall_recency_days: float = Field(20.0, gt=0)
+    recall_recency_days: float = Field(15.0, gt=0)
     block_prob_base: float = Field(1.0, ge=0)
     block_short_tenure_days: int = Field(30, ge=0)
     block_short_tenure_multiplier: float = Field(2.5, ge=0)
@@ -308,11 +336,11 @@ class SimulationConfig(BaseModel):
     @model_validator(mode="after")
     def _check_days(self) -> SimulationConfig:
         for name in ("promotion_days", "campaign_days"):
-            bad = [d for d in getattr(self, name) if not 0 <= d < self.days]
+            bad = [d for d in getattr(self, name) if d < 0]
             if bad:
                 raise ValueError(
-                    f"The `{name}` parameter of `SimulationConfig` must be day offsets in "
-                    f"[0, days={self.days}). Got {bad} instead."
+                    f"The `{name}` parameter of `SimulationConfig` must be non-negative day "
+                    f"offsets. Got {bad} instead."
                 )
         if self.campaign_min_days_inactive > self.campaign_max_days_inactive:
             raise ValueError(
@@ -417,7 +445,7 @@ def _signups(config: SimulationConfig, rng: np.random.Generator) -> tuple[np.nda
     )
     weight = np.where(weekdays >= 5, config.weekend_signup_factor, 1.0)
     promo_day = np.zeros(config.days, dtype=bool)
-    promo_day[config.promotion_days] = True
+    promo_day[[d for d in config.promotion_days if d < config.days]] = True
     extra = config.promotion_extra_signups
     weight = weight * np.where(promo_day, 1.0 + extra, 1.0)
     counts = rng.multinomial(config.n_users, weight / weight.sum())
@@ -433,8 +461,15 @@ def _signups(config: SimulationConfig, rng: np.random.Generator) -> tuple[np.nda
     return day[order], offset[order], promo[order]
 
 
-def _beta(rng: np.random.Generator, mean: np.ndarray, concentration: float) -> np.ndarray:
+def _beta(
+    rng: np.random.Generator, mean: np.ndarray, concentration: float | np.ndarray
+) -> np.ndarray:
     return rng.beta(mean * concentration, (1.0 - mean) * concentration)
+
+
+def _lognormal(rng: np.random.Generator, sigma: float, size: int) -> np.ndarray:
+    """Log-normal factors with mean 1."""
+    return rng.lognormal(-0.5 * sigma**2, sigma, size=size)
 
 
 def _draw_users(config: SimulationConfig, rng: np.random.Generator) -> _Users:
@@ -447,38 +482,55 @@ def _draw_users(config: SimulationConfig, rng: np.random.Generator) -> _Users:
     platform = rng.choice(len(PLATFORMS), size=n, p=_PLATFORM_MIX).astype(np.int8)
     region = rng.choice(len(REGIONS), size=n, p=_REGION_MIX).astype(np.int8)
 
-    mean = np.where(
-        low_intent,
-        config.low_intent_engagement_mean,
-        config.engagement_mean + _CHANNEL_ENGAGEMENT_SHIFT[channel],
+    # Regular users are a mixture of casual listeners and a main group whose mean
+    # makes the mixture's mean `engagement_mean`.
+    casual = ~low_intent & (rng.random(n) < config.casual_share)
+    main_mean = (config.engagement_mean - config.casual_share * config.casual_engagement_mean) / (
+        1.0 - config.casual_share
     )
-    engagement = np.clip(_beta(rng, mean, config.engagement_concentration), 1e-4, 0.98)
+    mean = np.where(casual, config.casual_engagement_mean, main_mean)
+    mean = np.clip(mean + _CHANNEL_ENGAGEMENT_SHIFT[channel], 0.01, 0.95)
+    mean = np.where(low_intent, config.low_intent_engagement_mean, mean)
+    concentration = np.where(
+        casual, config.casual_engagement_concentration, config.engagement_concentration
+    )
+    engagement = np.clip(_beta(rng, mean, concentration), 1e-4, 0.98)
     hazard_base = config.hazard_base * np.exp(
         -config.hazard_engagement_slope * (engagement - config.engagement_mean)
     )
     hazard_base = np.minimum(
-        hazard_base * np.where(low_intent, config.low_intent_hazard_multiplier, 1.0), 0.5
+        hazard_base
+        * np.where(low_intent, config.low_intent_hazard_multiplier, 1.0)
+        * _lognormal(rng, config.hazard_noise_sigma, n),
+        0.5,
     )
-    return_rate = np.minimum(config.return_rate_base * (0.25 + 1.5 * engagement), 1.0)
+    return_rate = np.minimum(
+        config.return_rate_base
+        * (0.25 + 1.5 * engagement)
+        * _lognormal(rng, config.return_noise_sigma, n),
+        0.5,
+    )
 
-    recall_boost = (
+    recall_boost = np.minimum(
         config.recall_boost_base
         * _RECALL_CHANNEL[channel]
         * _RECALL_PLATFORM[platform]
-        * rng.lognormal(0.0, 0.35, size=n)
+        * _lognormal(rng, config.effect_noise_sigma, n),
+        0.5,
     )
-    block_prob = (
+    block_prob = np.minimum(
         config.block_prob_base
         * _BLOCK_CHANNEL[channel]
         * _BLOCK_PLATFORM[platform]
-        * rng.lognormal(0.0, 0.35, size=n)
+        * _lognormal(rng, config.effect_noise_sigma, n),
+        0.9,
     )
     like_taste = _beta(rng, np.full(n, config.like_taste_mean), 10.0)
     social = rng.beta(2.0, 4.0, size=n)
     activity = 0.2 + 1.8 * engagement
 
     def _rate(scale: float) -> np.ndarray:
-        return scale * activity * rng.lognormal(-0.125, 0.5, size=n)
+        return scale * activity * _lognormal(rng, 0.5, n)
 
     return _Users(
         signup_day=signup_day,
@@ -527,6 +579,23 @@ def _hazard(hazard0: np.ndarray, tenure_factor: np.ndarray) -> np.ndarray:
 
 def _return_prob(return_rate: np.ndarray, boost: np.ndarray) -> np.ndarray:
     return np.minimum(return_rate + boost, 1.0)
+
+
+def _eligible(
+    config: SimulationConfig,
+    signup_day: np.ndarray,
+    last_active: np.ndarray,
+    window_end: np.ndarray,
+    day: int,
+) -> np.ndarray:
+    """Campaign eligibility on ``day`` (aligned arrays in, boolean mask out)."""
+    recency = day - last_active
+    return (
+        (signup_day < day)
+        & (recency >= config.campaign_min_days_inactive)
+        & (recency <= config.campaign_max_days_inactive)
+        & (window_end <= day)
+    )
 
 
 def _campaign_effects(
@@ -881,7 +950,7 @@ class _World:
         )
 
     def horizon(self, idx: np.ndarray, day: int, horizon: int, treated: bool | None) -> _Horizon:
-        """The truth recursion's inputs for users ``idx`` from the start of ``day``.
+        """Build the truth recursion's inputs for users ``idx`` from the start of ``day``.
 
         ``treated`` fixes the arm of a campaign sent on ``day`` itself (exposures);
         ``None`` mixes over both arms of every campaign (churn).
@@ -895,13 +964,7 @@ class _World:
         for c in cfg.campaign_days:
             if not day <= c < day + horizon:
                 continue
-            recency = c - last_active
-            eligible = (
-                (users.signup_day[idx] < c)
-                & (recency >= cfg.campaign_min_days_inactive)
-                & (recency <= cfg.campaign_max_days_inactive)
-                & (window_end <= c)
-            )
+            eligible = _eligible(cfg, users.signup_day[idx], last_active, window_end, c)
             rho, block = _campaign_effects(cfg, users, idx, c, last_active, like_habit, community)
             steps.append(
                 _CampaignStep(
@@ -925,17 +988,8 @@ class _World:
         )
 
     def observed(self, h: _Horizon, idx: np.ndarray) -> _Horizon:
-        """The same horizon, starting from the filtered belief instead of the true state."""
-        return _Horizon(
-            init=self.belief[idx],
-            engagement=h.engagement,
-            return_rate=h.return_rate,
-            hazard0=h.hazard0,
-            tenure0=h.tenure0,
-            boost=h.boost,
-            boost_days=h.boost_days,
-            steps=h.steps,
-        )
+        """Return the same horizon, starting from the filtered belief instead of the true state."""
+        return dataclasses.replace(h, init=self.belief[idx])
 
 
 def _churn_truth(world: _World, day: int, n_signed: int, truth: TruthSpec, t0: int) -> pa.Table:
@@ -965,14 +1019,10 @@ def _send_campaign(
 ) -> tuple[pa.Table, pa.Table]:
     """Send the day's campaign: assign arms, record truth, apply blocks and windows."""
     cfg, users = world.config, world.users
-    recency = day - world.last_active[:n_signed]
-    eligible = (
-        (users.signup_day[:n_signed] < day)
-        & (recency >= cfg.campaign_min_days_inactive)
-        & (recency <= cfg.campaign_max_days_inactive)
-        & (world.window_end[:n_signed] <= day)
+    s = slice(0, n_signed)
+    idx = np.flatnonzero(
+        _eligible(cfg, users.signup_day[s], world.last_active[s], world.window_end[s], day)
     )
-    idx = np.flatnonzero(eligible)
     treated = rng.random(len(idx)) < cfg.campaign_treated_share
     block_draw = rng.random(len(idx))
 
@@ -1025,6 +1075,58 @@ def _send_campaign(
     return campaigns, exposures
 
 
+def _activity(
+    world: _World, rng: np.random.Generator, day: int, n_prev: int, n_signed: int
+) -> np.ndarray:
+    """Step 2: who is active today (returning lapsed users become alive); filter update.
+
+    Users ``n_prev .. n_signed - 1`` sign up today and are active.
+    """
+    users, s = world.users, slice(0, n_signed)
+    state = world.state[s]
+    boost = np.where(world.window_end[s] > day, world.boost[s], 0.0)
+    p_return = _return_prob(users.return_rate[s], boost)
+    u = rng.random(n_signed)
+    active = np.where(state == ALIVE, u < users.engagement[s], (state == LAPSED) & (u < p_return))
+    active[n_prev:] = True
+    world.state[s] = np.where(active, ALIVE, state)
+    # Filter: an active user is alive; a quiet one reweights by P(quiet | state).
+    quiet = world.belief[s] * np.column_stack(
+        [1.0 - users.engagement[s], 1.0 - p_return, np.ones(n_signed)]
+    )
+    quiet /= quiet.sum(axis=1, keepdims=True)
+    world.belief[s] = np.where(active[:, None], np.array([1.0, 0.0, 0.0]), quiet)
+    return active
+
+
+def _record_behaviour(world: _World, day: int, idx: np.ndarray, events: _DayEvents) -> None:
+    """Step 3 aftermath: last activity, the like habit and community membership."""
+    cfg, users = world.config, world.users
+    world.last_active[idx] = day
+    early = day - users.signup_day[idx] < cfg.like_habit_days
+    world.early_likes[idx] += np.where(early, events.likes, 0)
+    world.like_habit[idx] = world.early_likes[idx] > cfg.like_habit_threshold
+    joined = events.joined > 0
+    world.home_community[idx[joined]] = events.joined[joined]
+
+
+def _lapse(world: _World, rng: np.random.Generator, day: int, n_signed: int) -> None:
+    """Step 4: alive users lapse with their hazard; filter prediction step."""
+    users, s = world.users, slice(0, n_signed)
+    tenure = (day - users.signup_day[s]).astype(np.float64)
+    hazard = _hazard(world.hazard0(s), _tenure_factor(world.config, tenure))
+    lapse = (world.state[s] == ALIVE) & (rng.random(n_signed) < hazard)
+    world.state[s] = np.where(lapse, LAPSED, world.state[s])
+    belief = world.belief[s]
+    world.belief[s] = np.column_stack(
+        [
+            belief[:, ALIVE] * (1.0 - hazard),
+            belief[:, LAPSED] + belief[:, ALIVE] * hazard,
+            belief[:, BLOCKED],
+        ]
+    )
+
+
 def _earliest_offset(world: _World, day: int, idx: np.ndarray) -> np.ndarray:
     """Smallest in-day offset of each active user's events.
 
@@ -1046,9 +1148,9 @@ def _check_snapshots(config: SimulationConfig, truth: TruthSpec) -> list[int]:
     t0 = dt.datetime.combine(config.start, dt.time(0), tzinfo=dt.UTC)
     for ts in truth.snapshots:
         day = (ts - t0).days
-        if not 1 <= day <= config.days - truth.horizon_days:
+        if not 0 <= day <= config.days - truth.horizon_days:
             raise ValueError(
-                "The `snapshots` parameter of `TruthSpec` must be midnights from start + 1 day "
+                "The `snapshots` parameter of `TruthSpec` must be midnights from the start "
                 f"to the end of the simulation minus horizon_days={truth.horizon_days}. Got "
                 f"{ts.isoformat()} instead."
             )
@@ -1106,7 +1208,7 @@ def simulate(
     --------
     >>> from pathlib import Path
     >>> import tempfile
-    >>> cfg = SimulationConfig(n_users=200, days=30, campaign_days=[20])
+    >>> cfg = SimulationConfig(n_users=200, days=30, promotion_days=[10], campaign_days=[20])
     >>> result = simulate(cfg, Path(tempfile.mkdtemp()))
     >>> result.n_users
     200
@@ -1141,25 +1243,7 @@ def simulate(
                 campaigns.append(sent[0])
                 exposures.append(sent[1])
 
-            # Activity (new users are active on their signup day).
-            s = slice(0, n_signed)
-            state = world.state[s]
-            boost = np.where(world.window_end[s] > day, world.boost[s], 0.0)
-            p_return = _return_prob(users.return_rate[s], boost)
-            u = rng_activity.random(n_signed)
-            active = np.where(
-                state == ALIVE, u < users.engagement[s], (state == LAPSED) & (u < p_return)
-            )
-            active[n_prev:] = True
-            world.state[s] = np.where(active, ALIVE, state)
-            belief = world.belief[s]
-            quiet = belief * np.column_stack(
-                [1.0 - users.engagement[s], 1.0 - p_return, np.ones(n_signed)]
-            )
-            quiet /= quiet.sum(axis=1, keepdims=True)
-            world.belief[s] = np.where(active[:, None], np.array([1.0, 0.0, 0.0]), quiet)
-
-            # Events and the behaviour they reveal.
+            active = _activity(world, rng_activity, day, n_prev, n_signed)
             idx = np.flatnonzero(active)
             day_events = _emit_events(
                 config,
@@ -1171,25 +1255,8 @@ def simulate(
                 world.home_community[idx],
             )
             buffer.append(day_events)
-            world.last_active[idx] = day
-            early = day - users.signup_day[idx] < config.like_habit_days
-            world.early_likes[idx] += np.where(early, day_events.likes, 0)
-            world.like_habit[idx] = world.early_likes[idx] > config.like_habit_threshold
-            joined = day_events.joined > 0
-            world.home_community[idx[joined]] = day_events.joined[joined]
-
-            # End of day: alive users lapse.
-            hazard = _hazard(
-                world.hazard0(s),
-                _tenure_factor(config, (day - users.signup_day[s]).astype(np.float64)),
-            )
-            lapse = (world.state[s] == ALIVE) & (rng_lapse.random(n_signed) < hazard)
-            world.state[s] = np.where(lapse, LAPSED, world.state[s])
-            belief = world.belief[s]
-            world.belief[s] = np.column_stack(
-                [belief[:, ALIVE] * (1 - hazard), belief[:, LAPSED] + belief[:, ALIVE] * hazard,
-                 belief[:, BLOCKED]]
-            )
+            _record_behaviour(world, day, idx, day_events)
+            _lapse(world, rng_lapse, day, n_signed)
 
             if len(buffer) == config.row_group_days or day == config.days - 1:
                 table = _events_table(buffer)

@@ -19,21 +19,23 @@ from churnml.simulator import SimulationConfig, SimulationResult, TruthSpec, sim
 START = dt.date(2024, 1, 1)
 T0 = pd.Timestamp(START, tz="UTC")
 PROMOTION_DAYS = [40, 41]
-SNAPSHOT_DAYS = [30, 45, 60, 70]
-# Two-sided 99% for the set of ten deciles (Bonferroni: 0.1% each), so that a correct
-# simulator fails no more than 1% of seeds; per-decile 99% would fail ~10% of seeds.
-Z_DECILES = 3.29
+# Horizons (14 days) do not overlap, so the residuals y - p of all rows are uncorrelated
+# (a martingale argument: each p conditions on everything before its as_of).
+SNAPSHOT_DAYS = [20, 34, 48, 62, 76]
+# About 130 calibration checks run below; |z| > 3.9 has probability 1e-4 each, so a
+# correct simulator fails this file for about 1% of seeds.
+Z = 3.9
 
 
 def _config(**overrides) -> SimulationConfig:
-    base = dict(
-        n_users=8_000,
-        start=START,
-        days=90,
-        seed=11,
-        promotion_days=PROMOTION_DAYS,
-        campaign_days=[50, 64, 78],
-    )
+    base = {
+        "n_users": 8_000,
+        "start": START,
+        "days": 90,
+        "seed": 11,
+        "promotion_days": PROMOTION_DAYS,
+        "campaign_days": [50, 64, 78],
+    }
     return SimulationConfig(**{**base, **overrides})
 
 
@@ -45,26 +47,26 @@ def _truth_spec(days: list[int] = SNAPSHOT_DAYS) -> TruthSpec:
 # A world where hazards, tenure, recall boosts and blocks all move the truth a lot,
 # with overlapping campaigns and snapshots on the days around sends and window ends,
 # so that an off-by-one anywhere in the truth recursion shows up as miscalibration.
-STRESS = dict(
-    n_users=8_000,
-    days=60,
-    promotion_days=[],
-    campaign_days=[20, 24, 30, 40],
-    campaign_min_days_inactive=3,
-    campaign_max_days_inactive=40,
-    engagement_mean=0.3,
-    casual_share=0.0,
-    hazard_base=0.06,
-    tenure_hazard_peak=6.0,
-    tenure_hazard_decay_days=3.0,
-    like_hazard_multiplier=0.3,
-    community_hazard_multiplier=0.3,
-    community_join_rate=0.3,
-    return_rate_base=0.05,
-    recall_boost_base=0.3,
-    block_prob_base=3.0,
-)
-STRESS_SNAPSHOT_DAYS = [15, 21, 27, 31, 37, 41, 46]
+STRESS = {
+    "n_users": 8_000,
+    "days": 70,
+    "promotion_days": [],
+    "campaign_days": [20, 24, 30, 40],
+    "campaign_min_days_inactive": 3,
+    "campaign_max_days_inactive": 40,
+    "engagement_mean": 0.3,
+    "casual_share": 0.0,
+    "hazard_base": 0.06,
+    "tenure_hazard_peak": 6.0,
+    "tenure_hazard_decay_days": 3.0,
+    "like_hazard_multiplier": 0.3,
+    "community_hazard_multiplier": 0.3,
+    "community_join_rate": 0.3,
+    "return_rate_base": 0.05,
+    "recall_boost_base": 0.3,
+    "block_prob_base": 3.0,
+}
+STRESS_SNAPSHOT_DAYS = [13, 27, 41, 55]
 
 
 @dataclass(frozen=True)
@@ -96,15 +98,29 @@ def _df(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
 
 
 def _churn_labels(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Truth rows with the realised label: no event in [as_of, as_of + horizon)."""
+    """Truth rows with the realised label (no event in [as_of, as_of + 14 days)).
+
+    Also a few observable facts at ``as_of`` that the truth must be calibrated on:
+    tenure in days, and whether a treated response window closes at ``as_of`` or
+    is still open.
+    """
     return _df(
         con,
         """
         select c.*, not exists (
             select 1 from events e
             where e.user_id = c.user_id and e.ts >= c.as_of and e.ts < c.as_of + interval 14 day
-        ) as churned
-        from churn c
+        ) as churned,
+        date_diff('day', u.signup_ts, c.as_of) as tenure,
+        exists (
+            select 1 from campaigns k where k.user_id = c.user_id and k.treated
+            and date_trunc('day', k.sent_ts) + interval 7 day = c.as_of
+        ) as window_closes,
+        exists (
+            select 1 from campaigns k where k.user_id = c.user_id and k.treated
+            and k.sent_ts < c.as_of and date_trunc('day', k.sent_ts) + interval 7 day > c.as_of
+        ) as window_open
+        from churn c join users u using (user_id)
         """,
     )
 
@@ -143,14 +159,25 @@ def con(sim) -> duckdb.DuckDBPyConnection:
 
 
 @pytest.fixture(scope="module")
-def stress(tmp_path_factory, seed) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Churn and exposure labels of the stress world."""
+def stress_sim(tmp_path_factory, seed) -> Sim:
     config = _config(seed=seed, **STRESS)
-    result = simulate(
-        config, tmp_path_factory.mktemp("stress"), truth=_truth_spec(STRESS_SNAPSHOT_DAYS)
-    )
-    con = _connect(result)
-    return _churn_labels(con), _exposure_labels(con, config.response_window_days)
+    out = tmp_path_factory.mktemp("stress")
+    return Sim(config, simulate(config, out, truth=_truth_spec(STRESS_SNAPSHOT_DAYS)), out)
+
+
+@pytest.fixture(scope="module")
+def stress_con(stress_sim) -> duckdb.DuckDBPyConnection:
+    return _connect(stress_sim.result)
+
+
+@pytest.fixture(scope="module")
+def stress_churn(stress_con) -> pd.DataFrame:
+    return _churn_labels(stress_con)
+
+
+@pytest.fixture(scope="module")
+def stress_exposures(stress_con, stress_sim) -> pd.DataFrame:
+    return _exposure_labels(stress_con, stress_sim.config.response_window_days)
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +205,7 @@ def cohorts(con) -> pd.DataFrame:
             exists (select 1 from days d where d.user_id = u.user_id and d.k = 1) as d1,
             exists (select 1 from days d where d.user_id = u.user_id and d.k = 14) as d14
         from users u left join week_one w using (user_id)
-        """
+        """,
     )
 
 
@@ -188,7 +215,7 @@ def _z(p: pd.Series, y: pd.Series) -> float:
 
 
 def _calibration_failures(p: pd.Series, y: pd.Series) -> list[str]:
-    """Deciles whose realised rate lies outside the 99% interval, and an overall 3-SE check.
+    """Deciles whose realised count is more than ``Z`` SDs off, and the same overall.
 
     The realised count of a decile is a sum of independent Bernoullis with the
     predicted probabilities, so its variance is ``sum(p * (1 - p))``.
@@ -198,9 +225,9 @@ def _calibration_failures(p: pd.Series, y: pd.Series) -> list[str]:
     for b in range(10):
         pb, yb = p[bins == b], y[bins == b]
         sd = np.sqrt((pb * (1 - pb)).sum())
-        if abs(yb.sum() - pb.sum()) > Z_DECILES * sd + 1:  # +1: continuity at p ~ 0
+        if abs(yb.sum() - pb.sum()) > Z * sd + 1:  # +1: continuity at p ~ 0
             failures.append(f"decile {b}: predicted {pb.mean():.4f}, realised {yb.mean():.4f}")
-    if abs(_z(p, y)) > 3:
+    if abs(_z(p, y)) > Z:
         failures.append(f"overall: predicted {p.mean():.4f}, realised {y.mean():.4f}")
     return failures
 
@@ -268,7 +295,11 @@ def test_users_and_campaigns_schema(sim):
     df = users.to_pandas()
     assert len(df) == sim.result.n_users == df.user_id.nunique()
     assert set(df.acquisition_channel) == {
-        "organic", "search_ads", "paid_social", "referral", "promo"
+        "organic",
+        "search_ads",
+        "paid_social",
+        "referral",
+        "promo",
     }
     assert set(df.platform) == {"ios", "android", "web"}
     assert df.region.nunique() >= 3
@@ -307,8 +338,14 @@ def test_events_follow_signup_and_have_the_right_ids(con):
     assert bad == (0, 0, 0, 0, 0)
     events = {row[0] for row in con.sql("select distinct event from events").fetchall()}
     assert events == {
-        "visit", "play", "like", "search", "share", "playlist_add",
-        "community_join", "community_post",
+        "visit",
+        "play",
+        "like",
+        "search",
+        "share",
+        "playlist_add",
+        "community_join",
+        "community_post",
     }
 
 
@@ -327,8 +364,15 @@ def test_posts_come_after_a_join(con):
 def test_truth_tables(sim, con):
     users = _df(con, "select * from truth_users")
     assert len(users) == sim.result.n_users
-    for col in ("engagement", "hazard_base", "return_rate", "recall_boost", "block_prob",
-                "like_taste", "social"):
+    for col in (
+        "engagement",
+        "hazard_base",
+        "return_rate",
+        "recall_boost",
+        "block_prob",
+        "like_taste",
+        "social",
+    ):
         assert users[col].between(0, 1).all(), col
     x = _df(con, "select * from exposures")
     assert len(x) == sim.result.n_exposures
@@ -343,23 +387,159 @@ def test_truth_tables(sim, con):
 # ------------------------------------------------------------------- exact truth
 
 
-@pytest.mark.parametrize("world", ["default", "stress"])
+@pytest.mark.parametrize("labels", ["churn", "stress_churn"])
 @pytest.mark.parametrize("column", ["p_churn", "p_churn_observed"])
-def test_churn_truth_is_calibrated(churn, stress, world, column):
-    rows = churn if world == "default" else stress[0]
+def test_churn_truth_is_calibrated(request, labels, column):
+    rows = request.getfixturevalue(labels)
     assert len(rows) > 10_000
     assert _calibration_failures(rows[column], rows.churned) == []
 
 
-@pytest.mark.parametrize("world", ["default", "stress"])
+@pytest.mark.parametrize("labels", ["exposures", "stress_exposures"])
 @pytest.mark.parametrize("arm,column", [(True, "p_treated"), (False, "p_control")])
 @pytest.mark.parametrize("observed", [False, True])
-def test_exposure_truth_is_calibrated(exposures, stress, world, arm, column, observed):
-    rows = exposures if world == "default" else stress[1]
+def test_exposure_truth_is_calibrated(request, labels, arm, column, observed):
+    rows = request.getfixturevalue(labels)
     rows = rows[rows.treated == arm]
     p = rows[f"{column}_observed" if observed else column]
     assert len(rows) > 1_000
     assert _calibration_failures(p, rows.responded) == []
+
+
+@pytest.mark.parametrize("subgroup", ["tenure <= 3", "tenure > 20", "window_closes", "window_open"])
+@pytest.mark.parametrize("column", ["p_churn", "p_churn_observed"])
+def test_churn_truth_is_calibrated_in_subgroups(stress_churn, subgroup, column):
+    """Exact truth is calibrated on every subset chosen from information at ``as_of``."""
+    rows = stress_churn.query(subgroup)
+    assert len(rows) > 300
+    assert abs(_z(rows[column], rows.churned)) < Z
+
+
+@pytest.mark.parametrize("state", ["alive", "lapsed"])
+def test_churn_truth_is_calibrated_given_the_latent_state(stress_churn, state):
+    rows = stress_churn[stress_churn.state == state]
+    assert abs(_z(rows.p_churn, rows.churned)) < Z
+
+
+def _flags(sim: Sim, at: str) -> str:
+    """Return SQL for the like habit and community membership of ``x.user_id`` before ``at``."""
+    cfg = sim.config
+    return f"""
+        (select count(*) from events e where e.user_id = x.user_id and e.event = 'like'
+            and e.ts < {at}
+            and date_diff('day', u.signup_ts, e.ts) < {cfg.like_habit_days})
+            > {cfg.like_habit_threshold} as habit,
+        exists (select 1 from events e where e.user_id = x.user_id
+            and e.event = 'community_join' and e.ts < {at}) as member
+    """
+
+
+def test_churn_truth_matches_a_hand_written_recursion(sim, con):
+    """Without campaigns in the horizon, p_churn follows from the documented formulas."""
+    cfg = sim.config
+    campaign_days = ", ".join(str(d) for d in cfg.campaign_days)
+    rows = _df(
+        con,
+        f"""
+        select x.p_churn, x.state, t.engagement, t.hazard_base, t.return_rate,
+            date_diff('day', u.signup_ts, x.as_of) as tenure, {_flags(sim, "x.as_of")}
+        from churn x join users u using (user_id) join truth_users t using (user_id)
+        where not exists (
+            select 1 from unnest([{campaign_days}]) as c(day)
+            where c.day between date_diff('day', timestamptz '{T0}', x.as_of) - 6
+                and date_diff('day', timestamptz '{T0}', x.as_of) + 13
+        )
+        """,
+    )
+    assert len(rows) > 1_000 and set(rows.state) >= {"alive", "lapsed"}
+    multiplier = (
+        np.where(rows.habit, cfg.like_hazard_multiplier, 1.0)
+        * np.where(rows.member, cfg.community_hazard_multiplier, 1.0)
+        * np.where(rows.habit & rows.member, cfg.like_community_synergy, 1.0)
+    )
+    alive = (rows.state == "alive").to_numpy(float)
+    lapsed = (rows.state == "lapsed").to_numpy(float)
+    blocked = (rows.state == "blocked").to_numpy(float)
+    for k in range(14):
+        tenure = rows.tenure.to_numpy() + k
+        tenure_factor = 1 + (cfg.tenure_hazard_peak - 1) * np.exp(
+            -tenure / cfg.tenure_hazard_decay_days
+        )
+        hazard = np.minimum(rows.hazard_base * multiplier * tenure_factor, 1.0)
+        quiet = alive * (1 - rows.engagement)
+        alive, lapsed = quiet * (1 - hazard), lapsed * (1 - rows.return_rate) + quiet * hazard
+    np.testing.assert_allclose(rows.p_churn, alive + lapsed + blocked, rtol=0, atol=1e-12)
+
+
+def test_exposure_truth_matches_closed_forms(sim, con):
+    """For users lapsed or blocked at the send, p and the effects have closed forms."""
+    cfg = sim.config
+    w = cfg.response_window_days
+    rows = _df(
+        con,
+        f"""
+        select x.*, t.return_rate, t.recall_boost as rho_base, t.block_prob as block_base,
+            date_diff('day', u.signup_ts, x.sent_ts) as tenure,
+            date_diff('day', (select max(e.ts) from events e
+                              where e.user_id = x.user_id and e.ts < x.sent_ts),
+                      x.sent_ts) as recency,
+            {_flags(sim, "x.sent_ts")}
+        from exposures x join users u using (user_id) join truth_users t using (user_id)
+        """,
+    )
+    rho = (
+        rows.rho_base
+        * np.where(rows.member, cfg.recall_community_multiplier, 1.0)
+        * np.where(rows.habit, cfg.recall_like_multiplier, 1.0)
+        * np.exp(-(rows.recency - cfg.campaign_min_days_inactive) / cfg.recall_recency_days)
+    )
+    block = np.minimum(
+        rows.block_base
+        * np.where(rows.tenure < cfg.block_short_tenure_days, cfg.block_short_tenure_multiplier, 1),
+        0.9,
+    )
+    np.testing.assert_allclose(rows.recall_boost, rho, rtol=1e-12)
+    np.testing.assert_allclose(rows.block_prob, block, rtol=1e-12)
+
+    lapsed = rows[rows.state_at_send == "lapsed"]
+    stay = (1 - lapsed.return_rate) ** w
+    stay_treated = (1 - np.minimum(lapsed.return_rate + lapsed.recall_boost, 1)) ** w
+    np.testing.assert_allclose(lapsed.p_control, 1 - stay, atol=1e-12)
+    np.testing.assert_allclose(
+        lapsed.p_treated, (1 - lapsed.block_prob) * (1 - stay_treated), atol=1e-12
+    )
+    blocked = rows[rows.state_at_send == "blocked"]
+    assert len(blocked) > 0 and (blocked[["p_treated", "p_control"]] == 0).all(axis=None)
+
+
+@pytest.mark.parametrize("world", ["", "stress_"])
+def test_recall_boost_ends_with_the_window(request, world):
+    """Lapsed treated users who did not respond come back on day t+W at the plain rate.
+
+    Given no response, such a user is blocked with probability
+    ``d / (d + (1 - d) * (1 - r - rho)**W)``; otherwise returns with probability ``r``
+    (not ``r + rho``: the boost is over).
+    """
+    sim, con = request.getfixturevalue(f"{world}sim"), request.getfixturevalue(f"{world}con")
+    w = sim.config.response_window_days
+    rows = _df(
+        con,
+        f"""
+        select x.block_prob, x.recall_boost, t.return_rate,
+            exists (select 1 from events e where e.user_id = x.user_id
+                    and e.ts >= date_trunc('day', x.sent_ts) + interval {w} day
+                    and e.ts < date_trunc('day', x.sent_ts) + interval {w + 1} day) as returned
+        from exposures x join truth_users t using (user_id)
+        where x.treated and x.state_at_send = 'lapsed' and not exists (
+            select 1 from events e where e.user_id = x.user_id
+            and e.ts >= x.sent_ts and e.ts < x.sent_ts + interval {w} day)
+        """,
+    )
+    stay = (1 - np.minimum(rows.return_rate + rows.recall_boost, 1)) ** w
+    d = rows.block_prob
+    p = rows.return_rate * (1 - d) * stay / ((1 - d) * stay + d)
+    assert len(rows) > 500
+    assert abs(_z(p, rows.returned)) < Z
 
 
 def test_calibration_check_can_fail(churn, exposures):
@@ -368,7 +548,7 @@ def test_calibration_check_can_fail(churn, exposures):
     assert _calibration_failures(shifted, churn.churned) != []
     treated = exposures[exposures.treated]
     # Using the control probability for treated users misses the campaign effect.
-    assert abs(_z(treated.p_control, treated.responded)) > 3
+    assert abs(_z(treated.p_control, treated.responded)) > Z
 
 
 def test_response_window_is_day_aligned(con, sim):
@@ -474,7 +654,7 @@ def test_config_rejects_unknown_and_out_of_range_fields():
     with pytest.raises(ValidationError, match="extra"):
         SimulationConfig(n_user=10)
     with pytest.raises(ValidationError, match="The `campaign_days` parameter"):
-        SimulationConfig(days=30, promotion_days=[], campaign_days=[40])
+        SimulationConfig(campaign_days=[-1])
     with pytest.raises(ValidationError, match="The `campaign_min_days_inactive` parameter"):
         SimulationConfig(campaign_min_days_inactive=30, campaign_max_days_inactive=20)
 
@@ -502,3 +682,23 @@ def test_snapshot_must_leave_room_for_the_horizon(tmp_path):
     late = TruthSpec(snapshots=[dt.datetime(2024, 1, 25, tzinfo=dt.UTC)])
     with pytest.raises(ValueError, match="The `snapshots` parameter of `TruthSpec`"):
         simulate(config, tmp_path, truth=late)
+
+
+@pytest.mark.parametrize("campaign_days", [[], [0]])
+def test_campaigns_without_recipients_give_empty_tables(tmp_path, campaign_days):
+    config = _config(n_users=50, days=20, promotion_days=[], campaign_days=campaign_days)
+    result = simulate(config, tmp_path, truth=_truth_spec([1]))
+    campaigns = pq.read_table(result.campaigns_path)
+    exposures = pq.read_table(result.truth_dir / "exposures.parquet")
+    assert result.n_exposures == campaigns.num_rows == exposures.num_rows == 0
+    assert campaigns.schema.field("sent_ts").type == pa.timestamp("us", tz="UTC")
+    assert "uplift" in exposures.schema.names
+    assert pq.read_table(result.truth_dir / "churn.parquet").num_rows > 0
+
+
+def test_days_after_the_period_are_ignored(tmp_path):
+    config = SimulationConfig(n_users=300, days=30, seed=1)  # default days 45, 46, 56, ...
+    result = simulate(config, tmp_path)
+    users = pq.read_table(result.users_path).to_pandas()
+    assert "promo" not in set(users.acquisition_channel)
+    assert result.n_exposures == 0
