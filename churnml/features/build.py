@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ibis
+import ibis.expr.datatypes as dtypes
 import pyarrow as pa
 
 from churnml.config import utc
 from churnml.data import Dataset
 from churnml.exceptions import ContractError, DataProblem
-from churnml.features.definitions import Feature, feature_definitions
+from churnml.features.definitions import DAY_US, Feature, count_windows, feature_definitions, safe_name
 
 __all__ = [
     "ID_COLUMNS",
@@ -39,7 +40,6 @@ __all__ = [
 
 ID_COLUMNS = ("user_id", "as_of")
 LABEL = "churned"
-_DAY = 86_400
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,12 @@ class FeatureSet:
     table: ibis.Table
     features: list[Feature]
     attributes: list[str]
+    cached: list[ibis.Table] = field(default_factory=list, repr=False)
+
+    def release(self) -> None:
+        """Drop the engine-side intermediate tables behind ``table``."""
+        for t in self.cached:
+            t.release()
 
     @property
     def columns(self) -> list[str]:
@@ -73,8 +79,28 @@ def _activity(ds: Dataset, events: ibis.Table) -> ibis.Value:
     return events.event.isin(acts) if acts else ibis.literal(True)
 
 
+@ibis.udf.scalar.builtin(name="epoch_us")
+def _duckdb_epoch_us(ts: dtypes.Timestamp(timezone="UTC")) -> dtypes.int64:  # type: ignore[empty-body]
+    """DuckDB's own microseconds-since-epoch; ibis's epoch_seconds casts through local time (slow)."""
+
+
+@ibis.udf.scalar.builtin(name="unix_micros")
+def _spark_epoch_us(ts: dtypes.Timestamp(timezone="UTC")) -> dtypes.int64:  # type: ignore[empty-body]
+    """Spark's microseconds-since-epoch."""
+
+
+def epoch_us(ds: Dataset, ts: ibis.Value) -> ibis.Value:
+    """Unix microseconds of a UTC timestamp column, with the backend's native function."""
+    return (_spark_epoch_us if ds.con.name == "pyspark" else _duckdb_epoch_us)(ts)
+
+
 def build_features(ds: Dataset, as_of: dt.datetime, *, event_types: Sequence[str] | None = None) -> FeatureSet:
     """Build the point-in-time feature table at ``as_of`` (lazily).
+
+    The events before ``as_of`` are condensed twice (per user and event type;
+    per user and active day) into cached tables, and every feature is an
+    aggregate over those (see :mod:`churnml.features.definitions`). Call
+    :meth:`FeatureSet.release` when done with the table.
 
     Parameters
     ----------
@@ -83,8 +109,9 @@ def build_features(ds: Dataset, as_of: dt.datetime, *, event_types: Sequence[str
     as_of : datetime
         Snapshot instant (naive = UTC).
     event_types : sequence of str, optional
-        Event types for per-event features; defaults to ``ds.event_types()``.
-        Pass the list a model was trained with when scoring.
+        Event types for per-event features; defaults to those found before
+        ``as_of`` (or the configured list). Pass the list a model was trained
+        with when scoring.
 
     Returns
     -------
@@ -92,62 +119,91 @@ def build_features(ds: Dataset, as_of: dt.datetime, *, event_types: Sequence[str
     """
     as_of = utc(as_of)
     cfg = ds.config
-    ep = int(as_of.timestamp())
+    ep = int(as_of.timestamp()) * 1_000_000 + as_of.microsecond
     cut = ibis.literal(as_of)
     types = list(event_types) if event_types is not None else ds.event_types(before=as_of)
     feats = feature_definitions(
-        cfg, types, as_of_epoch=ep, has_campaigns=ds.campaigns is not None,
+        cfg, types, as_of_us=ep, has_campaigns=ds.campaigns is not None,
         event_columns=tuple(ds.events.columns),
     )
+    stage = {s: [f for f in feats if f.stage == s]
+             for s in ("per_event", "days", "onboarding_days", "distinct", "campaigns", "derived")}
 
     users = ds.users.filter(ds.users.signup_ts < cut)
     attrs = [c for c in users.columns if c not in ("user_id", "signup_ts")]
+    signup_us = epoch_us(ds, users.signup_ts)
     ev = ds.events.filter(ds.events.ts < cut)
-    signup = users.select("user_id", signup_epoch=users.signup_ts.epoch_seconds())
-    e = ev.join(signup, "user_id")
-    secs = ibis.literal(ep) - e.ts.epoch_seconds()
-    e = e.mutate(secs=secs, d=secs // _DAY, act=_activity(ds, e), tsec=e.ts.epoch_seconds() - e.signup_epoch)
+    ev = ev.mutate(us=epoch_us(ds, ev.ts))
+    ev = ev.mutate(d=(ibis.literal(ep) - ev.us) // DAY_US)
+    e = ev.join(users.select("user_id", signup_us=signup_us), "user_id")
+    e = e.mutate(tsec=e.us - e.signup_us, act=_activity(ds, e))
+    onb = e.tsec < cfg.onboarding_days * DAY_US
 
-    by_stage = {s: [f for f in feats if f.stage == s] for s in ("events", "gaps", "campaigns", "derived")}
-    agg = e.group_by("user_id").aggregate(**{f.name: f.expr(e) for f in by_stage["events"]})
-    agg = agg.filter(agg.days_since_last_activity <= cfg.eligibility_days)
-
-    base = users.select(
-        "user_id", tenure_days=(ibis.literal(ep) - users.signup_ts.epoch_seconds()) / _DAY, *attrs
+    # Level 1: two passes over the events, cached (they are small: users x types, users x days).
+    sums = {}
+    for col in cfg.sum_columns:
+        if col in ds.events.columns:
+            c = safe_name(col)
+            sums[f"s_{c}_all"] = e[col].sum()
+            sums.update({f"s_{c}_{w}": e[col].sum(where=e.d < w) for w in cfg.feature_windows_days})
+    per_event = e.group_by("user_id", "event").aggregate(
+        n_all=e.count(),
+        n_onb=e.count(where=onb),
+        first_us=e.us.min(),
+        last_us=e.us.max(),
+        **{f"n_{w}": e.count(where=e.d < w) for w in count_windows(cfg)},
+        **sums,
     )
+    per_event = per_event.mutate(act=_activity(ds, per_event)).cache()
+    days = e.filter(e.act).select(
+        "user_id", "d", od=ibis.ifelse(onb, e.tsec // DAY_US, -1)
+    ).distinct().cache()
+    cached = [per_event, days]
+
+    # Level 2: one row per user.
+    agg = per_event.group_by("user_id").aggregate(**{f.name: f.expr(per_event) for f in stage["per_event"]})
+    agg = agg.filter(agg.days_since_last_activity <= cfg.eligibility_days)
+    base = users.select("user_id", tenure_days=(ibis.literal(ep) - signup_us) / DAY_US, *attrs)
     wide = base.join(agg, "user_id")
 
-    days = e.filter(e.act).select("user_id", "d").distinct()
-    gaps = days.mutate(gap=days.d.lead().over(group_by="user_id", order_by="d") - days.d)
-    gaps = gaps.filter(gaps.gap.notnull())
-    gaps = gaps.group_by("user_id").aggregate(**{f.name: f.expr(gaps) for f in by_stage["gaps"]})
-    wide = wide.left_join(gaps, "user_id").drop("user_id_right")
-
-    if by_stage["campaigns"]:
-        wide = wide.left_join(_campaign_history(ds, e, cut, by_stage["campaigns"]), "user_id")
-        wide = wide.drop("user_id_right")
+    active = days.select("user_id", "d").distinct()
+    # The gap to the next (older) active day; its mean is also (max d - min d) / (n - 1).
+    gaps = active.mutate(gap=active.d.lead().over(group_by="user_id", order_by="d") - active.d)
+    day_feats = {f.name: f.expr(gaps) for f in stage["days"]}
+    wide = wide.join(gaps.group_by("user_id").aggregate(**day_feats), "user_id")
+    onb_days = days.filter(days.od >= 0).select("user_id", "od").distinct()
+    wide = _left(wide, onb_days.group_by("user_id").aggregate(
+        **{f.name: f.expr(onb_days) for f in stage["onboarding_days"]}))
+    if stage["distinct"]:
+        wide = _left(wide, ev.group_by("user_id").aggregate(**{f.name: f.expr(ev) for f in stage["distinct"]}))
+    if stage["campaigns"]:
+        wide = _left(wide, _campaign_history(ds, ev, cut, stage["campaigns"]))
 
     fills = {f.name: wide[f.name].fill_null(f.fill) for f in feats if f.fill is not None}
     wide = wide.mutate(**fills) if fills else wide
-    wide = wide.mutate(**{f.name: f.expr(wide) for f in by_stage["derived"]})
+    wide = wide.mutate(**{f.name: f.expr(wide) for f in stage["derived"]})
 
     ordered = [f.name for f in feats] + ["tenure_days"] + attrs
     table = wide.select("user_id", ibis.literal(as_of).name("as_of"), *ordered).order_by("user_id")
-    return FeatureSet(as_of=as_of, table=table, features=feats, attributes=attrs)
+    return FeatureSet(as_of=as_of, table=table, features=feats, attributes=attrs, cached=cached)
 
 
-def _campaign_history(ds: Dataset, e: ibis.Table, cut, feats: list[Feature]) -> ibis.Table:
+def _left(wide: ibis.Table, other: ibis.Table) -> ibis.Table:
+    return wide.left_join(other, "user_id").drop("user_id_right")
+
+
+def _campaign_history(ds: Dataset, ev: ibis.Table, cut, feats: list[Feature]) -> ibis.Table:
     win = ibis.interval(days=ds.config.response_window_days)
     c = ds.campaigns.filter(ds.campaigns.sent_ts < cut)
     c = c.select("user_id", "campaign_id", "sent_ts", "treated")
     closed = c.treated & (c.sent_ts + win <= cut)
     # A response is activity in [sent_ts, sent_ts + window); only closed windows are judged,
     # and those end before as_of, so only events before as_of are used.
-    acts = e.filter(e.act).select(uid="user_id", ets="ts")
+    acts = ev.filter(_activity(ds, ev)).select(uid="user_id", ets="ts")
     hits = c.join(acts, [c.user_id == acts.uid, acts.ets >= c.sent_ts, acts.ets < c.sent_ts + win])
     hits = hits.select("user_id", "campaign_id", "sent_ts").distinct().mutate(hit=ibis.literal(True))
     c = c.mutate(closed=closed).left_join(hits, ["user_id", "campaign_id", "sent_ts"])
-    c = c.mutate(responded=c.hit.fill_null(False))
+    c = c.mutate(responded=c.hit.fill_null(False), sent_us=epoch_us(ds, c.sent_ts))
     return c.group_by("user_id").aggregate(**{f.name: f.expr(c) for f in feats})
 
 
@@ -189,7 +245,10 @@ def build_snapshot(
         lab = churn_labels(ds, fs.as_of)
         t = t.left_join(lab, "user_id").drop("user_id_right")
         t = t.mutate(**{LABEL: t.returned.isnull().cast("int8")}).drop("returned").order_by("user_id")
-    return t.to_pyarrow(), fs
+    try:
+        return t.to_pyarrow(), fs
+    finally:
+        fs.release()
 
 
 def build_training_set(

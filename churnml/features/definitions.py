@@ -6,19 +6,30 @@ different event log (e-commerce purchases, a social network) gets its own
 per-event features by configuration alone. Adding a feature is one edit: one
 more :class:`Feature` in the family that owns it.
 
-Each feature is computed at one stage of the point-in-time build
-(:mod:`churnml.features.build`):
+The build (:mod:`churnml.features.build`) first condenses the events before
+``as_of`` into two small tables, then every feature is an aggregate over one
+of them (two levels keep the scan of the event log to two passes however
+many features there are). Each feature names the stage it is computed at:
 
-``events``
-    An aggregate over the user's events with ``ts < as_of``. The expression
-    sees a table with the contract columns plus ``secs`` (seconds before
-    ``as_of``), ``d`` (whole days before ``as_of``: 0 is the last 24 hours),
-    ``act`` (the event counts as activity) and ``tsec`` (seconds after signup).
-``gaps``
-    An aggregate over the gaps (in days) between the user's distinct active
-    days before ``as_of``; the table has ``gap``.
+``per_event``
+    One row per user and event type, with ``event``, ``act`` (the type counts
+    as activity), ``n_all`` and ``n_<w>`` (events in the last ``w`` days, for
+    every window in :func:`count_windows`), ``n_onb`` (events in the
+    onboarding window), ``first_us``/``last_us`` (first/last event, Unix
+    microseconds) and ``s_<col>_<w>``/``s_<col>_all`` (summed columns).
+``days``
+    One row per user and active 24-hour bucket: ``d`` (whole days before
+    ``as_of``: 0 is the last 24 hours), ``gap`` (days to the user's previous
+    active bucket, empty for the first).
+``onboarding_days``
+    One row per user and distinct 24-hour bucket after signup, within the
+    onboarding window, with activity.
+``distinct``
+    The raw events before ``as_of`` with ``d``: for distinct counts, which
+    cannot be condensed.
 ``campaigns``
-    An aggregate over the user's campaign exposures sent before ``as_of``.
+    The user's campaign exposures sent before ``as_of`` (``treated``,
+    ``sent_ts``, ``closed``, ``responded``).
 ``derived``
     A row-wise expression over the already-computed features.
 
@@ -37,10 +48,11 @@ import ibis
 
 from churnml.config import DatasetConfig
 
-__all__ = ["Feature", "feature_definitions", "safe_name"]
+__all__ = ["DAY_US", "Feature", "count_windows", "feature_definitions", "safe_name"]
 
-Stage = Literal["events", "gaps", "campaigns", "derived"]
-_DAY = 86_400
+Stage = Literal["per_event", "days", "onboarding_days", "distinct", "campaigns", "derived"]
+DAY_US = 86_400_000_000
+TREND_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,7 @@ class Feature:
     family : str
         recency, tenure, frequency, activity, trend, depth, onboarding,
         distinct, amount, gaps, campaign or attribute.
-    stage : {"events", "gaps", "campaigns", "derived"}
+    stage : {"per_event", "days", "onboarding_days", "distinct", "campaigns", "derived"}
         Where in the build it is computed (see the module docstring).
     expr : callable
         Builds the ibis expression from the stage's table.
@@ -81,15 +93,20 @@ def safe_name(value: str) -> str:
     return out or "blank"
 
 
-def _days_since(ts_max: ibis.Value, as_of_epoch: int) -> ibis.Value:
-    return (ibis.literal(as_of_epoch) - ts_max) / _DAY
+def count_windows(config: DatasetConfig) -> list[int]:
+    """Trailing windows the per-event table counts over: the configured ones plus the trend's."""
+    return sorted(set(config.feature_windows_days) | {TREND_DAYS, 2 * TREND_DAYS})
+
+
+def _days_since(us: ibis.Value, as_of_us: int) -> ibis.Value:
+    return (ibis.literal(as_of_us) - us) / DAY_US
 
 
 def feature_definitions(
     config: DatasetConfig,
     event_types: list[str],
     *,
-    as_of_epoch: int,
+    as_of_us: int,
     has_campaigns: bool = False,
     event_columns: tuple[str, ...] = (),
 ) -> list[Feature]:
@@ -101,8 +118,8 @@ def feature_definitions(
         Windows, activity events, distinct counts and summed columns.
     event_types : list of str
         Event types that get per-event features.
-    as_of_epoch : int
-        The snapshot instant in Unix seconds (recency features need it).
+    as_of_us : int
+        The snapshot instant in Unix microseconds (recency features need it).
     has_campaigns : bool
         Whether campaign-history features apply.
     event_columns : tuple of str
@@ -114,44 +131,51 @@ def feature_definitions(
     """
     windows = config.feature_windows_days
     k = config.onboarding_days
-    trend = 7
+    trend = TREND_DAYS
     longest = max(windows)
     names = {e: safe_name(e) for e in event_types}
     feats: list[Feature] = []
     add = feats.append
 
+    def per_type(col: str, ev: str):
+        return lambda p: p[col].sum(where=p.event == ev).fill_null(0)
+
+    def active(col: str):
+        return lambda p: p[col].sum(where=p.act).fill_null(0)
+
     # --- recency and tenure -------------------------------------------------------------
-    add(Feature("days_since_last_activity", "days since the user's last activity", "recency", "events",
-                lambda e: _days_since(e.ts.epoch_seconds().max(where=e.act), as_of_epoch)))
+    add(Feature("days_since_last_activity", "days since the user's last activity", "recency", "per_event",
+                lambda p: _days_since(p.last_us.max(where=p.act), as_of_us)))
     for ev, n in names.items():
         add(Feature(f"days_since_last_{n}", f"days since the user's last '{ev}' event (empty if never)",
-                    "recency", "events",
-                    lambda e, ev=ev: _days_since(e.ts.epoch_seconds().max(where=e.event == ev), as_of_epoch)))
-    add(Feature("days_since_first_event", "days since the user's first event", "tenure", "events",
-                lambda e: _days_since(e.ts.epoch_seconds().min(), as_of_epoch)))
+                    "recency", "per_event",
+                    lambda p, ev=ev: _days_since(p.last_us.max(where=p.event == ev), as_of_us)))
+    add(Feature("days_since_first_event", "days since the user's first event", "tenure", "per_event",
+                lambda p: _days_since(p.first_us.min(), as_of_us)))
 
     # --- frequency per event type and window --------------------------------------------
     for ev, n in names.items():
         for w in windows:
             add(Feature(f"n_{n}_{w}d", f"number of '{ev}' events in the last {w} days", "frequency",
-                        "events", lambda e, ev=ev, w=w: ((e.event == ev) & (e.d < w)).sum(), w))
-        add(Feature(f"n_{n}_all", f"number of '{ev}' events so far", "frequency", "events",
-                    lambda e, ev=ev: (e.event == ev).sum()))
+                        "per_event", per_type(f"n_{w}", ev), w))
+        add(Feature(f"n_{n}_all", f"number of '{ev}' events so far", "frequency", "per_event",
+                    per_type("n_all", ev)))
 
     # --- activity ---------------------------------------------------------------------------
     for w in windows:
         add(Feature(f"n_events_{w}d", f"number of activity events in the last {w} days", "activity",
-                    "events", lambda e, w=w: (e.act & (e.d < w)).sum(), w))
+                    "per_event", active(f"n_{w}"), w))
         add(Feature(f"active_days_{w}d", f"days with activity among the last {w}", "activity",
-                    "events", lambda e, w=w: e.d.nunique(where=e.act & (e.d < w)), w))
-    add(Feature("active_days_all", "days with activity so far", "activity", "events",
-                lambda e: e.d.nunique(where=e.act)))
+                    "days", lambda a, w=w: a.count(where=a.d < w), w))
+    add(Feature("active_days_all", "days with activity so far", "activity", "days",
+                lambda a: a.count()))
 
     # --- trend: the last week against the week before ------------------------------------------
     add(Feature(f"n_events_prev_{trend}d", f"activity events {trend + 1}-{2 * trend} days ago", "trend",
-                "events", lambda e: (e.act & (e.d >= trend) & (e.d < 2 * trend)).sum(), 2 * trend))
+                "per_event",
+                lambda p: (p[f"n_{2 * trend}"] - p[f"n_{trend}"]).sum(where=p.act).fill_null(0), 2 * trend))
     add(Feature(f"n_events_last_{trend}d", f"activity events in the last {trend} days", "trend",
-                "events", lambda e: (e.act & (e.d < trend)).sum(), trend))
+                "per_event", active(f"n_{trend}"), trend))
     add(Feature(f"activity_trend_{trend}d",
                 f"log ratio of activity in the last {trend} days to the {trend} before (below 0 = slowing)",
                 "trend", "derived",
@@ -178,30 +202,29 @@ def feature_definitions(
 
         what = f"distinct {dc.column}" + (f" in {', '.join(dc.events)} events" if dc.events else "")
         span = f"in the last {dc.window_days} days" if dc.window_days else "so far"
-        add(Feature(dc.name, dc.description or f"{what} {span}", "distinct", "events", _distinct,
-                    dc.window_days))
+        add(Feature(dc.name, dc.description or f"{what} {span}", "distinct", "distinct", _distinct,
+                    dc.window_days, fill=0))
     for col in config.sum_columns:
         if col not in event_columns:
             continue
+        c = safe_name(col)
         for w in windows:
-            add(Feature(f"sum_{safe_name(col)}_{w}d", f"total {col} in the last {w} days", "amount",
-                        "events", lambda e, col=col, w=w: e[col].sum(where=e.d < w).fill_null(0), w))
-        add(Feature(f"sum_{safe_name(col)}_all", f"total {col} so far", "amount", "events",
-                    lambda e, col=col: e[col].sum().fill_null(0)))
+            add(Feature(f"sum_{c}_{w}d", f"total {col} in the last {w} days", "amount", "per_event",
+                        lambda p, c=c, w=w: p[f"s_{c}_{w}"].sum().fill_null(0), w))
+        add(Feature(f"sum_{c}_all", f"total {col} so far", "amount", "per_event",
+                    lambda p, c=c: p[f"s_{c}_all"].sum().fill_null(0)))
 
     # --- onboarding: the first k days after signup ------------------------------------------
     for ev, n in names.items():
         add(Feature(f"onboard_n_{n}_{k}d", f"'{ev}' events in the first {k} days after signup",
-                    "onboarding", "events",
-                    lambda e, ev=ev: ((e.event == ev) & (e.tsec < k * _DAY)).sum(), k))
+                    "onboarding", "per_event", per_type("n_onb", ev), k))
     add(Feature(f"onboard_active_days_{k}d", f"days with activity in the first {k} days after signup",
-                "onboarding", "events",
-                lambda e: (e.tsec // _DAY).nunique(where=e.act & (e.tsec < k * _DAY)), k))
+                "onboarding", "onboarding_days", lambda o: o.count(), k, fill=0))
 
     # --- gaps between active days -----------------------------------------------------------
-    add(Feature("gap_mean_days", "average gap in days between consecutive active days", "gaps", "gaps",
+    add(Feature("gap_mean_days", "average gap in days between consecutive active days", "gaps", "days",
                 lambda g: g.gap.mean()))
-    add(Feature("gap_max_days", "longest gap in days between consecutive active days", "gaps", "gaps",
+    add(Feature("gap_max_days", "longest gap in days between consecutive active days", "gaps", "days",
                 lambda g: g.gap.max()))
 
     # --- campaign history -------------------------------------------------------------------
@@ -210,7 +233,7 @@ def feature_definitions(
                     lambda c: c.treated.sum(), fill=0))
         add(Feature("days_since_last_contact", "days since the last recall message (empty if never)",
                     "campaign", "campaigns",
-                    lambda c: _days_since(c.sent_ts.epoch_seconds().max(where=c.treated), as_of_epoch)))
+                    lambda c: _days_since(c.sent_us.max(where=c.treated), as_of_us)))
         add(Feature("responded_last_contact",
                     f"came back within {config.response_window_days} days of the last recall message "
                     "whose response window had closed (1/0, empty if none)",
