@@ -16,13 +16,18 @@ import datetime as dt
 from pathlib import Path
 from typing import Annotated, Literal
 
+import functools
+
 import yaml
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from churnml.exceptions import ConfigError
 
 __all__ = [
     "DatasetConfig",
+    "Settings",
+    "get_settings",
     "DistinctCount",
     "SnapshotRule",
     "SourceConfig",
@@ -263,3 +268,30 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
         update={k: _resolve(getattr(cfg.sources, k), base) for k in ("events", "users", "campaigns")}
     )
     return cfg.model_copy(update={"sources": sources})
+
+
+class Settings(BaseSettings):
+    """Runtime settings, from the environment (prefix ``CHURNML_``) or a ``.env`` file.
+
+    Parameters
+    ----------
+    duckdb_memory_limit : str
+        DuckDB's memory limit (e.g. ``"4GB"``); beyond it DuckDB spills to
+        ``duckdb_temp_directory``. Keeps a nightly job inside its memory budget.
+    duckdb_threads : int, optional
+        Worker threads for DuckDB (all cores if unset).
+    duckdb_temp_directory : str, optional
+        Where DuckDB spills (DuckDB's default if unset).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CHURNML_", env_file=".env", extra="ignore")
+
+    duckdb_memory_limit: str = "4GB"
+    duckdb_threads: Annotated[int, Field(gt=0)] | None = None
+    duckdb_temp_directory: str | None = None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

@@ -32,7 +32,7 @@ from pathlib import Path
 import ibis
 import ibis.expr.datatypes as dtypes
 
-from churnml.config import DatasetConfig, SourceConfig, utc
+from churnml.config import DatasetConfig, Settings, SourceConfig, get_settings, utc
 from churnml.exceptions import ContractError, DataProblem, DataWarning
 
 __all__ = ["REQUIRED_COLUMNS", "Dataset", "connect", "open_dataset"]
@@ -96,7 +96,9 @@ class Dataset:
         return [str(v) for v in found.column("event").to_pylist()]
 
 
-def connect(engine: str = "duckdb", *, database: str | None = None, spark=None) -> ibis.BaseBackend:
+def connect(
+    engine: str = "duckdb", *, database: str | None = None, spark=None, settings: Settings | None = None
+) -> ibis.BaseBackend:
     """Open an ibis backend with UTC session time.
 
     Parameters
@@ -106,10 +108,18 @@ def connect(engine: str = "duckdb", *, database: str | None = None, spark=None) 
         A DuckDB file to open read-only (for ``table`` and ``query`` sources).
     spark : pyspark.sql.SparkSession, optional
         Session to use for the Spark engine; a local one is created if omitted.
+    settings : Settings, optional
+        DuckDB memory limit, threads and spill folder; defaults to :func:`get_settings`.
     """
     if engine == "duckdb":
+        settings = settings or get_settings()
         con = ibis.duckdb.connect(database or ":memory:", read_only=bool(database))
         con.raw_sql("SET TimeZone='UTC'")
+        con.raw_sql(f"SET memory_limit='{settings.duckdb_memory_limit}'")
+        if settings.duckdb_threads:
+            con.raw_sql(f"SET threads={settings.duckdb_threads}")
+        if settings.duckdb_temp_directory:
+            con.raw_sql(f"SET temp_directory='{settings.duckdb_temp_directory}'")
         # Every output is ordered explicitly; letting DuckDB drop insertion order saves memory.
         con.raw_sql("SET preserve_insertion_order=false")
         return con
@@ -253,15 +263,16 @@ def _load_table(con, src: SourceConfig, kind: str) -> tuple[ibis.Table, list[Dat
 
 def _check_events(ev: ibis.Table, label: str, until: dt.datetime, configured: bool) -> tuple[list[DataProblem], dict]:
     bad_id = _bad_ids(ev)
-    bad_event = ev.event.isnull() | (ev.event.cast("string").strip() == "")
     future = ev.ts >= ibis.literal(until)
     stats = ev.aggregate(
         n=ev.count(),
         bad_id=bad_id.sum(),
-        bad_event=bad_event.sum(),
         future=future.sum(),
         max_ts=ev.ts.max(),
     ).to_pyarrow().to_pylist()[0]
+    # Event names are few: judge them on the distinct values, not on every row.
+    names = ev.group_by("event").aggregate(k=ev.count()).to_pyarrow().to_pylist()
+    stats["bad_event"] = sum(r["k"] for r in names if r["event"] is None or not str(r["event"]).strip())
     problems = []
     if stats["bad_id"]:
         problems.append(DataProblem(label, "user_id", stats["bad_id"], "null or empty user ids"))

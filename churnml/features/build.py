@@ -177,7 +177,9 @@ def build_features(ds: Dataset, as_of: dt.datetime, *, event_types: Sequence[str
     if stage["distinct"]:
         wide = _left(wide, ev.group_by("user_id").aggregate(**{f.name: f.expr(ev) for f in stage["distinct"]}))
     if stage["campaigns"]:
-        wide = _left(wide, _campaign_history(ds, ev, cut, stage["campaigns"]))
+        history, judged = _campaign_history(ds, ev, cut, stage["campaigns"])
+        cached.append(judged)
+        wide = _left(wide, history)
 
     fills = {f.name: wide[f.name].fill_null(f.fill) for f in feats if f.fill is not None}
     wide = wide.mutate(**fills) if fills else wide
@@ -196,15 +198,21 @@ def _campaign_history(ds: Dataset, ev: ibis.Table, cut, feats: list[Feature]) ->
     win = ibis.interval(days=ds.config.response_window_days)
     c = ds.campaigns.filter(ds.campaigns.sent_ts < cut)
     c = c.select("user_id", "campaign_id", "sent_ts", "treated")
-    closed = c.treated & (c.sent_ts + win <= cut)
-    # A response is activity in [sent_ts, sent_ts + window); only closed windows are judged,
-    # and those end before as_of, so only events before as_of are used.
-    acts = ev.filter(_activity(ds, ev)).select(uid="user_id", ets="ts")
-    hits = c.join(acts, [c.user_id == acts.uid, acts.ets >= c.sent_ts, acts.ets < c.sent_ts + win])
-    hits = hits.select("user_id", "campaign_id", "sent_ts").distinct().mutate(hit=ibis.literal(True))
-    c = c.mutate(closed=closed).left_join(hits, ["user_id", "campaign_id", "sent_ts"])
+    c = c.mutate(closed=c.treated & (c.sent_ts + win <= cut))
+    # A response is activity in [sent_ts, sent_ts + window). Only closed windows are judged, and
+    # those end before as_of, so only events before as_of are used. The join's build side is the
+    # closed exposures (small); events before the earliest of them cannot be responses.
+    judged = c.filter(c.closed).select(uid="user_id", cid="campaign_id", sent="sent_ts").cache()
+    first = judged.sent.min().to_pyarrow().as_py()
+    acts = ev.filter(_activity(ds, ev))
+    if first is not None:
+        acts = acts.filter(acts.ts >= ibis.literal(first))
+    acts = acts.select("user_id", "ts")
+    hits = judged.join(acts, [judged.uid == acts.user_id, acts.ts >= judged.sent, acts.ts < judged.sent + win])
+    hits = hits.select(user_id="uid", campaign_id="cid", sent_ts="sent").distinct().mutate(hit=ibis.literal(True))
+    c = c.left_join(hits, ["user_id", "campaign_id", "sent_ts"])
     c = c.mutate(responded=c.hit.fill_null(False), sent_us=epoch_us(ds, c.sent_ts))
-    return c.group_by("user_id").aggregate(**{f.name: f.expr(c) for f in feats})
+    return c.group_by("user_id").aggregate(**{f.name: f.expr(c) for f in feats}).cache(), judged
 
 
 def churn_labels(ds: Dataset, as_of: dt.datetime) -> ibis.Table:

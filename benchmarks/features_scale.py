@@ -1,0 +1,114 @@
+"""Benchmark: simulate a large music app, then time feature building against a DuckDB scan floor.
+
+Each phase runs in its own child process so its wall time and peak resident
+memory are measured separately (``os.wait4`` rusage). The floor is one DuckDB
+grouped scan of the same file (``user_id, event -> count``): the least any
+feature build must do. Phases run side by side in one invocation so the ratio
+is measured under the same machine load.
+
+Usage::
+
+    python benchmarks/features_scale.py --users 1000000            # everything
+    python benchmarks/features_scale.py --users 1000000 --reuse    # keep the simulated data
+
+Figures go to stdout as a Markdown table; copy them to BENCHMARKS.md with the
+machine, date and command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _phase_simulate(data: Path, users: int) -> dict:
+    from churnml.jobs import simulate_job
+    from churnml.simulator import SimulationConfig
+
+    res, _ = simulate_job(SimulationConfig(n_users=users, seed=1), data, truth=False)
+    return {"events": res.n_events, "users": res.n_users}
+
+
+def _phase_floor(data: Path) -> dict:
+    import duckdb
+
+    con = duckdb.connect()
+    rows = con.execute(
+        f"SELECT count(*) FROM (SELECT user_id, event, count(*) FROM read_parquet('{data}/events.parquet') GROUP BY ALL)"
+    ).fetchone()[0]
+    return {"groups": rows}
+
+
+def _phase_features(data: Path) -> dict:
+    from churnml.config import load_dataset_config
+    from churnml.data import open_dataset
+    from churnml.features import build_snapshot
+
+    cfg = load_dataset_config(data / "dataset.yaml")
+    t0 = time.perf_counter()
+    ds = open_dataset(cfg)  # reading + contract validation, as `churnml features build` does
+    validate_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    table, fs = build_snapshot(ds, cfg.snapshot_instants()[-1], labels=True)
+    return {"rows": table.num_rows, "features": len(fs.columns), "validate_s": validate_s,
+            "build_only_s": time.perf_counter() - t0}
+
+
+PHASES = {"simulate": _phase_simulate, "floor": _phase_floor, "features": _phase_features}
+
+
+def _run_child(phase: str, data: Path, users: int) -> dict:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, "--child", phase, "--data", str(data),
+                             "--users", str(users)], stdout=subprocess.PIPE)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"phase {phase} failed with status {status}")
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    result.update(wall_s=time.perf_counter() - t0, peak_rss_gb=usage.ru_maxrss / 1024**2)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=1_000_000)
+    ap.add_argument("--data", type=Path, default=HERE / "_data" / "sim")
+    ap.add_argument("--reuse", action="store_true", help="reuse simulated data already in --data")
+    ap.add_argument("--child", choices=PHASES, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        kwargs = {"users": args.users} if args.child == "simulate" else {}
+        print(json.dumps(PHASES[args.child](args.data, **kwargs)))
+        return
+
+    results = {}
+    phases = ["floor", "features", "floor"]
+    if not (args.reuse and (args.data / "events.parquet").exists()):
+        phases.insert(0, "simulate")
+    for phase in phases:
+        key = phase if phase not in results else f"{phase}_again"
+        results[key] = _run_child(phase, args.data, args.users)
+        print(f"{key}: {results[key]}", file=sys.stderr)
+    floor = min(results["floor"]["wall_s"], results["floor_again"]["wall_s"])
+    print(f"\nmachine: {platform.node()} {os.cpu_count()} cores, python {platform.python_version()}")
+    print(f"users: {args.users:,}\n")
+    print("| phase | wall s | peak RSS GB | notes |\n|---|---|---|---|")
+    for key, r in results.items():
+        notes = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v:.1f}"
+                          for k, v in r.items() if k not in ("wall_s", "peak_rss_gb"))
+        print(f"| {key} | {r['wall_s']:.1f} | {r['peak_rss_gb']:.2f} | {notes} |")
+    print(f"\nfeature build / floor = {results['features']['wall_s'] / floor:.2f} "
+          f"(build only: {results['features']['build_only_s'] / floor:.2f})")
+
+
+if __name__ == "__main__":
+    main()
