@@ -194,10 +194,17 @@ def run(
     point-in-time features and a labelled training set over weekly snapshots,
     and prints a summary.
     """
+    from churnml.jobs import compare_with_truth
+
     t0 = time.perf_counter()
-    _, cfg_path = _simulate(out_dir / "data", users, 120, seed, True, True)
+    sim, cfg_path = _simulate(out_dir / "data", users, 120, seed, True, True)
     res = _build(cfg_path, out_dir / "features" / "training_set.parquet", None, None)
     _report_features(res)
+    check = compare_with_truth(res.table_path, sim.truth_dir / "churn.parquet")
+    out.print(f"ground truth check: {check['rows']:,} rows; observed churn rate {check['observed']:.1%}, "
+              f"simulator's true mean probability {check['expected']:.1%} "
+              f"(difference {check['z']:+.1f} standard errors); "
+              f"{check['unmatched']:,} eligible rows without truth")
     out.print(f"[bold green]done[/] in {time.perf_counter() - t0:.0f}s; outputs under {out_dir}")
 
 

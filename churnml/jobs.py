@@ -25,6 +25,7 @@ __all__ = [
     "FeatureJobResult",
     "SIMULATOR_EVENT_TYPES",
     "build_features_job",
+    "compare_with_truth",
     "simulate_job",
     "simulation_dataset_config",
 ]
@@ -45,7 +46,7 @@ def simulation_dataset_config(sim, data_dir: str | Path = ".", *, horizon_days: 
     """
     start = utc(sim.start)
     end = start + dt.timedelta(days=sim.days)
-    first = start + dt.timedelta(days=min(35, max(sim.days // 4, 1)))
+    first = start + dt.timedelta(days=35 if sim.days >= 70 else max(sim.days // 4, 1))
     last = end - dt.timedelta(days=horizon_days)
     data_dir = Path(data_dir)
     return {
@@ -228,3 +229,24 @@ def build_features_job(
         churn_rate=dict(sorted(rates.items())), warnings=list(ds.warnings),
     )
 
+
+
+def compare_with_truth(training_set: str | Path, truth: str | Path) -> dict:
+    """Compare a simulated training set's churn labels with the simulator's true probabilities.
+
+    Returns the number of matched rows, the observed label rate, the mean true
+    probability, their difference in standard errors (``z``) and the number of
+    eligible rows the simulator has no truth for (0 when eligibility agrees).
+    """
+    import numpy as np
+    import pandas as pd
+
+    train = pd.read_parquet(training_set, columns=["as_of", "user_id", LABEL])
+    true = pd.read_parquet(truth, columns=["as_of", "user_id", "p_churn"])
+    both = train.merge(true, on=["as_of", "user_id"], how="left")
+    matched = both.dropna(subset=["p_churn"])
+    p = matched["p_churn"].to_numpy()
+    se = float(np.sqrt((p * (1 - p)).sum()) / max(len(p), 1))
+    observed, expected = float(matched[LABEL].mean()), float(p.mean())
+    return {"rows": len(matched), "observed": observed, "expected": expected,
+            "z": (observed - expected) / se if se else 0.0, "unmatched": int(len(both) - len(matched))}
