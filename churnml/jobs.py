@@ -20,6 +20,7 @@ from churnml.config import DatasetConfig, load_dataset_config, utc
 from churnml.data import Dataset, open_dataset
 from churnml.features import LABEL, FeatureSet, build_snapshot, build_training_set
 from churnml.io import write_json, write_parquet, write_text
+from churnml.simulator import EVENT_TYPES
 
 __all__ = [
     "FeatureJobResult",
@@ -32,9 +33,7 @@ __all__ = [
 
 #: Event types the embedded simulator emits. Only the simulator's own dataset
 #: config names them; the pipeline reads event types from configuration.
-SIMULATOR_EVENT_TYPES = [
-    "visit", "play", "like", "search", "share", "playlist_add", "community_join", "community_post",
-]
+SIMULATOR_EVENT_TYPES = list(EVENT_TYPES)
 
 
 def simulation_dataset_config(sim, data_dir: str | Path = ".", *, horizon_days: int = 14,

@@ -167,7 +167,7 @@ def build_features(ds: Dataset, as_of: dt.datetime, *, event_types: Sequence[str
     wide = base.join(agg, "user_id")
 
     active = days.select("user_id", "d").distinct()
-    # The gap to the next (older) active day; its mean is also (max d - min d) / (n - 1).
+    # The gap (in days) from each active day to the user's previous one.
     gaps = active.mutate(gap=active.d.lead().over(group_by="user_id", order_by="d") - active.d)
     day_feats = {f.name: f.expr(gaps) for f in stage["days"]}
     wide = wide.join(gaps.group_by("user_id").aggregate(**day_feats), "user_id")
@@ -178,7 +178,7 @@ def build_features(ds: Dataset, as_of: dt.datetime, *, event_types: Sequence[str
         wide = _left(wide, ev.group_by("user_id").aggregate(**{f.name: f.expr(ev) for f in stage["distinct"]}))
     if stage["campaigns"]:
         history, judged = _campaign_history(ds, ev, cut, stage["campaigns"])
-        cached.append(judged)
+        cached += [history, judged]
         wide = _left(wide, history)
 
     fills = {f.name: wide[f.name].fill_null(f.fill) for f in feats if f.fill is not None}
@@ -194,7 +194,10 @@ def _left(wide: ibis.Table, other: ibis.Table) -> ibis.Table:
     return wide.left_join(other, "user_id").drop("user_id_right")
 
 
-def _campaign_history(ds: Dataset, ev: ibis.Table, cut, feats: list[Feature]) -> ibis.Table:
+def _campaign_history(
+    ds: Dataset, ev: ibis.Table, cut, feats: list[Feature]
+) -> tuple[ibis.Table, ibis.Table]:
+    """Per-user campaign features (cached) and the cached table of judged exposures."""
     win = ibis.interval(days=ds.config.response_window_days)
     c = ds.campaigns.filter(ds.campaigns.sent_ts < cut)
     c = c.select("user_id", "campaign_id", "sent_ts", "treated")
