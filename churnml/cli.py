@@ -125,7 +125,8 @@ def validate(config: ConfigOpt):
     from churnml.config import load_dataset_config
     from churnml.data import open_dataset
 
-    ds = open_dataset(load_dataset_config(config))
+    with err.status("checking the sources against the data contract"):
+        ds = open_dataset(load_dataset_config(config))
     out.print(f"[green]ok[/]: {ds.n_events:,} events, {ds.n_users:,} users"
               + (f", {ds.campaigns.count().to_pyarrow().as_py():,} campaign rows" if ds.campaigns is not None else "")
               + f"; data until {ds.observed_until.isoformat()}")
@@ -156,7 +157,8 @@ def _build(config, output, instants, labels):
 
     cfg = load_dataset_config(config)
     t0 = time.perf_counter()
-    ds = open_dataset(cfg)
+    with err.status("checking the sources against the data contract"):
+        ds = open_dataset(cfg)
     err.print(f"validated {ds.n_events:,} events of {ds.n_users:,} users in {time.perf_counter() - t0:.1f}s")
     n = len(instants) if instants else len(cfg.snapshot_instants())
     with _progress() as bar:

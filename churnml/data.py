@@ -151,7 +151,7 @@ def _read(con: ibis.BaseBackend, src: SourceConfig, kind: str) -> ibis.Table:
             ts_col = src.columns.get(_TS_COLUMN[kind], _TS_COLUMN[kind])
             try:
                 t = con.read_csv(p, header=True)
-                if ts_col in t.columns:
+                if ts_col in t.columns and con.name == "duckdb":
                     # Read timestamps as text so that bad values are reported, not guessed.
                     t = con.read_csv(p, types={ts_col: "VARCHAR"}, header=True)
                 return t
