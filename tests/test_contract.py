@@ -158,3 +158,21 @@ def test_bad_config(tmp_path, text, match):
     cfg.write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_dataset_config(cfg)
+
+
+def test_shipped_job_config_matches_the_simulator(tmp_path):
+    """features/config.yaml validates and describes what `churnml simulate` writes by default."""
+    from pathlib import Path
+
+    from churnml.jobs import simulation_dataset_config
+    from churnml.simulator import SimulationConfig
+
+    shipped = load_dataset_config(Path(__file__).parents[1] / "features" / "config.yaml")
+    written = simulation_dataset_config(SimulationConfig(), tmp_path)
+    (tmp_path / "sim.yaml").write_text(__import__("yaml").safe_dump(written))
+    sim = load_dataset_config(tmp_path / "sim.yaml")
+    assert shipped.snapshot_instants() == sim.snapshot_instants()
+    same = ("event_types", "activity_events", "eligibility_days", "horizon_days", "feature_windows_days",
+            "onboarding_days", "response_window_days", "distinct_counts", "observed_until")
+    assert {k: getattr(shipped, k) for k in same} == {k: getattr(sim, k) for k in same}
+    assert shipped.sources.events.path.endswith("data/sim/events.parquet")
