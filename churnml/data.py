@@ -189,8 +189,12 @@ def _rename(t: ibis.Table, src: SourceConfig) -> ibis.Table:
 
 
 def _normalise_ts(t: ibis.Table, col: str, label: str, problems: list[DataProblem]) -> ibis.Table:
-    """Cast ``col`` to UTC timestamps, recording unparsable and mixed-timezone values."""
+    """Cast ``col`` to UTC timestamps, recording missing, unparsable and mixed-timezone values."""
     typ = t.schema()[col]
+    missing = t[col].isnull() | (t[col].strip() == "") if typ.is_string() else t[col].isnull()
+    n_missing = _scalar(missing.sum())
+    if n_missing:
+        problems.append(DataProblem(label, col, n_missing, "missing timestamps"))
     if typ.is_string():
         raw = t[col]
         present = raw.notnull() & (raw.strip() != "")
@@ -346,7 +350,7 @@ def open_dataset(
     ev_label = srcs.events.label
     p, stats = _check_events(events, ev_label, until, config.observed_until is not None)
     problems += p
-    # Rows with unparsable timestamps were reported above (and fail the run).
+    # Rows with missing or unparsable timestamps were reported above (and fail the run).
     events = events.filter(events.ts.notnull())
 
     signup_inferred = users is None
@@ -389,7 +393,6 @@ def _check_users(users: ibis.Table, events: ibis.Table, label: str, ev_label: st
     problems = []
     stats = users.aggregate(
         bad_id=_bad_ids(users).sum(),
-        null_signup=users.signup_ts.isnull().sum(),
         n=users.count(),
         n_ids=users.user_id.nunique(),
     ).to_pyarrow().to_pylist()[0]

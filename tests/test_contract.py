@@ -77,6 +77,16 @@ def test_bad_values_each_one_line(tmp_path):
     ]
 
 
+def test_missing_timestamps(tmp_path):
+    events = TINY_EVENTS + [{"user_id": "u1", "ts": None, "event": "play", "item_id": 1}]
+    users = TINY_USERS[:3] + [dict(TINY_USERS[3], signup_ts=None)]
+    lines = _problems(tmp_path, events=events, users=users, campaigns=None)
+    assert lines == ["events.csv: column 'ts': 1 missing timestamps",
+                     "users.csv: column 'signup_ts': 1 missing timestamps"]
+    lines = _problems(tmp_path / "pq", events=events, users=TINY_USERS, campaigns=None, fmt="parquet")
+    assert lines == ["events.parquet: column 'ts': 1 missing timestamps"]
+
+
 def test_mixed_timezones(tmp_path):
     events = [dict(TINY_EVENTS[0], ts="2024-01-01 10:00:00")] + TINY_EVENTS[1:]
     lines = _problems(tmp_path, events=events)
