@@ -276,7 +276,7 @@ class Settings(BaseSettings):
     Parameters
     ----------
     duckdb_memory_limit : str
-        DuckDB's memory limit (e.g. ``"4GB"``); beyond it DuckDB spills to
+        DuckDB's memory limit (e.g. ``"3GB"``); beyond it DuckDB spills to
         ``duckdb_temp_directory``. Keeps a nightly job inside its memory budget.
     duckdb_threads : int, optional
         Worker threads for DuckDB (all cores if unset).
@@ -286,7 +286,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CHURNML_", env_file=".env", extra="ignore")
 
-    duckdb_memory_limit: str = "4GB"
+    duckdb_memory_limit: str = "3GB"
     duckdb_threads: Annotated[int, Field(gt=0)] | None = None
     duckdb_temp_directory: str | None = None
 

@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 ID_COLUMNS = ("user_id", "as_of")
+#: Features per level-2 aggregation query; smaller chunks lower peak memory, larger ones save passes.
+_PIVOT_CHUNK = 24
 LABEL = "churned"
 
 
@@ -50,7 +52,8 @@ class FeatureSet:
     ----------
     as_of : datetime
     table : ibis.Table
-        One row per eligible user: ``user_id``, ``as_of``, then the features.
+        One row per eligible user (in no particular order): ``user_id``,
+        ``as_of``, then the features.
     features : list of Feature
         Behavioural feature definitions, in column order.
     attributes : list of str
@@ -158,35 +161,52 @@ def build_features(ds: Dataset, as_of: dt.datetime, *, event_types: Sequence[str
     days = e.filter(e.act).select(
         "user_id", "d", od=ibis.ifelse(onb, e.tsec // DAY_US, -1)
     ).distinct().cache()
-    cached = [per_event, days]
 
-    # Level 2: one row per user.
-    agg = per_event.group_by("user_id").aggregate(**{f.name: f.expr(per_event) for f in stage["per_event"]})
-    agg = agg.filter(agg.days_since_last_activity <= cfg.eligibility_days)
-    base = users.select("user_id", tenure_days=(ibis.literal(ep) - signup_us) / DAY_US, *attrs)
-    wide = base.join(agg, "user_id")
+    # Level 2: narrow per-user tables, each its own cached query so no single aggregation holds
+    # every feature's state at once (that was the memory peak on large logs; see BENCHMARKS.md).
+    first, *rest = [stage["per_event"][i:i + _PIVOT_CHUNK]
+                    for i in range(0, len(stage["per_event"]), _PIVOT_CHUNK)]
+    agg = per_event.group_by("user_id").aggregate(**{f.name: f.expr(per_event) for f in first})
+    agg = agg.filter(agg.days_since_last_activity <= cfg.eligibility_days).cache()
+    parts = [agg] + [
+        per_event.semi_join(agg, "user_id").group_by("user_id")
+        .aggregate(**{f.name: f.expr(per_event) for f in chunk}).cache()
+        for chunk in rest
+    ]
 
     active = days.select("user_id", "d").distinct()
     # The gap (in days) from each active day to the user's previous one.
     gaps = active.mutate(gap=active.d.lead().over(group_by="user_id", order_by="d") - active.d)
-    day_feats = {f.name: f.expr(gaps) for f in stage["days"]}
-    wide = wide.join(gaps.group_by("user_id").aggregate(**day_feats), "user_id")
+    parts.append(gaps.group_by("user_id").aggregate(**{f.name: f.expr(gaps) for f in stage["days"]}).cache())
+    optional = []
     onb_days = days.filter(days.od >= 0).select("user_id", "od").distinct()
-    wide = _left(wide, onb_days.group_by("user_id").aggregate(
-        **{f.name: f.expr(onb_days) for f in stage["onboarding_days"]}))
+    optional.append(onb_days.group_by("user_id").aggregate(
+        **{f.name: f.expr(onb_days) for f in stage["onboarding_days"]}).cache())
     if stage["distinct"]:
-        wide = _left(wide, ev.group_by("user_id").aggregate(**{f.name: f.expr(ev) for f in stage["distinct"]}))
+        optional.append(ev.group_by("user_id").aggregate(
+            **{f.name: f.expr(ev) for f in stage["distinct"]}).cache())
     if stage["campaigns"]:
         history, judged = _campaign_history(ds, ev, cut, stage["campaigns"])
-        cached += [history, judged]
-        wide = _left(wide, history)
+        judged.release()
+        optional.append(history)
+    # The condensed tables are consumed; free them before the final join.
+    per_event.release()
+    days.release()
+    cached = parts + optional
+
+    base = users.select("user_id", tenure_days=(ibis.literal(ep) - signup_us) / DAY_US, *attrs)
+    wide = base
+    for part in parts:
+        wide = wide.join(part, "user_id")
+    for part in optional:
+        wide = _left(wide, part)
 
     fills = {f.name: wide[f.name].fill_null(f.fill) for f in feats if f.fill is not None}
     wide = wide.mutate(**fills) if fills else wide
     wide = wide.mutate(**{f.name: f.expr(wide) for f in stage["derived"]})
 
     ordered = [f.name for f in feats] + ["tenure_days"] + attrs
-    table = wide.select("user_id", ibis.literal(as_of).name("as_of"), *ordered).order_by("user_id")
+    table = wide.select("user_id", ibis.literal(as_of).name("as_of"), *ordered)
     return FeatureSet(as_of=as_of, table=table, features=feats, attributes=attrs, cached=cached)
 
 
@@ -255,9 +275,11 @@ def build_snapshot(
     if labels:
         lab = churn_labels(ds, fs.as_of)
         t = t.left_join(lab, "user_id").drop("user_id_right")
-        t = t.mutate(**{LABEL: t.returned.isnull().cast("int8")}).drop("returned").order_by("user_id")
+        t = t.mutate(**{LABEL: t.returned.isnull().cast("int8")}).drop("returned")
     try:
-        return t.to_pyarrow(), fs
+        # Sorted here rather than in the engine: an ORDER BY over the wide result roughly doubles
+        # the peak memory of the final query on large logs.
+        return t.to_pyarrow().sort_by("user_id"), fs
     finally:
         fs.release()
 
