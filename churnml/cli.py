@@ -185,6 +185,45 @@ def _report_features(res) -> None:
 
 @app.command()
 @_input_errors
+def retention(
+    config: ConfigOpt,
+    output: Annotated[Path, typer.Option("--out", "-o", help="Folder for the report and tables.")] = Path("out/retention"),
+    period: Annotated[str, typer.Option(help="Signup cohorts by day, week or month.")] = "day",
+):
+    """Retention analysis: cohort retention, active users, churn window, campaign readout.
+
+    Writes an HTML report (plots inline, opens offline) and the tables behind
+    it as Parquet and CSV, and prints the headlines.
+    """
+    if period not in ("day", "week", "month"):
+        err.print(f"[bold red]error:[/] --period must be day, week or month, got {period!r}")
+        raise typer.Exit(INPUT_ERROR)
+    _report_retention(_retention(config, output, period))
+
+
+def _retention(config, output, period):
+    from churnml.config import load_dataset_config
+    from churnml.data import open_dataset
+    from churnml.jobs import retention_job
+
+    cfg = load_dataset_config(config)
+    with err.status("checking the sources against the data contract"):
+        ds = open_dataset(cfg)
+    with err.status("computing retention"):
+        return retention_job(cfg, output, period=period, dataset=ds)
+
+
+def _report_retention(res) -> None:
+    out.print("[bold]Retention headlines[/]")
+    for h in res.headlines:
+        out.print(f"  • {h}", highlight=False)
+    for n in res.notes:
+        out.print(f"  [yellow]note:[/] {n}", highlight=False)
+    out.print(f"report: {res.report_path}")
+
+
+@app.command()
+@_input_errors
 def run(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the job writes.")] = Path("runs/demo"),
     users: Annotated[int, typer.Option(help="Simulated users.", min=100)] = 20_000,
@@ -192,14 +231,15 @@ def run(
 ):
     """The main job, end to end on the embedded default.
 
-    Simulates a music app, validates it against the data contract, builds
-    point-in-time features and a labelled training set over weekly snapshots,
-    and prints a summary.
+    Simulates a music app, validates it against the data contract, writes the
+    retention report, builds point-in-time features and a labelled training
+    set over weekly snapshots, and prints a summary.
     """
     from churnml.jobs import compare_with_truth
 
     t0 = time.perf_counter()
     sim, cfg_path = _simulate(out_dir / "data", users, 120, seed, True, True)
+    _report_retention(_retention(cfg_path, out_dir / "retention", "day"))
     res = _build(cfg_path, out_dir / "features" / "training_set.parquet", None, None)
     _report_features(res)
     check = compare_with_truth(res.table_path, sim.truth_dir / "churn.parquet")

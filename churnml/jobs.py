@@ -24,9 +24,11 @@ from churnml.simulator import EVENT_TYPES
 
 __all__ = [
     "FeatureJobResult",
+    "RetentionJobResult",
     "SIMULATOR_EVENT_TYPES",
     "build_features_job",
     "compare_with_truth",
+    "retention_job",
     "simulate_job",
     "simulation_dataset_config",
 ]
@@ -249,3 +251,130 @@ def compare_with_truth(training_set: str | Path, truth: str | Path) -> dict:
     observed, expected = float(matched[LABEL].mean()), float(p.mean())
     return {"rows": len(matched), "observed": observed, "expected": expected,
             "z": (observed - expected) / se if se else 0.0, "unmatched": int(len(both) - len(matched))}
+
+
+@dataclass(frozen=True)
+class RetentionJobResult:
+    """What the retention job wrote, and the headlines it printed."""
+
+    report_path: Path
+    tables: dict[str, Path]
+    headlines: list[str]
+    notes: list[str]
+
+
+def _headlines(table, headline, series, gap_summary, readout, days) -> list[str]:
+    import pandas as pd
+
+    out = []
+    pooled = table[table["day"].isin(days)].groupby("day")[["eligible", "retained_nday"]].sum()
+    rates = {d: pooled.loc[d, "retained_nday"] / pooled.loc[d, "eligible"]
+             for d in days if d in pooled.index and pooled.loc[d, "eligible"] > 0}
+    if rates:
+        parts = ", ".join(f"D{d} {r:.0%}" for d, r in rates.items())
+        out.append(f"Of all users who signed up, these shares were active on day N after signup: {parts}.")
+    d1 = headline.dropna(subset=["d1"]) if "d1" in headline else pd.DataFrame()
+    d1 = d1[d1["cohort_size"] >= 30] if len(d1) else d1
+    if len(d1) >= 3:
+        worst = d1.loc[d1["d1"].idxmin()]
+        rest = d1.drop(worst.name)
+        others = (rest["d1"] * rest["cohort_size"]).sum() / rest["cohort_size"].sum()
+        out.append(f"The weakest day-1 retention was the {pd.Timestamp(worst['cohort']).date()} cohort: "
+                   f"{worst['d1']:.0%} ({int(worst['cohort_size']):,} users) against {others:.0%} for the "
+                   "other cohorts.")
+    full = series.dropna(subset=["mau"])
+    if len(full):
+        last = full.iloc[-1]
+        out.append(f"On {last['date']}, {int(last['dau']):,} users were active that day and "
+                   f"{int(last['mau']):,} in the last 30 days (stickiness {last['stickiness']:.0%}).")
+    if gap_summary.get("gap_p95") is not None:
+        out.append(f"95% of returns happen within {gap_summary['gap_p95']} days: a churn horizon of "
+                   f"{gap_summary['recommended_horizon_days']} days fits this product, and "
+                   f"{gap_summary['recommended_metric']} retention is the metric to watch.")
+    for r in readout.itertuples():
+        if r.window_complete and r.n_control > 0:
+            out.append(f"Recall campaign {r.campaign_id} brought back about {r.incremental_returns:,.0f} extra users: "
+                       f"{r.rate_treated:.1%} of those messaged returned against {r.rate_control:.1%} of the "
+                       f"holdout ({100 * r.lift_abs:+.1f} points, 95% interval {100 * r.lift_abs_ci_low:+.1f} "
+                       f"to {100 * r.lift_abs_ci_high:+.1f}).")
+    return out
+
+
+def retention_job(
+    config: DatasetConfig | str | Path,
+    out_dir: str | Path,
+    *,
+    period: str = "day",
+    days: Sequence[int] = (1, 7, 30),
+    dataset: Dataset | None = None,
+) -> RetentionJobResult:
+    """Compute the retention analysis, write its tables (Parquet and CSV) and the HTML report.
+
+    Parameters
+    ----------
+    config : DatasetConfig or path
+    out_dir : path
+        Folder for ``retention_report.html`` and ``tables/``.
+    period : {"day", "week", "month"}
+        Signup cohort granularity.
+    days : sequence of int
+        Headline retention days.
+    dataset : Dataset, optional
+        An already validated dataset.
+
+    Returns
+    -------
+    RetentionJobResult
+    """
+    import pandas as pd
+
+    import churnml
+    from churnml import report, retention
+
+    cfg = config if isinstance(config, DatasetConfig) else load_dataset_config(config)
+    ds = dataset or open_dataset(cfg)
+    out_dir = Path(out_dir)
+    res = retention.analyse_retention(ds, period=period, days=tuple(days), max_day=max(30, *days))
+    table, headline, series = res["cohorts"], res["headline"], res["series"]
+    dist, gap_summary, readout = res["gaps"], res["gap_summary"], res["campaigns"]
+
+    notes = []
+    if ds.signup_inferred:
+        notes.append("There is no users table: each user's signup is taken to be their first event.")
+    if ds.campaigns is None:
+        notes.append("No campaigns table was given: there is no campaign readout.")
+    young = headline[[f"d{d}" for d in days]].isna().any(axis=1).sum()
+    if young:
+        notes.append(f"{young} cohorts are too young for some of D{', D'.join(map(str, days))}; "
+                     "those cells are left blank, not counted as zero.")
+    headlines = _headlines(table, headline, series, gap_summary, readout, tuple(days))
+
+    tables = {"cohort_retention": table, "retention_headline": headline, "activity": series,
+              "activity_gaps": dist, "campaign_readout": readout}
+    paths = {}
+    for name, df in tables.items():
+        paths[name] = write_parquet(pa.Table.from_pandas(df, preserve_index=False), out_dir / "tables" / f"{name}.parquet")
+        write_text(df.to_csv(index=False), out_dir / "tables" / f"{name}.csv")
+    rows = headline.assign(cohort=[str(pd.Timestamp(c).date()) for c in headline["cohort"]]).to_dict("records")
+    for r in rows:
+        for k, v in list(r.items()):
+            if isinstance(v, float) and v != v:  # NaN -> None for the template
+                r[k] = None
+    latest = series.dropna(subset=["mau"]).iloc[-1].to_dict() if series["mau"].notna().any() else None
+    html = report.render(
+        "retention.html.j2",
+        dataset=cfg.name, version=churnml.__version__,
+        built=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        data_from=str(series["date"].min()) if len(series) else "–",
+        data_to=str(series["date"].max()) if len(series) else "–",
+        n_users=ds.n_users, n_events=ds.n_events, period=period,
+        headlines=headlines, notes=notes,
+        heatmap=report.plot_cohort_heatmap(table), curves=report.plot_retention_curves(table),
+        headline_days=list(days), headline_rows=rows,
+        activity=report.plot_activity(series), latest=latest,
+        gaps=report.plot_gaps(dist, [("p90", gap_summary["gap_p90"]), ("p95", gap_summary["gap_p95"]),
+                                     ("p99", gap_summary["gap_p99"])]),
+        gap_summary=gap_summary, campaigns=readout.to_dict("records"),
+    )
+    report_path = write_text(html, out_dir / "retention_report.html")
+    return RetentionJobResult(report_path=report_path, tables=paths, headlines=headlines, notes=notes)

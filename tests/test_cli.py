@@ -110,4 +110,5 @@ def test_main_job_end_to_end(tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "features" / "training_set.parquet").exists()
     assert (tmp_path / "data" / "truth" / "churn.parquet").exists()
+    assert (tmp_path / "retention" / "retention_report.html").exists()
     assert "done" in res.output

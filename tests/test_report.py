@@ -1,0 +1,98 @@
+"""The retention job: tables in two formats and one self-contained HTML report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from html.parser import HTMLParser
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churnml.cli import app
+from churnml.jobs import retention_job, simulate_job
+from churnml.simulator import SimulationConfig
+
+from conftest import write_dataset
+
+SECTIONS = ("headlines", "cohorts", "activity", "churn-window", "campaigns")
+
+
+class _Checker(HTMLParser):
+    """Collects section ids, images and tag balance; rejects external resources."""
+
+    VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.ids, self.images, self.external = [], set(), [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        for key in ("src", "href"):
+            if attrs.get(key, "").startswith(("http:", "https:", "//")):
+                self.external.append(attrs[key])
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"unbalanced </{tag}>"
+        self.stack.pop()
+
+
+def _check_html(path):
+    checker = _Checker()
+    checker.feed(path.read_text())
+    assert checker.stack == [], f"unclosed tags {checker.stack}"
+    assert not checker.external, "the report must open offline"
+    return checker
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sim")
+    sim = SimulationConfig(n_users=4000, days=80, seed=2)
+    _, cfg = simulate_job(sim, folder, truth=False)
+    return sim, cfg, folder
+
+
+def test_report_on_simulator(simulated, tmp_path):
+    sim, cfg, _ = simulated
+    res = retention_job(cfg, tmp_path)
+    checker = _check_html(res.report_path)
+    assert set(SECTIONS) <= checker.ids
+    assert len(checker.images) == 4 and all(src.startswith("data:image/png;base64,") for src in checker.images)
+    # the planted promotion cohort is named as the weakest day-1 cohort
+    promo = {str(sim.start + dt.timedelta(days=d)) for d in sim.promotion_days}
+    weakest = [h for h in res.headlines if h.startswith("The weakest day-1 retention")]
+    assert weakest and re.search(r"the (\d{4}-\d\d-\d\d) cohort", weakest[0]).group(1) in promo
+    assert any(h.startswith("Recall campaign") for h in res.headlines)
+    for name, path in res.tables.items():
+        csv = pd.read_csv(path.with_suffix(".csv"))
+        assert len(csv) == len(pd.read_parquet(path)), name
+
+
+def test_report_without_users_or_campaigns(tmp_path):
+    events = [{"user_id": f"u{i % 5}", "ts": f"2024-01-{1 + i % 20:02d}T{10 + i // 20}:00:00Z", "event": "buy"}
+              for i in range(60)]
+    cfg = write_dataset(tmp_path / "data", events, observed_until="2024-01-25")
+    res = retention_job(cfg, tmp_path / "out")
+    checker = _check_html(res.report_path)
+    assert set(SECTIONS) <= checker.ids
+    text = res.report_path.read_text()
+    assert "signup is taken to be their first event" in text
+    assert "No campaigns table was given" in text
+
+
+def test_cli_retention(simulated, tmp_path):
+    _, cfg, _ = simulated
+    res = CliRunner().invoke(app, ["retention", "-c", str(cfg), "-o", str(tmp_path), "--period", "week"])
+    assert res.exit_code == 0, res.output
+    assert "Retention headlines" in res.output and (tmp_path / "retention_report.html").exists()
+    bad = CliRunner().invoke(app, ["retention", "-c", str(cfg), "--period", "fortnight"])
+    assert bad.exit_code == 2 and "--period must be day, week or month" in bad.output
