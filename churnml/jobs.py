@@ -300,6 +300,39 @@ def _headlines(table, headline, series, gap_summary, readout, days) -> list[str]
     return out
 
 
+def _records(df) -> list[dict]:
+    """DataFrame rows as dicts for a template: dates as ISO strings, NaN as None."""
+    import pandas as pd
+
+    rows = df.to_dict("records")
+    for r in rows:
+        for k, v in r.items():
+            if isinstance(v, float) and v != v:
+                r[k] = None
+            elif isinstance(v, (dt.date, pd.Timestamp)):
+                r[k] = str(pd.Timestamp(v).date())
+    return rows
+
+
+def _anomaly_headlines(flagged, mix) -> list[str]:
+    import pandas as pd
+
+    out = []
+    for (direction, day), g in sorted(flagged.groupby(["direction", "day"]), key=lambda kv: (kv[0][0] != "lower", kv[0][1])):
+        dates = ", ".join(str(pd.Timestamp(c).date()) for c in sorted(g["cohort"]))
+        worst = g.iloc[0]
+        line = (f"{len(g)} cohort{'s' if len(g) > 1 else ''} retained abnormally {'badly' if direction == 'lower' else 'well'} "
+                f"on day {day} ({dates}): e.g. {worst['rate']:.0%} against {worst['baseline_rate']:.0%} for the "
+                "cohorts before them")
+        top = mix[mix["cohort"].isin(g["cohort"]) & (mix["ratio"] >= 2)]
+        if len(top):
+            t = top.sort_values("ratio", ascending=False).iloc[0]
+            line += (f"; {t['share_in_cohort']:.0%} of them have {t['attribute']} = '{t['value']}' "
+                     f"against {t['share_elsewhere']:.0%} of other users")
+        out.append(line + ".")
+    return out
+
+
 def retention_job(
     config: DatasetConfig | str | Path,
     out_dir: str | Path,
@@ -337,6 +370,9 @@ def retention_job(
     res = retention.analyse_retention(ds, period=period, days=tuple(days), max_day=max(30, *days))
     table, headline, series = res["cohorts"], res["headline"], res["series"]
     dist, gap_summary, readout = res["gaps"], res["gap_summary"], res["campaigns"]
+    anomalies = retention.anomalous_cohorts(table, days=[d for d in days if d <= 7] or list(days)[:1])
+    flagged = anomalies[anomalies["flagged"]]
+    mix = retention.cohort_attribute_mix(ds, flagged["cohort"].unique(), period=period)
 
     notes = []
     if ds.signup_inferred:
@@ -347,10 +383,15 @@ def retention_job(
     if young:
         notes.append(f"{young} cohorts are too young for some of D{', D'.join(map(str, days))}; "
                      "those cells are left blank, not counted as zero.")
-    headlines = _headlines(table, headline, series, gap_summary, readout, tuple(days))
+    headlines = _anomaly_headlines(flagged, mix) + _headlines(table, headline, series, gap_summary,
+                                                              readout, tuple(days))
+    if not len(anomalies):
+        notes.append("Too few cohorts with enough users to compare each against a trailing baseline: "
+                     "no anomaly test was run.")
 
-    tables = {"cohort_retention": table, "retention_headline": headline, "activity": series,
-              "activity_gaps": dist, "campaign_readout": readout}
+    tables = {"cohort_retention": table, "retention_headline": headline, "anomalous_cohorts": anomalies,
+              "anomaly_attributes": mix, "activity": series, "activity_gaps": dist,
+              "campaign_readout": readout}
     paths = {}
     for name, df in tables.items():
         paths[name] = write_parquet(pa.Table.from_pandas(df, preserve_index=False), out_dir / "tables" / f"{name}.parquet")
@@ -375,6 +416,7 @@ def retention_job(
         gaps=report.plot_gaps(dist, [("p90", gap_summary["gap_p90"]), ("p95", gap_summary["gap_p95"]),
                                      ("p99", gap_summary["gap_p99"])]),
         gap_summary=gap_summary, campaigns=readout.to_dict("records"),
+        anomalies=_records(flagged), n_tests=len(anomalies), mix=_records(mix), baseline_cohorts=14,
     )
     report_path = write_text(html, out_dir / "retention_report.html")
     return RetentionJobResult(report_path=report_path, tables=paths, headlines=headlines, notes=notes)

@@ -39,6 +39,7 @@ from churnml.features.build import epoch_us
 from churnml.features.definitions import DAY_US
 
 __all__ = [
+    "ANOMALY_COLUMNS",
     "CAMPAIGN_COLUMNS",
     "COHORT_COLUMNS",
     "GAP_COLUMNS",
@@ -47,6 +48,9 @@ __all__ = [
     "activity_gaps",
     "activity_series",
     "analyse_retention",
+    "anomalous_cohorts",
+    "benjamini_hochberg",
+    "cohort_attribute_mix",
     "campaign_readout",
     "cohort_retention",
     "condense_activity",
@@ -400,6 +404,168 @@ def retention_headline(table: pd.DataFrame, days: Sequence[int] = (1, 7, 30)) ->
                                     "eligible": f"d{d}_eligible", "complete": f"d{d}_complete"})
         out = out.merge(part, on="cohort", how="left")
     return out.sort_values("cohort").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# 1b. Anomalous cohorts
+
+ANOMALY_COLUMNS = [
+    "cohort", "day", "eligible", "rate", "ci_low", "ci_high", "baseline_rate", "baseline_cohorts",
+    "z", "p_value", "q_value", "flagged", "direction",
+]
+
+
+def _normal_sf(z: np.ndarray) -> np.ndarray:
+    from math import erfc, sqrt
+
+    return np.array([0.5 * erfc(v / sqrt(2)) for v in np.asarray(z, dtype=float)])
+
+
+def benjamini_hochberg(p_values) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values), in the input order.
+
+    Examples
+    --------
+    >>> benjamini_hochberg([0.01, 0.04, 0.03]).round(3).tolist()
+    [0.03, 0.04, 0.04]
+    """
+    p = np.asarray(p_values, dtype=float)
+    n = len(p)
+    if n == 0:
+        return p
+    order = np.argsort(p)
+    ranked = p[order] * n / np.arange(1, n + 1)
+    q = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
+    out = np.empty(n)
+    out[order] = q
+    return out
+
+
+def anomalous_cohorts(
+    table: pd.DataFrame,
+    *,
+    days: Sequence[int] = (1, 7),
+    baseline_cohorts: int = 14,
+    min_baseline: int = 5,
+    min_eligible: int = 20,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Cohorts whose day-N retention differs significantly from their trailing baseline.
+
+    The baseline of a cohort is the **median** N-day rate of the previous
+    ``baseline_cohorts`` cohorts (at least ``min_baseline`` of them with
+    ``min_eligible`` observed users): a median, so that one bad cohort does not
+    make its neighbours look good. Each cohort's rate is tested against it
+    with a z-test whose variance is the binomial one plus the spread between
+    cohorts beyond sampling noise (estimated once per day from all cohorts'
+    deviations from their baselines, robustly, by the median absolute
+    deviation); the p-values of all cohorts and days are adjusted
+    together with Benjamini-Hochberg, and ``flagged`` means ``q_value < alpha``.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Output of :func:`cohort_retention`.
+    days : sequence of int
+        Retention days to test (each must be in ``table.day``).
+    baseline_cohorts, min_baseline, min_eligible : int
+    alpha : float
+        False discovery rate.
+
+    Returns
+    -------
+    DataFrame
+        Every tested (cohort, day), columns :data:`ANOMALY_COLUMNS`, sorted by
+        ``q_value``; ``direction`` is "lower" or "higher".
+    """
+    rows = []
+    for d in days:
+        t = table[(table["day"] == d) & (table["eligible"] >= min_eligible)].sort_values("cohort")
+        rates = t["rate_nday"].to_numpy(dtype=float)
+        tested = []
+        for i in range(len(t)):
+            prev = rates[max(0, i - baseline_cohorts):i]
+            if len(prev) >= min_baseline:
+                tested.append((i, float(np.median(prev)), len(prev)))
+        if not tested:
+            continue
+        idx = np.array([i for i, _, _ in tested])
+        base = np.array([b for _, b, _ in tested])
+        n = t["eligible"].to_numpy(dtype=float)[idx]
+        resid = rates[idx] - base
+        binom = np.maximum(base * (1 - base), 1e-12) / n
+        # Cohorts differ by more than sampling noise (weekday, mix). Estimate that extra spread once
+        # per day from all residuals, robustly (median absolute deviation), so a few anomalous
+        # cohorts do not inflate it, and add it to each cohort's binomial variance.
+        spread = (1.4826 * np.median(np.abs(resid - np.median(resid)))) ** 2
+        tau2 = max(0.0, spread - float(np.median(binom)))
+        z = resid / np.sqrt(binom + tau2)
+        for (i, b, k), zi, ni in zip(tested, z, n):
+            r = t.iloc[i]
+            rows.append({"cohort": r["cohort"], "day": d, "eligible": int(ni), "rate": float(r["rate_nday"]),
+                         "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]),
+                         "baseline_rate": b, "baseline_cohorts": k, "z": float(zi)})
+    out = pd.DataFrame(rows, columns=[c for c in ANOMALY_COLUMNS if c not in ("p_value", "q_value", "flagged", "direction")])
+    out["p_value"] = 2 * _normal_sf(np.abs(out["z"].to_numpy(dtype=float))) if len(out) else []
+    out["q_value"] = benjamini_hochberg(out["p_value"].to_numpy()) if len(out) else []
+    out["flagged"] = out["q_value"] < alpha
+    out["direction"] = np.where(out["z"] < 0, "lower", "higher") if len(out) else []
+    return out[ANOMALY_COLUMNS].sort_values(["q_value", "cohort"]).reset_index(drop=True)
+
+
+def cohort_attribute_mix(
+    ds: Dataset, cohorts: Sequence, *, period: Literal["day", "week", "month"] = "day", top: int = 3
+) -> pd.DataFrame:
+    """User attributes over-represented in given cohorts, against all other users.
+
+    For each attribute column of the users table (everything but ``user_id``
+    and ``signup_ts``) and each of its values: the share of the cohort's users
+    with that value against the share among all other users. Counting runs in
+    the engine; only (signup day, attribute value) counts are collected.
+
+    Returns
+    -------
+    DataFrame
+        ``cohort, attribute, value, share_in_cohort, share_elsewhere, ratio``;
+        the ``top`` values per cohort with the highest ratio among values held
+        by at least 10% of the cohort.
+    """
+    cols = ["cohort", "attribute", "value", "share_in_cohort", "share_elsewhere", "ratio"]
+    users = ds.users
+    attrs = [c for c in users.columns if c not in ("user_id", "signup_ts")]
+    if not attrs or not len(cohorts):
+        return pd.DataFrame(columns=cols)
+    day = (epoch_us(ds, users.signup_ts) // DAY_US).name("signup_day")
+    parts = []
+    for a in attrs:
+        counts = users.group_by(day, users[a].cast("string").name("value")).aggregate(n=users.count())
+        df = _frame(counts)
+        df["attribute"] = a
+        parts.append(df)
+    counts = pd.concat(parts, ignore_index=True)
+    counts["cohort"] = _cohort_start(counts["signup_day"], period)
+    rows = []
+    wanted = {pd.Timestamp(c).date() if not isinstance(c, dt.date) else c for c in cohorts}
+    for c in wanted:
+        inside = counts["cohort"] == c
+        for a, g in counts.groupby("attribute"):
+            m = inside[g.index]
+            ins = g[m].groupby("value")["n"].sum()
+            out = g[~m].groupby("value")["n"].sum()
+            if ins.sum() == 0:
+                continue
+            share_in = ins / ins.sum()
+            share_out = (out / max(out.sum(), 1)).reindex(share_in.index).fillna(0.0)
+            for v in share_in.index:
+                if share_in[v] >= 0.10:
+                    ratio = share_in[v] / share_out[v] if share_out[v] > 0 else np.inf
+                    rows.append({"cohort": c, "attribute": a, "value": v, "share_in_cohort": share_in[v],
+                                 "share_elsewhere": share_out[v], "ratio": ratio})
+    df = pd.DataFrame(rows, columns=cols)
+    if df.empty:
+        return df
+    df = df.sort_values(["cohort", "ratio"], ascending=[True, False])
+    return df.groupby("cohort").head(top).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------

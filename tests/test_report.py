@@ -96,3 +96,16 @@ def test_cli_retention(simulated, tmp_path):
     assert "Retention headlines" in res.output and (tmp_path / "retention_report.html").exists()
     bad = CliRunner().invoke(app, ["retention", "-c", str(cfg), "--period", "fortnight"])
     assert bad.exit_code == 2 and "--period must be day, week or month" in bad.output
+
+
+def test_anomalies_section_names_the_promotion(simulated, tmp_path):
+    sim, cfg, _ = simulated  # 4,000 users: about 100 per promotion cohort
+    res = retention_job(cfg, tmp_path)
+    lines = [h for h in res.headlines if "retained abnormally badly" in h]
+    named = {d for h in lines for d in re.findall(r"\d{4}-\d\d-\d\d", h.split(":")[0])}
+    promo = {str(sim.start + dt.timedelta(days=d)) for d in sim.promotion_days}
+    assert named and named <= promo
+    assert all("acquisition_channel = 'promo'" in h for h in lines)
+    flagged = pd.read_parquet(res.tables["anomalous_cohorts"]).query("flagged and direction == 'lower'")
+    assert {str(pd.Timestamp(c).date()) for c in flagged.cohort} == named
+    assert 'id="anomalies"' in res.report_path.read_text()
