@@ -385,6 +385,9 @@ def retention_job(
                      "those cells are left blank, not counted as zero.")
     headlines = _anomaly_headlines(flagged, mix) + _headlines(table, headline, series, gap_summary,
                                                               readout, tuple(days))
+    if gap_summary.get("gap_p95") is None:
+        notes.append("No user has come back after a gap yet, so the churn window cannot be estimated; "
+                     "the recommended horizon and metric below are defaults.")
     if not len(anomalies):
         notes.append("Too few cohorts with enough users to compare each against a trailing baseline: "
                      "no anomaly test was run.")

@@ -104,10 +104,13 @@ def plot_activity(series: pd.DataFrame) -> str:
 
 
 def plot_gaps(dist: pd.DataFrame, marks: Sequence[tuple[str, float]] = ()) -> str:
-    """Distribution of gaps between active days, with percentile marks."""
+    """Distribution of gaps between active days, with percentile marks (``None`` marks are skipped)."""
+    marks = [(label, v) for label, v in marks if v is not None]
     d = dist[dist["gap"] <= max(30, max((v for _, v in marks), default=0) + 5)]
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.bar(d["gap"], d["share"], color="#4c72b0")
+    if d.empty:
+        ax.text(0.5, 0.5, "no user has come back after a gap yet", ha="center", transform=ax.transAxes)
     for label, v in marks:
         ax.axvline(v, color="crimson", ls="--", lw=1)
         ax.text(v, ax.get_ylim()[1] * 0.9, f" {label}", color="crimson", fontsize=8)

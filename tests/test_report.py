@@ -109,3 +109,16 @@ def test_anomalies_section_names_the_promotion(simulated, tmp_path):
     flagged = pd.read_parquet(res.tables["anomalous_cohorts"]).query("flagged and direction == 'lower'")
     assert {str(pd.Timestamp(c).date()) for c in flagged.cohort} == named
     assert 'id="anomalies"' in res.report_path.read_text()
+
+
+def test_report_on_a_single_day_and_a_one_user_cohort(tmp_path):
+    events = [{"user_id": "a", "ts": "2024-01-01T10:00:00Z", "event": "open"},
+              {"user_id": "b", "ts": "2024-01-01T11:00:00Z", "event": "open"}]
+    users = [{"user_id": "a", "signup_ts": "2024-01-01T09:00:00Z"},
+             {"user_id": "b", "signup_ts": "2024-01-01T09:30:00Z"}]
+    cfg = write_dataset(tmp_path / "data", events, users, observed_until="2024-01-02")
+    res = retention_job(cfg, tmp_path / "out")
+    checker = _check_html(res.report_path)
+    assert set(SECTIONS) <= checker.ids
+    text = res.report_path.read_text()
+    assert "too young" in text and "too few cohorts" in text.lower()
