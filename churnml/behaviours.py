@@ -80,16 +80,19 @@ CONFOUNDING_NOTE = (
     "obvious part of this: it compares users who were active on the same number of days in their first "
     "week, and averages those like-for-like differences. It cannot take out what the log does not show "
     "(taste, intent, how much time a user has), so a behaviour can still look good because the kind of "
-    "user who does it would have stayed anyway. Thresholds were chosen on one random half of users and "
-    "every figure is measured on the other half, so the search for the best threshold does not inflate "
-    "them. Only a randomised test - for example nudging a random half of new users towards the behaviour "
-    "and comparing their retention with the other half - shows whether the behaviour causes retention."
+    "user who does it would have stayed anyway; and if a behaviour really does keep users around, it also "
+    "makes them active on more days in that first week, so the adjustment can hide part of a real "
+    "effect. Thresholds were chosen on one random half of users and every figure is measured on the "
+    "other half, so the search for the best threshold does not inflate them. Only a randomised "
+    "test - for example nudging a random half of new users towards the behaviour and comparing "
+    "their retention with the other half - shows whether the behaviour causes retention."
 )
 
 # Day masks are int64 bit sets of days 0..window-1; bit 63 is the sign bit.
 _MAX_WINDOW = 62
 _NOBODY = "nobody did this in their first {days} days"
 _TOO_SMALL = "groups too small"
+_NO_HOLDOUT = "no users with the same active days on both sides in the holdout half"
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,7 +396,8 @@ def retention_curves(bc: BehaviourCounts, *, max_k: int = 10) -> pd.DataFrame:
     out = pd.concat(parts, ignore_index=True)
     out["rate_at_least"] = _rate(out["retained_at_least"], out["n_at_least"])
     out["rate_below"] = _rate(out["retained_below"], out["n_below"])
-    out["ci_low_at_least"], out["ci_high_at_least"] = wilson_interval(out["retained_at_least"], out["n_at_least"])
+    out["ci_low_at_least"], out["ci_high_at_least"] = wilson_interval(out["retained_at_least"],
+                                                                      out["n_at_least"])
     out["ci_low_below"], out["ci_high_below"] = wilson_interval(out["retained_below"], out["n_below"])
     out["share_at_least"] = _rate(out["n_at_least"], out["n_at_least"] + out["n_below"])
     return out[CURVE_COLUMNS]
@@ -464,7 +468,7 @@ def _headline(row, bc: BehaviourCounts) -> str:
     if np.isfinite(adj):
         lo, hi = row["adjusted_ci_low"], row["adjusted_ci_high"]
         text += (f"; among users with the same number of active days in their first {bc.first_days} days "
-                 f"the difference is {100 * adj:+.0f} points (95% CI {100 * lo:+.0f} to {100 * hi:+.0f})")
+                 f"the difference is {100 * adj:+.1f} points (95% CI {100 * lo:+.1f} to {100 * hi:+.1f})")
         if lo <= 0 <= hi:
             text += ", not distinguishable from no difference"
     return text + "."
@@ -473,7 +477,8 @@ def _headline(row, bc: BehaviourCounts) -> str:
 def _summary(bc: BehaviourCounts, thresholds: pd.DataFrame, n_hold: int, seed: int, top: int = 5) -> list[str]:
     n = len(bc.users)
     if n == 0:
-        return [f"No user has a complete {bc.outcome_end}-day window in the log yet, so there is nothing to compare."]
+        return [f"No user has a complete {bc.outcome_end}-day window in the log yet, "
+                "so there is nothing to compare."]
     days = bc.users["signup_day"]
     first, last = (pd.Timestamp(int(d), unit="D").date().isoformat() for d in (days.min(), days.max()))
     lines = [f"{n:,} users signed up between {first} and {last} with a complete {bc.outcome_end}-day window; "
@@ -484,8 +489,8 @@ def _summary(bc: BehaviourCounts, thresholds: pd.DataFrame, n_hold: int, seed: i
     if nobody:
         lines.append(f"Nobody did {', '.join(repr(e) for e in nobody)} in their first {bc.first_days} days.")
     lines.append(
-        f"Each threshold ('at least k times') was chosen on a random half of users (seed {seed}) and every figure "
-        f"above is measured on the other half ({n_hold:,} users). These are associations: engaged users do "
+        f"Each threshold ('at least k times') was chosen on a random half of users (seed {seed}) "
+        f"and every figure above is measured on the other half ({n_hold:,} users). These are associations: engaged users do "
         "everything more, so they do not show that a behaviour causes retention (see the confounding note).")
     return lines
 
@@ -554,7 +559,8 @@ def analyse_behaviours(
             if k is None:
                 row["note"] = _TOO_SMALL
             else:
-                row.update(k=k, **_report(count[hold], retained[hold], strata[hold], n_strata, k, z), note="")
+                row.update(k=k, **_report(count[hold], retained[hold], strata[hold], n_strata, k, z))
+                row["note"] = "" if np.isfinite(row["adjusted_diff"]) else _NO_HOLDOUT
         rows.append(row)
     thresholds = pd.DataFrame(rows, columns=THRESHOLD_COLUMNS)
     thresholds["k"] = thresholds["k"].astype("Int64")
@@ -565,8 +571,9 @@ def analyse_behaviours(
 
     ranked = thresholds[thresholds["adjusted_diff"].notna()].head(top_pairs)
     picks = list(zip(ranked["event"], ranked["k"].astype(int)))
-    pairs = pd.DataFrame([_pair_row(a, ka, b, kb, bc, hold) for (a, ka), (b, kb) in itertools.combinations(picks, 2)],
-                         columns=PAIR_COLUMNS)
+    pairs = pd.DataFrame(
+        [_pair_row(a, ka, b, kb, bc, hold) for (a, ka), (b, kb) in itertools.combinations(picks, 2)],
+        columns=PAIR_COLUMNS)
 
     return {
         "curves": retention_curves(bc, max_k=max_k),

@@ -339,6 +339,7 @@ def retention_job(
     *,
     period: str = "day",
     days: Sequence[int] = (1, 7, 30),
+    min_group: int = 100,
     dataset: Dataset | None = None,
 ) -> RetentionJobResult:
     """Compute the retention analysis, write its tables (Parquet and CSV) and the HTML report.
@@ -352,6 +353,10 @@ def retention_job(
         Signup cohort granularity.
     days : sequence of int
         Headline retention days.
+    min_group : int
+        Smallest group (on each half of the users) a behaviour threshold may
+        be chosen for; small groups make thresholds in the tails that do not
+        replicate.
     dataset : Dataset, optional
         An already validated dataset.
 
@@ -362,7 +367,7 @@ def retention_job(
     import pandas as pd
 
     import churnml
-    from churnml import report, retention
+    from churnml import behaviours, report, retention
 
     cfg = config if isinstance(config, DatasetConfig) else load_dataset_config(config)
     ds = dataset or open_dataset(cfg)
@@ -373,6 +378,7 @@ def retention_job(
     anomalies = retention.anomalous_cohorts(table, days=[d for d in days if d <= 7] or list(days)[:1])
     flagged = anomalies[anomalies["flagged"]]
     mix = retention.cohort_attribute_mix(ds, flagged["cohort"].unique(), period=period)
+    beh = behaviours.behaviour_retention(ds, min_group=min_group)
 
     notes = []
     if ds.signup_inferred:
@@ -383,8 +389,13 @@ def retention_job(
     if young:
         notes.append(f"{young} cohorts are too young for some of D{', D'.join(map(str, days))}; "
                      "those cells are left blank, not counted as zero.")
-    headlines = _anomaly_headlines(flagged, mix) + _headlines(table, headline, series, gap_summary,
-                                                              readout, tuple(days))
+    ranked = beh["thresholds"].dropna(subset=["adjusted_diff"])
+    beh_lines = beh["summary"][1:3] if len(ranked) else []
+    headlines = (_anomaly_headlines(flagged, mix) + beh_lines
+                 + _headlines(table, headline, series, gap_summary, readout, tuple(days)))
+    if not len(ranked):
+        notes.append("No behaviour could be compared with retention: too few users have a complete "
+                     "first week and second week in the log, or the groups are too small.")
     if gap_summary.get("gap_p95") is None:
         notes.append("No user has come back after a gap yet, so the churn window cannot be estimated; "
                      "the recommended horizon and metric below are defaults.")
@@ -393,8 +404,9 @@ def retention_job(
                      "no anomaly test was run.")
 
     tables = {"cohort_retention": table, "retention_headline": headline, "anomalous_cohorts": anomalies,
-              "anomaly_attributes": mix, "activity": series, "activity_gaps": dist,
-              "campaign_readout": readout}
+              "anomaly_attributes": mix, "behaviour_thresholds": beh["thresholds"],
+              "behaviour_curves": beh["curves"], "behaviour_pairs": beh["pairs"], "activity": series,
+              "activity_gaps": dist, "campaign_readout": readout}
     paths = {}
     for name, df in tables.items():
         paths[name] = write_parquet(pa.Table.from_pandas(df, preserve_index=False), out_dir / "tables" / f"{name}.parquet")
@@ -420,6 +432,9 @@ def retention_job(
                                      ("p99", gap_summary["gap_p99"])]),
         gap_summary=gap_summary, campaigns=readout.to_dict("records"),
         anomalies=_records(flagged), n_tests=len(anomalies), mix=_records(mix), baseline_cohorts=14,
+        behaviour_summary=beh["summary"], confounding_note=beh["confounding_note"],
+        thresholds=_records(beh["thresholds"]), pairs=_records(beh["pairs"]),
+        behaviour_plot=report.plot_behaviour_curves(beh["curves"], list(ranked["event"][:4])),
     )
     report_path = write_text(html, out_dir / "retention_report.html")
     return RetentionJobResult(report_path=report_path, tables=paths, headlines=headlines, notes=notes)

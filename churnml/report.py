@@ -22,6 +22,7 @@ import pandas as pd  # noqa: E402
 __all__ = [
     "figure_uri",
     "plot_activity",
+    "plot_behaviour_curves",
     "plot_cohort_heatmap",
     "plot_gaps",
     "plot_retention_curves",
@@ -117,4 +118,24 @@ def plot_gaps(dist: pd.DataFrame, marks: Sequence[tuple[str, float]] = ()) -> st
     ax.set_xlabel("days between consecutive active days")
     ax.set_ylabel("share of gaps")
     ax.set_title("How long users stay away before coming back")
+    return figure_uri(fig)
+
+
+def plot_behaviour_curves(curves: pd.DataFrame, events: Sequence[str]) -> str:
+    """Second-week retention of users who did a behaviour at least k times, against k."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for ev in events:
+        c = curves[curves["event"] == ev]
+        ax.plot(c["k"], c["rate_at_least"], marker="o", ms=3, label=f"'{ev}' at least k times")
+    if len(events):
+        c = curves[curves["event"] == events[0]]
+        ax.plot(c["k"], c["rate_below"], color="grey", ls=":", label=f"fewer than k '{events[0]}'")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no behaviour could be compared", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("k (times in the first week)")
+    ax.set_ylabel("active in the second week")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title("Retention by how often users did a behaviour in their first week")
     return figure_uri(fig)

@@ -16,7 +16,7 @@ from churnml.simulator import SimulationConfig
 
 from conftest import write_dataset
 
-SECTIONS = ("headlines", "cohorts", "activity", "churn-window", "campaigns")
+SECTIONS = ("headlines", "cohorts", "anomalies", "behaviours", "activity", "churn-window", "campaigns")
 
 
 class _Checker(HTMLParser):
@@ -66,7 +66,7 @@ def test_report_on_simulator(simulated, tmp_path):
     res = retention_job(cfg, tmp_path)
     checker = _check_html(res.report_path)
     assert set(SECTIONS) <= checker.ids
-    assert len(checker.images) == 4 and all(src.startswith("data:image/png;base64,") for src in checker.images)
+    assert len(checker.images) == 5 and all(src.startswith("data:image/png;base64,") for src in checker.images)
     # the planted promotion cohort is named as the weakest day-1 cohort
     promo = {str(sim.start + dt.timedelta(days=d)) for d in sim.promotion_days}
     weakest = [h for h in res.headlines if h.startswith("The weakest day-1 retention")]
@@ -122,3 +122,4 @@ def test_report_on_a_single_day_and_a_one_user_cohort(tmp_path):
     assert set(SECTIONS) <= checker.ids
     text = res.report_path.read_text()
     assert "too young" in text and "too few cohorts" in text.lower()
+    assert "No behaviour could be compared with retention" in text
