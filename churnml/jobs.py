@@ -364,7 +364,6 @@ def retention_job(
     -------
     RetentionJobResult
     """
-    import pandas as pd
 
     import churnml
     from churnml import behaviours, report, retention
@@ -411,11 +410,7 @@ def retention_job(
     for name, df in tables.items():
         paths[name] = write_parquet(pa.Table.from_pandas(df, preserve_index=False), out_dir / "tables" / f"{name}.parquet")
         write_text(df.to_csv(index=False), out_dir / "tables" / f"{name}.csv")
-    rows = headline.assign(cohort=[str(pd.Timestamp(c).date()) for c in headline["cohort"]]).to_dict("records")
-    for r in rows:
-        for k, v in list(r.items()):
-            if isinstance(v, float) and v != v:  # NaN -> None for the template
-                r[k] = None
+    rows = _records(headline)
     latest = series.dropna(subset=["mau"]).iloc[-1].to_dict() if series["mau"].notna().any() else None
     html = report.render(
         "retention.html.j2",
