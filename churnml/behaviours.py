@@ -436,7 +436,7 @@ def _pair_row(a: str, ka: int, b: str, kb: int, bc: BehaviourCounts, hold: np.nd
     yb = bc.counts[b].to_numpy()[hold] >= kb
     ret = bc.users["retained"].to_numpy(dtype=bool)[hold]
     row: dict = {"event_a": a, "k_a": ka, "event_b": b, "k_b": kb}
-    for g, m in zip(_PAIR_GROUPS, (ya & yb, ya & ~yb, ~ya & yb, ~ya & ~yb)):
+    for g, m in zip(_PAIR_GROUPS, (ya & yb, ya & ~yb, ~ya & yb, ~ya & ~yb), strict=True):
         n, r = int(m.sum()), int(ret[m].sum())
         low, high = wilson_interval(r, n)
         row.update({f"n_{g}": n, f"rate_{g}": float(_rate(r, n)), f"ci_low_{g}": float(low),
@@ -570,7 +570,7 @@ def analyse_behaviours(
     thresholds = thresholds.reset_index(drop=True)
 
     ranked = thresholds[thresholds["adjusted_diff"].notna()].head(top_pairs)
-    picks = list(zip(ranked["event"], ranked["k"].astype(int)))
+    picks = list(zip(ranked["event"], ranked["k"].astype(int), strict=True))
     pairs = pd.DataFrame(
         [_pair_row(a, ka, b, kb, bc, hold) for (a, ka), (b, kb) in itertools.combinations(picks, 2)],
         columns=PAIR_COLUMNS)

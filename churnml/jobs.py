@@ -219,11 +219,11 @@ def build_features_job(
     write_parquet(table, out)
     write_json(doc, schema_path)
     counts = table.group_by("as_of").aggregate([("user_id", "count")])
-    per = {a.date().isoformat(): n for a, n in zip(counts["as_of"].to_pylist(), counts["user_id_count"].to_pylist())}
+    per = {a.date().isoformat(): n for a, n in zip(counts["as_of"].to_pylist(), counts["user_id_count"].to_pylist(), strict=True)}
     rates = {}
     if labels:
         agg = table.group_by("as_of").aggregate([(LABEL, "mean")])
-        rates = {a.date().isoformat(): float(r) for a, r in zip(agg["as_of"].to_pylist(), agg[f"{LABEL}_mean"].to_pylist())}
+        rates = {a.date().isoformat(): float(r) for a, r in zip(agg["as_of"].to_pylist(), agg[f"{LABEL}_mean"].to_pylist(), strict=True)}
     return FeatureJobResult(
         table_path=out, schema_path=schema_path, n_rows=table.num_rows, n_features=len(fs.columns),
         snapshots=sorted(instants), rows_per_snapshot=dict(sorted(per.items())),

@@ -500,7 +500,7 @@ def anomalous_cohorts(
         spread = (1.4826 * np.median(np.abs(resid - np.median(resid)))) ** 2
         tau2 = max(0.0, spread - float(np.median(binom)))
         z = resid / np.sqrt(binom + tau2)
-        for (i, b, k), zi, ni in zip(tested, z, n):
+        for (i, b, k), zi, ni in zip(tested, z, n, strict=True):
             r = t.iloc[i]
             rows.append({"cohort": r["cohort"], "day": d, "eligible": int(ni), "rate": float(r["rate_nday"]),
                          "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]),

@@ -194,7 +194,7 @@ def build_features(ds: Dataset, as_of: dt.datetime, *, event_types: Sequence[str
     days.release()
     cached = parts + optional
 
-    base = users.select("user_id", tenure_days=(ibis.literal(ep) - signup_us) / DAY_US, *attrs)
+    base = users.select("user_id", *attrs, tenure_days=(ibis.literal(ep) - signup_us) / DAY_US)
     wide = base
     for part in parts:
         wide = wide.join(part, "user_id")
