@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from churnml.data import Dataset
-from churnml.features.build import epoch_us
+from churnml.features.build import epoch_us, instant_us
 from churnml.features.definitions import DAY_US
 from churnml.retention import wilson_interval
 
@@ -204,7 +204,7 @@ def behaviour_counts(
     _check_windows(first_days, outcome_start, outcome_end, "behaviour_counts")
     window = max(first_days, outcome_end)
     until = ds.observed_until
-    end_day = (int(until.timestamp()) * 1_000_000 + until.microsecond) // DAY_US
+    end_day = instant_us(until) // DAY_US
     events = ds.event_types()
 
     u = ds.users.filter(ds.users.signup_ts.notnull() & (ds.users.signup_ts < ibis.literal(until)))

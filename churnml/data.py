@@ -191,22 +191,25 @@ def _rename(t: ibis.Table, src: SourceConfig) -> ibis.Table:
 def _normalise_ts(t: ibis.Table, col: str, label: str, problems: list[DataProblem]) -> ibis.Table:
     """Cast ``col`` to UTC timestamps, recording missing, unparsable and mixed-timezone values."""
     typ = t.schema()[col]
-    missing = t[col].isnull() | (t[col].strip() == "") if typ.is_string() else t[col].isnull()
-    n_missing = _scalar(missing.sum())
-    if n_missing:
-        problems.append(DataProblem(label, col, n_missing, "missing timestamps"))
-    if typ.is_string():
-        raw = t[col]
+    raw = t[col]
+    if not typ.is_string():
+        n_missing = _scalar(raw.isnull().sum())
+        if n_missing:
+            problems.append(DataProblem(label, col, n_missing, "missing timestamps"))
+    else:
         present = raw.notnull() & (raw.strip() != "")
         parsed = raw.try_cast(_UTC)
         bad = present & parsed.isnull()
         has_offset = raw.strip().re_search(_OFFSET_RE)
         ok = present & parsed.notnull()
         stats = t.aggregate(
+            missing=(~present).sum(),
             bad=bad.sum(),
             aware=(ok & has_offset).sum(),
             naive=(ok & ~has_offset).sum(),
         ).to_pyarrow().to_pylist()[0]
+        if stats["missing"]:
+            problems.append(DataProblem(label, col, stats["missing"], "missing timestamps"))
         if stats["bad"]:
             problems.append(
                 DataProblem(label, col, stats["bad"], "unparsable timestamps", _example(t, bad, col))

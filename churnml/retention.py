@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from churnml.data import Dataset
-from churnml.features.build import epoch_us
+from churnml.features.build import epoch_us, instant_us
 from churnml.features.definitions import DAY_US
 
 __all__ = [
@@ -168,10 +168,6 @@ class ActivityDays:
                 pass
 
 
-def _us(t: dt.datetime) -> int:
-    return int(t.timestamp()) * 1_000_000 + t.microsecond
-
-
 def _day_to_date(day) -> dt.date:
     return _EPOCH + dt.timedelta(days=int(day))
 
@@ -190,7 +186,7 @@ def condense_activity(ds: Dataset) -> ActivityDays:
     ActivityDays
         Call :meth:`ActivityDays.release` when done.
     """
-    until_us = _us(ds.observed_until)
+    until_us = instant_us(ds.observed_until)
     ev = ds.events
     if ds.config.activity_events:
         ev = ev.filter(ev.event.isin(list(ds.config.activity_events)))

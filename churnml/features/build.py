@@ -92,6 +92,11 @@ def _spark_epoch_us(ts: dtypes.Timestamp(timezone="UTC")) -> dtypes.int64:  # ty
     """Spark's microseconds-since-epoch."""
 
 
+def instant_us(t: dt.datetime) -> int:
+    """Unix microseconds of an aware datetime, exactly (no float rounding of the microseconds)."""
+    return int(t.timestamp()) * 1_000_000 + t.microsecond
+
+
 def epoch_us(ds: Dataset, ts: ibis.Value) -> ibis.Value:
     """Unix microseconds of a UTC timestamp column, with the backend's native function."""
     return (_spark_epoch_us if ds.con.name == "pyspark" else _duckdb_epoch_us)(ts)
@@ -122,7 +127,7 @@ def build_features(ds: Dataset, as_of: dt.datetime, *, event_types: Sequence[str
     """
     as_of = utc(as_of)
     cfg = ds.config
-    ep = int(as_of.timestamp()) * 1_000_000 + as_of.microsecond
+    ep = instant_us(as_of)
     cut = ibis.literal(as_of)
     types = list(event_types) if event_types is not None else ds.event_types(before=as_of)
     feats = feature_definitions(
