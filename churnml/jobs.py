@@ -198,10 +198,11 @@ def build_features_job(
 
         raise ConfigError("no snapshots: give --as-of or configure `snapshots` in the dataset config")
     labels = (not as_of) if labels is None else labels
+    # Fixed once so every snapshot has the same columns (and the schema file says which).
+    types = ds.event_types(before=max(instants))
     if labels:
-        table, fs = build_training_set(ds, instants, progress=progress)
+        table, fs = build_training_set(ds, instants, event_types=types, progress=progress)
     else:
-        types = ds.event_types(before=max(instants))
         parts = []
         for s in sorted(instants):
             t, fs = build_snapshot(ds, s, event_types=types)
@@ -212,7 +213,7 @@ def build_features_job(
     out = Path(out)
     schema_path = out.with_suffix("").with_suffix(".schema.json")
     doc = _schema_doc(ds, fs, table, instants, labels)
-    doc["event_types"] = ds.event_types(before=max(instants))
+    doc["event_types"] = types
     doc["content_sha256"] = hashlib.sha256(
         json.dumps([c["name"] + c["dtype"] for c in doc["columns"]]).encode()
     ).hexdigest()
