@@ -122,11 +122,7 @@ def validate(config: ConfigOpt):
     Prints one line per problem (file, column, count, example) and exits 2 if
     there is any.
     """
-    from churnml.config import load_dataset_config
-    from churnml.data import open_dataset
-
-    with err.status("checking the sources against the data contract"):
-        ds = open_dataset(load_dataset_config(config))
+    _, ds = _open(config)
     out.print(f"[green]ok[/]: {ds.n_events:,} events, {ds.n_users:,} users"
               + (f", {ds.campaigns.count().to_pyarrow().as_py():,} campaign rows" if ds.campaigns is not None else "")
               + f"; data until {ds.observed_until.isoformat()}")
@@ -147,19 +143,26 @@ def features_build(
     Writes the table as Parquet and its documented schema beside it
     (<name>.schema.json). Output is written atomically.
     """
-    _report_features(_build(config, output, _parse_instants(as_of), labels))
+    instants = _parse_instants(as_of)  # bad arguments fail before the data is read
+    _report_features(_build(*_open(config), output, instants, labels))
 
 
-def _build(config, output, instants, labels):
+def _open(config):
+    """Load a dataset config and validate its sources (once per command)."""
     from churnml.config import load_dataset_config
     from churnml.data import open_dataset
-    from churnml.jobs import build_features_job
 
     cfg = load_dataset_config(config)
     t0 = time.perf_counter()
     with err.status("checking the sources against the data contract"):
         ds = open_dataset(cfg)
     err.print(f"validated {ds.n_events:,} events of {ds.n_users:,} users in {time.perf_counter() - t0:.1f}s")
+    return cfg, ds
+
+
+def _build(cfg, ds, output, instants, labels):
+    from churnml.jobs import build_features_job
+
     n = len(instants) if instants else len(cfg.snapshot_instants())
     with _progress() as bar:
         task = bar.add_task("building snapshots", total=n)
@@ -198,17 +201,12 @@ def retention(
     if period not in ("day", "week", "month"):
         err.print(f"[bold red]error:[/] --period must be day, week or month, got {period!r}")
         raise typer.Exit(INPUT_ERROR)
-    _report_retention(_retention(config, output, period))
+    _report_retention(_retention(*_open(config), output, period))
 
 
-def _retention(config, output, period):
-    from churnml.config import load_dataset_config
-    from churnml.data import open_dataset
+def _retention(cfg, ds, output, period):
     from churnml.jobs import retention_job
 
-    cfg = load_dataset_config(config)
-    with err.status("checking the sources against the data contract"):
-        ds = open_dataset(cfg)
     with err.status("computing retention"):
         return retention_job(cfg, output, period=period, dataset=ds)
 
@@ -239,8 +237,9 @@ def run(
 
     t0 = time.perf_counter()
     sim, cfg_path = _simulate(out_dir / "data", users, 120, seed, True, True)
-    _report_retention(_retention(cfg_path, out_dir / "retention", "day"))
-    res = _build(cfg_path, out_dir / "features" / "training_set.parquet", None, None)
+    cfg, ds = _open(cfg_path)  # validated once, used by both steps
+    _report_retention(_retention(cfg, ds, out_dir / "retention", "day"))
+    res = _build(cfg, ds, out_dir / "features" / "training_set.parquet", None, None)
     _report_features(res)
     check = compare_with_truth(res.table_path, sim.truth_dir / "churn.parquet")
     out.print(f"ground truth check: {check['rows']:,} rows; observed churn rate {check['observed']:.1%}, "
