@@ -32,6 +32,8 @@ app = typer.Typer(
 features_app = typer.Typer(help="Point-in-time behavioural features and labelled training sets.",
                            no_args_is_help=True)
 app.add_typer(features_app, name="features")
+train_app = typer.Typer(help="Train, evaluate and register models (tracked in MLflow).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 out = Console()
 err = Console(stderr=True)
@@ -39,6 +41,7 @@ err = Console(stderr=True)
 INPUT_ERROR = 2
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Dataset config (YAML).")]
+TrainConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config (YAML), e.g. training/churn.yaml.")]
 
 
 def _input_errors(fn):
@@ -218,6 +221,84 @@ def _report_retention(res) -> None:
     for n in res.notes:
         out.print(f"  [yellow]note:[/] {n}", highlight=False)
     out.print(f"report: {res.report_path}")
+
+
+@train_app.command("churn")
+@_input_errors
+def train_churn(
+    config: TrainConfigOpt = Path("training/churn.yaml"),
+    trials: Annotated[int | None, typer.Option(help="Optuna trials (overrides the config; 0 = no tuning).", min=0)] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds after which no new trial starts.", min=1)] = None,
+    study: Annotated[str | None, typer.Option(help="Resume or extend this Optuna study (same storage).")] = None,
+    register: Annotated[bool, typer.Option(help="Register the model as the 'challenger'.")] = True,
+):
+    """Train the churn-risk model: time split, Optuna, calibration, test beside baselines, MLflow.
+
+    Trains on earlier snapshots, tunes and calibrates on a later one, reports on
+    the latest fully labelled one, logs the run to MLflow and registers the
+    model as 'challenger'. Promote it with `churnml promote`.
+    """
+    from churnml.config import load_train_config
+
+    cfg = _with_tuning(load_train_config(config), trials, timeout, study)
+    _report_churn(_train_churn(cfg, None))
+
+
+def _with_tuning(cfg, trials, timeout, study):
+    tuning = cfg.tuning.model_copy(update={k: v for k, v in (("trials", trials), ("timeout_seconds", timeout),
+                                                             ("study_name", study)) if v is not None})
+    return cfg.model_copy(update={"tuning": tuning})
+
+
+def _train_churn(cfg, ds, register: bool = True):
+    from churnml.train import train_churn_job
+
+    with _progress() as bar:
+        snaps = bar.add_task("building snapshots", total=None, visible=cfg.training_set is None)
+        trials = bar.add_task("Optuna trials", total=cfg.tuning.trials, visible=cfg.tuning.trials > 0)
+        return train_churn_job(cfg, dataset=ds, register=register, log=lambda line: bar.console.print(line),
+                               on_snapshot=lambda s: bar.advance(snaps),
+                               on_trial=lambda n, v: bar.advance(trials))
+
+
+def _report_churn(res) -> None:
+    cols = ["roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_at_10", "capture_at_10"]
+    tab = Table(title=f"churn model on the test snapshot {res.split.test[-1].date()} ({res.rows['test']:,} users)",
+                show_edge=False)
+    tab.add_column("scorer")
+    for c in cols:
+        tab.add_column(c, justify="right")
+    for name, row in res.metrics.iterrows():
+        tab.add_row(name, *(f"{row[c]:.3f}" if c in row and row[c] == row[c] else "-" for c in cols))
+    out.print(tab)
+    if res.oracle_ratio is not None:
+        out.print(f"model AUC = {res.oracle_ratio:.1%} of the oracle's (the simulator's exact churn probability "
+                  "given everything observable; 'latent state' also sees silent lapses, which no log shows)")
+    where = f"registered churn-risk version {res.version} as 'challenger'" if res.version else "not registered"
+    out.print(f"MLflow run {res.run_id}; {where}")
+
+
+@app.command()
+@_input_errors
+def promote(
+    config: TrainConfigOpt = Path("training/churn.yaml"),
+    margin: Annotated[float | None, typer.Option(help="Allowed shortfall of the challenger (overrides the config).", min=0)] = None,
+):
+    """Champion/challenger gate: make the challenger champion if it is not worse on the latest holdout.
+
+    Both versions are scored on the same rows (the latest fully labelled
+    snapshot of the current data); the decision is logged to MLflow either way.
+    Exit code 0 whether or not the champion changed.
+    """
+    from churnml.config import load_train_config
+    from churnml.train import promote_job
+
+    cfg = load_train_config(config)
+    with err.status("scoring challenger and champion on the latest holdout"):
+        res = promote_job(cfg, margin=margin)
+    verdict = "[bold green]promoted[/]" if res.promoted else "[yellow]kept the champion[/]"
+    out.print(f"{res.name}: challenger v{res.challenger} vs champion "
+              f"{'v' + res.champion if res.champion else '(none)'}: {verdict}: {res.reason}")
 
 
 @app.command()

@@ -33,6 +33,8 @@ __all__ = [
     "SourceConfig",
     "SourcesConfig",
     "load_dataset_config",
+    "load_train_config",
+    "TrainConfig",
     "utc",
 ]
 
@@ -236,6 +238,27 @@ def _resolve(source: SourceConfig | None, base: Path) -> SourceConfig | None:
     return source.model_copy(update=updates)
 
 
+def _read_config(path: Path, schema: type[BaseModel], section: str):
+    """Read a YAML file and validate it (or its ``section``) against ``schema``; one line per problem."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    raw = raw.get(section, raw)
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        lines = [
+            f"{path}: {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        raise ConfigError("\n".join(lines)) from None
+
+
 def load_dataset_config(path: str | Path) -> DatasetConfig:
     """Read and validate a dataset config (YAML), resolving paths against its folder.
 
@@ -246,28 +269,131 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
         names the file and every invalid field.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
-    raw = raw.get("dataset", raw)
-    try:
-        cfg = DatasetConfig.model_validate(raw)
-    except ValidationError as exc:
-        lines = [
-            f"{path}: {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-            for e in exc.errors()
-        ]
-        raise ConfigError("\n".join(lines)) from None
+    cfg = _read_config(path, DatasetConfig, "dataset")
     base = path.parent
     sources = cfg.sources.model_copy(
         update={k: _resolve(getattr(cfg.sources, k), base) for k in ("events", "users", "campaigns")}
     )
     return cfg.model_copy(update={"sources": sources})
+
+
+class SplitConfig(_Strict):
+    """How many of the latest labelled snapshots validate and test (see :func:`churnml.models.split.time_split`)."""
+
+    valid_snapshots: PositiveDays = 1
+    test_snapshots: PositiveDays = 1
+
+
+class TuningConfig(_Strict):
+    """The Optuna study.
+
+    Parameters
+    ----------
+    trials : int
+        Trials to run (0 = no tuning: the fixed ``lightgbm.params``).
+    timeout_seconds : float, optional
+        Stop starting new trials after this long.
+    storage : str, optional
+        Optuna storage URL; default ``sqlite:///<mlruns_dir>/optuna.db``.
+    study_name : str, optional
+        Name of the study to resume or extend; default a new study per run.
+    pruning : bool
+        Stop unpromising trials early (median rule on validation loss).
+    max_rows : int, optional
+        Trials fit on at most this many training rows (a seeded sample); the
+        final model uses all of them.
+    """
+
+    trials: Annotated[int, Field(ge=0)] = 30
+    timeout_seconds: Annotated[float, Field(gt=0)] | None = 600
+    storage: str | None = None
+    study_name: str | None = None
+    pruning: bool = True
+    max_rows: Annotated[int, Field(gt=0)] | None = 300_000
+
+
+class BoosterConfig(_Strict):
+    """LightGBM settings: rounds, early stopping and the fixed parameters (tuned ones override them)."""
+
+    num_boost_round: Annotated[int, Field(gt=0)] = 1000
+    early_stopping_rounds: Annotated[int, Field(gt=0)] = 50
+    params: dict = Field(default_factory=lambda: {
+        "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 100, "feature_fraction": 0.8,
+        "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0, "max_bin": 255,
+    })
+
+
+class GateConfig(_Strict):
+    """Champion/challenger gate: promote when ``challenger >= champion - margin`` on ``metric``."""
+
+    metric: str | None = None
+    margin: Annotated[float, Field(ge=0)] = 0.0
+
+
+class TrainConfig(_Strict):
+    """A training job (``training/churn.yaml``, ``training/uplift.yaml``).
+
+    Parameters
+    ----------
+    kind : {"churn", "uplift"}
+    dataset : path
+        The dataset config the training data comes from.
+    training_set : path, optional
+        A training set already built by ``churnml features build`` (else built
+        from ``dataset``'s snapshots).
+    truth : path, optional
+        The simulator's ``truth/churn.parquet`` (or ``exposures.parquet``):
+        adds the oracle baseline.
+    experiment, registered_model : str, optional
+        MLflow names; default ``churn-risk`` / ``recall-uplift`` by kind.
+    seed : int
+    split, tuning, lightgbm, gate
+    calibration : {"auto", "isotonic", "sigmoid", "none"}
+    min_class_count : int
+        Fewer churned or retained training rows than this is an error.
+    exclude_features : list of str
+        Columns never used as inputs.
+    """
+
+    kind: Literal["churn", "uplift"] = "churn"
+    dataset: Path
+    training_set: Path | None = None
+    truth: Path | None = None
+    experiment: str | None = None
+    registered_model: str | None = None
+    seed: int = 42
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
+    lightgbm: BoosterConfig = Field(default_factory=BoosterConfig)
+    calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto"
+    min_class_count: Annotated[int, Field(gt=0)] = 50
+    exclude_features: list[str] = Field(default_factory=list)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    source: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def model_name(self) -> str:
+        return self.registered_model or {"churn": "churn-risk", "uplift": "recall-uplift"}[self.kind]
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or self.model_name
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training config, resolving its paths against its folder.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not YAML, or does not validate.
+    """
+    path = Path(path)
+    cfg = _read_config(path, TrainConfig, "training")
+    base = path.parent
+    fix = {k: (base / getattr(cfg, k)).resolve() for k in ("dataset", "training_set", "truth")
+           if getattr(cfg, k) is not None and not getattr(cfg, k).is_absolute()}
+    return cfg.model_copy(update={**fix, "source": path.resolve()})
 
 
 class Settings(BaseSettings):
@@ -282,6 +408,14 @@ class Settings(BaseSettings):
         Worker threads for DuckDB (all cores if unset).
     duckdb_temp_directory : str, optional
         Where DuckDB spills (DuckDB's default if unset).
+    mlflow_tracking_uri : str, optional
+        Where MLflow tracks runs and the model registry. Unset: the standard
+        ``MLFLOW_TRACKING_URI`` variable, else a local store in ``mlruns_dir``
+        (``sqlite:///mlruns/mlflow.db`` with artifacts in ``mlruns/artifacts``).
+    mlruns_dir : str
+        Folder of the default local MLflow store.
+    threads : int, optional
+        Threads for LightGBM (all cores if unset).
     """
 
     model_config = SettingsConfigDict(env_prefix="CHURNML_", env_file=".env", extra="ignore")
@@ -289,6 +423,9 @@ class Settings(BaseSettings):
     duckdb_memory_limit: str = "3GB"
     duckdb_threads: Annotated[int, Field(gt=0)] | None = None
     duckdb_temp_directory: str | None = None
+    mlflow_tracking_uri: str | None = None
+    mlruns_dir: str = "mlruns"
+    threads: Annotated[int, Field(gt=0)] | None = None
 
 
 @functools.lru_cache(maxsize=1)

@@ -15,8 +15,10 @@ __all__ = [
     "ContractError",
     "DataProblem",
     "DataWarning",
+    "ModelNotFoundError",
     "NotFittedError",
     "SchemaMismatchError",
+    "TrainingDataError",
 ]
 
 
@@ -87,3 +89,11 @@ class NotFittedError(ChurnmlError, ValueError, AttributeError):
 
 class DataWarning(UserWarning):
     """Input data had a fixable problem (e.g. exact duplicate events were dropped)."""
+
+
+class TrainingDataError(ChurnmlError, ValueError):
+    """The data cannot train or evaluate a model (too few positives, one snapshot, ...)."""
+
+
+class ModelNotFoundError(ChurnmlError, LookupError):
+    """No registered model version answers to the requested name and alias."""

@@ -81,3 +81,27 @@ def tiny_dataset(tmp_path):
 def seed() -> int:
     """The seed every randomised test uses."""
     return 20240101
+
+
+@pytest.fixture(scope="session")
+def small_sim(tmp_path_factory):
+    """A small simulated app (3,000 users, 120 days) and its labelled training set, built once per run.
+
+    Returns a dict with ``config`` (dataset.yaml), ``training_set`` (Parquet,
+    schema beside it), ``truth`` (the truth folder) and ``folder``.
+    """
+    from churnml.jobs import build_features_job, simulate_job
+    from churnml.simulator import SimulationConfig
+
+    folder = tmp_path_factory.mktemp("small_sim")
+    result, cfg_path = simulate_job(SimulationConfig(n_users=3000, days=120, seed=5), folder / "data")
+    res = build_features_job(cfg_path, folder / "training_set.parquet")
+    return {"config": cfg_path, "training_set": res.table_path, "truth": result.truth_dir, "folder": folder}
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Runtime settings with a private MLflow store in the test's folder."""
+    from churnml.config import Settings
+
+    return Settings(mlruns_dir=str(tmp_path / "mlruns"), threads=2)

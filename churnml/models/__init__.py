@@ -1,0 +1,1 @@
+"""Models: the churn classifier (churn.py) and uplift meta-learners (uplift.py)."""
