@@ -35,8 +35,10 @@ app.add_typer(features_app, name="features")
 train_app = typer.Typer(help="Train, evaluate and register models (tracked in MLflow).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
-out = Console()
-err = Console(stderr=True)
+# Piped output (a scheduler's log) is not squeezed into 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 120
+out = Console(width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
 
 INPUT_ERROR = 2
 
@@ -291,11 +293,18 @@ def promote(
     Exit code 0 whether or not the champion changed.
     """
     from churnml.config import load_train_config
+
+    _report_promotion(_promote(load_train_config(config), None, margin))
+
+
+def _promote(cfg, ds, margin=None):
     from churnml.train import promote_job
 
-    cfg = load_train_config(config)
     with err.status("scoring challenger and champion on the latest holdout"):
-        res = promote_job(cfg, margin=margin)
+        return promote_job(cfg, margin=margin, dataset=ds)
+
+
+def _report_promotion(res) -> None:
     verdict = "[bold green]promoted[/]" if res.promoted else "[yellow]kept the champion[/]"
     out.print(f"{res.name}: challenger v{res.challenger} vs champion "
               f"{'v' + res.champion if res.champion else '(none)'}: {verdict}: {res.reason}")
@@ -307,12 +316,15 @@ def run(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the job writes.")] = Path("runs/demo"),
     users: Annotated[int, typer.Option(help="Simulated users.", min=100)] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    trials: Annotated[int, typer.Option(help="Optuna trials for the churn model.", min=0)] = 10,
 ):
     """The main job, end to end on the embedded default.
 
     Simulates a music app, validates it against the data contract, writes the
     retention report, builds point-in-time features and a labelled training
-    set over weekly snapshots, and prints a summary.
+    set over weekly snapshots, trains, evaluates and registers the churn model
+    (MLflow, local store in mlruns/), promotes it through the gate, and prints
+    a summary.
     """
     from churnml.jobs import compare_with_truth
 
@@ -327,7 +339,19 @@ def run(
               f"simulator's true mean probability {check['expected']:.1%} "
               f"(difference {check['z']:+.1f} standard errors); "
               f"{check['unmatched']:,} eligible rows without truth")
-    out.print(f"[bold green]done[/] in {time.perf_counter() - t0:.0f}s; outputs under {out_dir}")
+    train_cfg = _demo_train_config(cfg_path, res.table_path, sim.truth_dir, trials)
+    churn = _train_churn(train_cfg, ds)
+    _report_churn(churn)
+    _report_promotion(_promote(train_cfg, ds))
+    out.print(f"[bold green]done[/] in {time.perf_counter() - t0:.0f}s; outputs under {out_dir}; "
+              "MLflow runs and models: `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`")
+
+
+def _demo_train_config(dataset, training_set, truth_dir, trials):
+    from churnml.config import TrainConfig, TuningConfig
+
+    return TrainConfig(dataset=dataset, training_set=training_set, truth=truth_dir / "churn.parquet",
+                       tuning=TuningConfig(trials=trials, timeout_seconds=120))
 
 
 def main() -> None:  # pragma: no cover - console entry point

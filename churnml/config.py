@@ -13,28 +13,27 @@ and are loaded with :func:`load_dataset_config`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from pathlib import Path
 from typing import Annotated, Literal
 
-import functools
-
 import yaml
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churnml.exceptions import ConfigError
 
 __all__ = [
     "DatasetConfig",
-    "Settings",
-    "get_settings",
     "DistinctCount",
+    "Settings",
     "SnapshotRule",
     "SourceConfig",
     "SourcesConfig",
+    "TrainConfig",
+    "get_settings",
     "load_dataset_config",
     "load_train_config",
-    "TrainConfig",
     "utc",
 ]
 
@@ -56,8 +55,8 @@ def utc(value: dt.datetime | dt.date | str) -> dt.datetime:
     if not isinstance(value, dt.datetime):
         value = dt.datetime(value.year, value.month, value.day)
     if value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
 
 
 class _Strict(BaseModel):

@@ -11,11 +11,11 @@ import datetime as dt
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from churnml import metrics  # noqa: E402
+from churnml import metrics
 
 __all__ = [
     "TENURE_BANDS",

@@ -22,6 +22,9 @@ Conventions shared by every function:
 
 Where scikit-uplift would divide by zero (an arm missing from a bin or from the
 top k) the result is NaN, as in scikit-uplift, but without its RuntimeWarning.
+Unlike scikit-uplift, the uplift metrics accept a ``y_true`` holding one class,
+and the normalised areas return NaN where scikit-uplift raises
+ZeroDivisionError (a perfect curve without area).
 """
 
 from __future__ import annotations
@@ -351,8 +354,9 @@ def perfect_qini_curve(y_true, treatment, *, negative_effect: bool = True):
     Raises
     ------
     ValueError
-        If the inputs fail the shared input check or ``negative_effect`` is
-        not a bool.
+        If the inputs fail the shared input check, ``negative_effect`` is not
+        a bool, or it is False while the treatment's overall effect is
+        negative (scikit-uplift fails there inside ``sklearn.metrics.auc``).
 
     Examples
     --------
@@ -394,8 +398,9 @@ def qini_auc_score(y_true, uplift, treatment, *, negative_effect: bool = True) -
     Raises
     ------
     ValueError
-        If the inputs fail the shared input check or ``negative_effect`` is
-        not a bool.
+        If the inputs fail the shared input check, ``negative_effect`` is not
+        a bool, or it is False while the treatment's overall effect is
+        negative.
 
     Examples
     --------
@@ -865,7 +870,7 @@ def roc_auc(y_true, y_prob) -> float:
         Observed binary outcome (1 = churned), 0/1 or bool; both classes
         must be present.
     y_prob : array-like of shape (n_samples,)
-        Predicted probability of the positive class.
+        Predicted probability of the positive class, in [0, 1].
 
     Returns
     -------
@@ -900,7 +905,7 @@ def pr_auc(y_true, y_prob) -> float:
     y_true : array-like of shape (n_samples,)
         Observed binary outcome, 0/1 or bool; both classes must be present.
     y_prob : array-like of shape (n_samples,)
-        Predicted probability of the positive class.
+        Predicted probability of the positive class, in [0, 1].
 
     Returns
     -------
@@ -1261,7 +1266,8 @@ def bootstrap_interval(
     ``treatment`` argument) rows are resampled within each arm by default,
     so both arms keep their sizes and stay present. The interval is the
     ``alpha / 2`` and ``1 - alpha / 2`` quantiles of the resampled values;
-    resamples on which the metric is NaN are ignored.
+    resamples on which the metric is NaN are ignored, and a resample on which
+    it raises (e.g. :func:`roc_auc` drawing one class only) stops the run.
 
     Parameters
     ----------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import subprocess
 import tempfile
@@ -53,15 +54,27 @@ def configure(settings: Settings | None = None) -> str:
     """Point MLflow at the configured store and return its URI."""
     import mlflow
 
+    global _SET_BY_US
     s = settings or get_settings()
-    uri = s.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    uri = s.mlflow_tracking_uri or _user_uri()
     if not uri:
         root = Path(s.mlruns_dir).absolute()
         root.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    # MLflow exports the URI to the environment; remember it so it is not mistaken for the user's.
+    _SET_BY_US = os.environ.get("MLFLOW_TRACKING_URI")
     return uri
+
+
+_SET_BY_US: str | None = None
+
+
+def _user_uri() -> str | None:
+    """``MLFLOW_TRACKING_URI`` if the user set it (not if MLflow set it on our behalf)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    return env if env and env != _SET_BY_US else None
 
 
 def _experiment_id(name: str, settings: Settings | None = None) -> str:
@@ -72,7 +85,7 @@ def _experiment_id(name: str, settings: Settings | None = None) -> str:
         return exp.experiment_id
     s = settings or get_settings()
     location = None
-    if not (s.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+    if not (s.mlflow_tracking_uri or _user_uri()):
         location = (Path(s.mlruns_dir).absolute() / "artifacts").as_uri()
     return mlflow.create_experiment(name, artifact_location=location)
 
@@ -96,7 +109,7 @@ def git_revision(path: str | Path = ".") -> str:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
                              timeout=5, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+                               capture_output=True, text=True, timeout=5, check=False).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -114,7 +127,7 @@ def log_metrics(metrics: dict, step: int | None = None) -> None:
     """Log numeric metrics; NaN and missing values are skipped."""
     import mlflow
 
-    clean = {k: float(v) for k, v in metrics.items() if v is not None and v == v}
+    clean = {k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(v)}
     if clean:
         mlflow.log_metrics(clean, step=step)
 
@@ -145,9 +158,9 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
 
 def log_dataset(df: pd.DataFrame, *, name: str, source: str, context: str, targets: str | None = None) -> str:
     """Log a dataset's fingerprint (MLflow's digest of its content and schema); returns the digest."""
-    import mlflow
-
     import warnings
+
+    import mlflow
 
     with warnings.catch_warnings():
         # MLflow warns that a plain path is not a known dataset source type; the path is still recorded.
@@ -201,7 +214,7 @@ def _version() -> str:
 
     try:
         return version("churnml")
-    except Exception:  # pragma: no cover - running from a source tree
+    except LookupError:  # pragma: no cover - running from a source tree
         return "0"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,14 @@ from churnml.evaluation import (
 )
 from churnml.exceptions import ConfigError, TrainingDataError
 from churnml.features import LABEL, build_snapshot, build_training_set
-from churnml.models.churn import BASE_PARAMS, ChurnModel, Calibrator, fit_churn_model, to_matrix, tune
+from churnml.models.churn import (
+    BASE_PARAMS,
+    Calibrator,
+    ChurnModel,
+    fit_churn_model,
+    to_matrix,
+    tune,
+)
 from churnml.models.split import TimeSplit, time_split
 
 __all__ = ["ChurnTrainResult", "PromotionResult", "latest_labelled_snapshot", "promote_job", "train_churn_job"]
@@ -132,8 +140,9 @@ def _recency_baseline(valid: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
         return df["days_since_last_activity"].fillna(df["days_since_last_activity"].max()).to_numpy()
 
     cal = Calibrator.fit(days(valid), valid[LABEL].to_numpy(), "isotonic")
-    # Tiny tie-breaker so the ranking inside a flat isotonic step still follows recency.
-    return cal.apply(days(test)) + 1e-9 * days(test)
+    d = days(test)
+    # Tiny tie-breaker so the ranking inside a flat isotonic step still follows recency (stays in [0, 1]).
+    return cal.apply(d) * (1 - 1e-6) + 1e-7 * d / (np.nanmax(d) + 1)
 
 
 def _oracle(test: pd.DataFrame, truth: Path) -> pd.DataFrame:
@@ -294,7 +303,7 @@ def train_churn_job(
                                  source=str(cfg.training_set or cfg.dataset), context=part, targets=LABEL)
         flat = {f"test_{m}": v for m, v in table.loc["model"].items()}
         for name in table.index.drop("model"):
-            key = name.replace(" ", "_")
+            key = re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_")
             flat |= {f"baseline_{key}_{m}": v for m, v in table.loc[name].items()}
         if oracle_ratio is not None:
             flat["oracle_auc_ratio"] = oracle_ratio

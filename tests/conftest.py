@@ -105,3 +105,15 @@ def settings(tmp_path):
     from churnml.config import Settings
 
     return Settings(mlruns_dir=str(tmp_path / "mlruns"), threads=2)
+
+
+@pytest.fixture(autouse=True)
+def _private_mlflow_store(tmp_path, monkeypatch):
+    """Every test gets its own MLflow store; nothing is written to the repository's mlruns/."""
+    from churnml.config import get_settings
+
+    monkeypatch.setenv("CHURNML_MLRUNS_DIR", str(tmp_path / "mlruns"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

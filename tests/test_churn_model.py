@@ -9,13 +9,22 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from churnml.config import TrainConfig, utc
 from churnml.exceptions import DataWarning, SchemaMismatchError, TrainingDataError
 from churnml.features import LABEL
 from churnml.metrics import expected_calibration_error, roc_auc
-from churnml.models.churn import ChurnClassifier, ChurnModel, fit_churn_model, tune, to_matrix, feature_specs
+from churnml.models.churn import (
+    ChurnClassifier,
+    ChurnModel,
+    feature_specs,
+    fit_churn_model,
+    to_matrix,
+    tune,
+)
 from churnml.models.split import time_split
 
 FAST = {"learning_rate": 0.1, "num_leaves": 15, "min_child_samples": 50}

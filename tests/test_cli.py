@@ -106,8 +106,10 @@ def test_duplicates_warned_not_fatal(tmp_path):
 
 
 def test_main_job_end_to_end(tmp_path):
-    res = invoke("run", "--out", tmp_path, "--users", 400)
+    res = invoke("run", "--out", tmp_path, "--users", 600, "--trials", 2)
     assert res.exit_code == 0, res.output
+    assert "registered churn-risk version 1 as 'challenger'" in res.output
+    assert "promoted: no champion yet" in res.output
     assert (tmp_path / "features" / "training_set.parquet").exists()
     assert (tmp_path / "data" / "truth" / "churn.parquet").exists()
     assert (tmp_path / "retention" / "retention_report.html").exists()

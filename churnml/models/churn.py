@@ -13,7 +13,7 @@ from the artifact store.
 from __future__ import annotations
 
 import json
-import math
+import typing
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -505,16 +505,6 @@ def fit_churn_model(
     return model, info
 
 
-def logit(p: np.ndarray) -> np.ndarray:
-    """Log-odds of probabilities, clipped away from 0 and 1."""
-    p = np.clip(np.asarray(p, dtype="float64"), 1e-12, 1 - 1e-12)
-    return np.log(p / (1 - p))
-
-
-def _finite(x: float) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
-
-
 # --------------------------------------------------------------------------- scikit-learn facade
 
 
@@ -550,7 +540,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     (2, 2)
     """
 
-    _parameter_constraints = {
+    _parameter_constraints: typing.ClassVar[dict] = {
         "n_estimators": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "num_leaves": [Interval(Integral, 2, None, closed="left")],
@@ -614,7 +604,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         yi = (y == self.classes_[1]).astype("int8")
         frame = frame.assign(_label=yi)
         features = [c for c in frame.columns if c != "_label"]
-        n_val = int(round(self.validation_fraction * len(frame)))
+        n_val = round(self.validation_fraction * len(frame))
         params = {"learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
                   "min_child_samples": self.min_child_samples, "feature_fraction": self.feature_fraction,
                   "lambda_l2": self.lambda_l2, "min_data_in_bin": 1}

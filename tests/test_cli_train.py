@@ -1,0 +1,53 @@
+"""`churnml train churn` and `churnml promote` as a data scientist drives them."""
+
+from __future__ import annotations
+
+import yaml
+from typer.testing import CliRunner
+
+from churnml.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _config(tmp_path, small_sim, **extra):
+    doc = {"kind": "churn", "dataset": str(small_sim["config"]), "training_set": str(small_sim["training_set"]),
+           "truth": str(small_sim["truth"] / "churn.parquet"),
+           "tuning": {"trials": 2, "timeout_seconds": 60}} | extra
+    path = tmp_path / "churn.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_train_then_promote(tmp_path, small_sim):
+    cfg = _config(tmp_path, small_sim)
+    res = invoke("train", "churn", "--config", cfg)
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    for part in ("train:", "valid:", "test:", "logistic regression", "recency only", "oracle",
+                 "of the oracle's", "registered churn-risk version 1 as 'challenger'"):
+        assert part in text, part
+    res = invoke("promote", "--config", cfg)
+    assert res.exit_code == 0, res.output
+    assert "promoted: no champion yet" in res.output
+    res = invoke("promote", "--config", cfg)
+    assert "already is the champion" in res.output
+
+
+def test_training_config_errors_are_one_line_and_exit_2(tmp_path, small_sim):
+    res = invoke("train", "churn", "--config", tmp_path / "nope.yaml")
+    assert res.exit_code == 2
+    assert "nope.yaml: config file not found" in res.output
+    bad = _config(tmp_path, small_sim, tuning={"trials": -1})
+    res = invoke("train", "churn", "--config", bad)
+    assert res.exit_code == 2 and "tuning.trials" in res.output and "Traceback" not in res.output
+
+
+def test_promote_without_a_model_says_what_to_do(tmp_path, small_sim):
+    res = invoke("promote", "--config", _config(tmp_path, small_sim))
+    assert res.exit_code == 2
+    assert "no model 'churn-risk' with alias 'challenger'" in res.output
