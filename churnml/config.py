@@ -32,7 +32,9 @@ __all__ = [
     "SourcesConfig",
     "TrainConfig",
     "get_settings",
+    "ScoreConfig",
     "load_dataset_config",
+    "load_score_config",
     "load_train_config",
     "utc",
 ]
@@ -392,6 +394,90 @@ def load_train_config(path: str | Path) -> TrainConfig:
     base = path.parent
     fix = {k: (base / getattr(cfg, k)).resolve() for k in ("dataset", "training_set", "truth")
            if getattr(cfg, k) is not None and not getattr(cfg, k).is_absolute()}
+    return cfg.model_copy(update={**fix, "source": path.resolve()})
+
+
+class EligibilityConfig(_Strict):
+    """Who may be on the recall list: recently lapsed users, and active users at risk."""
+
+    lapsed_min_days: PositiveDays = 7
+    lapsed_max_days: PositiveDays = 60
+    at_risk_min_p_churn: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+class ExclusionConfig(_Strict):
+    """Who is never on the list: recently contacted users, and an opt-out list (Parquet or CSV, ``user_id``)."""
+
+    contacted_within_days: Annotated[int, Field(ge=0)] = 14
+    opt_out: Path | None = None
+
+
+class BudgetConfig(_Strict):
+    """How many users the list selects (holdout included); ``None`` = every user with a positive priority."""
+
+    max_contacts: Annotated[int, Field(gt=0)] | None = 1000
+
+
+class ScoreConfig(_Strict):
+    """The nightly scoring job (``serving/batch.yaml``).
+
+    Parameters
+    ----------
+    dataset : path
+        The dataset config of the event log to score.
+    output : path
+        Folder of the lists; each day goes to ``<output>/<as_of date>/``.
+    churn_model, uplift_model, alias : str
+        Registered models and the alias to load (``champion``).
+    eligibility, exclusions, budget
+    value_per_user : float
+        Value of one returned user; priority = uplift x value - contact_cost.
+    contact_cost : float
+        Cost of one message; users whose expected gain does not cover it are left out.
+    holdout_share : float
+        Share of the selected users held out at random (not contacted), per user and campaign.
+    campaign_id : str
+        Campaign name; ``{as_of}`` is replaced by the date.
+    channel : str, optional
+        A channel column value written on every row (e.g. ``push``).
+    reasons : int
+        Reasons per user on the list.
+    max_staleness_hours : float
+        The job refuses to score if the latest event is older than this before ``as_of``.
+    """
+
+    dataset: Path
+    output: Path = Path("../out/lists")
+    churn_model: str = "churn-risk"
+    uplift_model: str = "recall-uplift"
+    alias: str = "champion"
+    eligibility: EligibilityConfig = Field(default_factory=EligibilityConfig)
+    exclusions: ExclusionConfig = Field(default_factory=ExclusionConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    value_per_user: Annotated[float, Field(gt=0)] = 1.0
+    contact_cost: Annotated[float, Field(ge=0)] = 0.0
+    holdout_share: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    campaign_id: str = "recall-{as_of}"
+    channel: str | None = None
+    reasons: Annotated[int, Field(ge=0, le=3)] = 3
+    max_staleness_hours: Annotated[float, Field(gt=0)] = 24.0
+    source: Path | None = Field(default=None, exclude=True)
+
+
+def load_score_config(path: str | Path) -> ScoreConfig:
+    """Read and validate a scoring config, resolving its paths against its folder.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not YAML, or does not validate.
+    """
+    path = Path(path)
+    cfg = _read_config(path, ScoreConfig, "scoring")
+    base = path.parent
+    fix = {"dataset": (base / cfg.dataset).resolve(), "output": (base / cfg.output).resolve()}
+    if cfg.exclusions.opt_out is not None:
+        fix["exclusions"] = cfg.exclusions.model_copy(update={"opt_out": (base / cfg.exclusions.opt_out).resolve()})
     return cfg.model_copy(update={**fix, "source": path.resolve()})
 
 

@@ -17,7 +17,9 @@ __all__ = [
     "DataWarning",
     "ModelNotFoundError",
     "NotFittedError",
+    "OutputExistsError",
     "SchemaMismatchError",
+    "StaleDataError",
     "TrainingDataError",
 ]
 
@@ -97,3 +99,11 @@ class TrainingDataError(ChurnmlError, ValueError):
 
 class ModelNotFoundError(ChurnmlError, LookupError):
     """No registered model version answers to the requested name and alias."""
+
+
+class StaleDataError(ChurnmlError, ValueError):
+    """The event log has no recent events before the scoring instant."""
+
+
+class OutputExistsError(ChurnmlError, FileExistsError):
+    """An output that is never silently overwritten already exists."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["atomic_path", "write_json", "write_parquet", "write_text"]
+__all__ = ["atomic_dir", "atomic_path", "write_json", "write_parquet", "write_text"]
 
 
 @contextmanager
@@ -58,3 +58,38 @@ def write_text(text: str, target: str | Path) -> Path:
 def write_json(obj, target: str | Path) -> Path:
     """Write ``obj`` as indented JSON to ``target`` atomically."""
     return write_text(json.dumps(obj, indent=2, default=str) + "\n", target)
+
+
+@contextmanager
+def atomic_dir(target: str | Path, *, replace: bool = False):
+    """Yield a temporary folder beside ``target``; it becomes ``target`` only if the block succeeds.
+
+    Readers see either the old folder or the complete new one, never a mix:
+    the new folder is renamed into place in one step. With ``replace`` an
+    existing ``target`` is swapped out and removed after the new one is in
+    place; without it an existing ``target`` raises ``FileExistsError`` before
+    anything is written. On any exception the temporary folder is removed and
+    ``target`` is left as it was.
+    """
+    import shutil
+
+    target = Path(target)
+    if target.exists() and not replace:
+        raise FileExistsError(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, old / "previous")
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -243,6 +243,8 @@ def train_churn_job(
     # --- final fit and calibration --------------------------------------------------------------
     meta = {"label": LABEL, "horizon_days": split.horizon_days, "split": split.to_dict(),
             "dataset": doc.get("dataset"), "event_types": doc.get("event_types"),
+            "glossary": {c["name"]: {k: c.get(k) for k in ("description", "family", "window_days")}
+                         for c in doc.get("columns", []) if c["name"] in features},
             "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     model, info = fit_churn_model(
         train, valid, features=features, params=params, calibration=cfg.calibration,

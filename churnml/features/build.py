@@ -34,7 +34,9 @@ __all__ = [
     "FeatureSet",
     "build_features",
     "build_snapshot",
+    "RESPONSE",
     "build_training_set",
+    "build_uplift_set",
     "churn_labels",
 ]
 
@@ -102,7 +104,13 @@ def epoch_us(ds: Dataset, ts: ibis.Value) -> ibis.Value:
     return (_spark_epoch_us if ds.con.name == "pyspark" else _duckdb_epoch_us)(ts)
 
 
-def build_features(ds: Dataset, as_of: dt.datetime, *, event_types: Sequence[str] | None = None) -> FeatureSet:
+def build_features(
+    ds: Dataset,
+    as_of: dt.datetime,
+    *,
+    event_types: Sequence[str] | None = None,
+    max_inactive_days: int | None = None,
+) -> FeatureSet:
     """Build the point-in-time feature table at ``as_of`` (lazily).
 
     The events before ``as_of`` are condensed twice (per user and event type;
@@ -120,6 +128,10 @@ def build_features(ds: Dataset, as_of: dt.datetime, *, event_types: Sequence[str
         Event types for per-event features; defaults to those found before
         ``as_of`` (or the configured list). Pass the list a model was trained
         with when scoring.
+    max_inactive_days : int, optional
+        Keep users whose last activity is at most this many days before
+        ``as_of``; default the config's ``eligibility_days``. Recall campaigns
+        reach users lapsed for longer, so their training rows widen it.
 
     Returns
     -------
@@ -172,7 +184,8 @@ def build_features(ds: Dataset, as_of: dt.datetime, *, event_types: Sequence[str
     first, *rest = [stage["per_event"][i:i + _PIVOT_CHUNK]
                     for i in range(0, len(stage["per_event"]), _PIVOT_CHUNK)]
     agg = per_event.group_by("user_id").aggregate(**{f.name: f.expr(per_event) for f in first})
-    agg = agg.filter(agg.days_since_last_activity <= cfg.eligibility_days).cache()
+    window = cfg.eligibility_days if max_inactive_days is None else max_inactive_days
+    agg = agg.filter(agg.days_since_last_activity <= window).cache()
     parts = [agg] + [
         per_event.semi_join(agg, "user_id").group_by("user_id")
         .aggregate(**{f.name: f.expr(per_event) for f in chunk}).cache()
@@ -329,4 +342,67 @@ def build_training_set(
         parts.append(table)
         if progress:
             progress(s)
+    return pa.concat_tables(parts, promote_options="permissive"), fs
+
+
+#: The outcome column of recall training sets: activity within the response window after the send.
+RESPONSE = "responded"
+
+
+def build_uplift_set(
+    ds: Dataset,
+    *,
+    event_types: Sequence[str] | None = None,
+    progress: Callable[[dt.datetime], None] | None = None,
+) -> tuple[pa.Table, FeatureSet]:
+    """One row per campaign exposure: features as of the send, ``treated`` and ``responded``.
+
+    For every send instant in the campaigns table whose response window the
+    data fully covers, features are built as of ``sent_ts`` (only events before
+    it; the exposure itself is not in the campaign history) for the users the
+    campaign reached, however long they had been inactive. ``responded`` is 1 if
+    the user had activity in ``[sent_ts, sent_ts + response_window_days)``.
+
+    Returns
+    -------
+    table : pyarrow.Table
+        ``campaign_id``, ``user_id``, ``as_of`` (= ``sent_ts``), the features,
+        ``treated`` (0/1) and ``responded`` (0/1); sorted by send, campaign, user.
+    feature_set : FeatureSet
+
+    Raises
+    ------
+    ContractError
+        No campaigns table, or no campaign whose response window has closed.
+    """
+    if ds.campaigns is None:
+        raise ContractError([DataProblem("campaigns", None, 0,
+                                         "no campaigns table configured; uplift needs randomised campaigns")])
+    win = dt.timedelta(days=ds.config.response_window_days)
+    sends = ds.campaigns.select("campaign_id", "sent_ts").distinct().to_pyarrow().to_pylist()
+    closed = sorted({utc(r["sent_ts"]) for r in sends if utc(r["sent_ts"]) + win <= ds.observed_until})
+    if not closed:
+        raise ContractError([DataProblem(
+            "campaigns", "sent_ts", len(sends),
+            f"no campaign's {ds.config.response_window_days}-day response window ends before the data ends "
+            f"({ds.observed_until.isoformat()})")])
+    types = list(event_types) if event_types is not None else ds.event_types(before=closed[-1])
+    parts, fs = [], None
+    ev = ds.events
+    for sent in closed:
+        fs = build_features(ds, sent, event_types=types, max_inactive_days=10**6)
+        c = ds.campaigns.filter(ds.campaigns.sent_ts == ibis.literal(sent))
+        c = c.select("campaign_id", "user_id", treated=c.treated.cast("int8"))
+        after = ev.filter((ev.ts >= ibis.literal(sent)) & (ev.ts < ibis.literal(sent + win)) & _activity(ds, ev))
+        hit = after.select("user_id").distinct().mutate(hit=ibis.literal(1))
+        t = fs.table.join(c, "user_id").left_join(hit, "user_id").drop("user_id_right")
+        t = t.mutate(**{RESPONSE: t.hit.fill_null(0).cast("int8")}).drop("hit")
+        cols = ["campaign_id", "user_id", "as_of", *fs.columns, "treated", RESPONSE]
+        try:
+            parts.append(t.select(*cols).to_pyarrow().sort_by([("campaign_id", "ascending"),
+                                                                ("user_id", "ascending")]))
+        finally:
+            fs.release()
+        if progress:
+            progress(sent)
     return pa.concat_tables(parts, promote_options="permissive"), fs
