@@ -418,6 +418,8 @@ def promote_job(
 
         models = {k: load_model_dir(tracking.download_model(r)) for k, r in
                   (("challenger", chall_ref), ("champion", champ_ref))}
+        if holdout_scores is None and cfg.kind == "uplift":
+            from churnml.train_uplift import uplift_holdout_scores as holdout_scores
         scores, as_of, n = (holdout_scores or _holdout_scores)(models, cfg, dataset, metric)
         ok = gate(scores["challenger"], scores["champion"], metric, margin)
         direction = "lower" if metric in LOWER_IS_BETTER else "higher"

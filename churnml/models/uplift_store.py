@@ -1,0 +1,188 @@
+"""The recall-uplift model as registered: a fitted learner, its input schema and metadata, stored without pickles.
+
+:class:`UpliftModel` wraps any learner of :mod:`churnml.models.uplift` with
+the feature schema it was fit on (the same :class:`FeatureSpec` checks as the
+churn model) and the segment thresholds. :meth:`UpliftModel.save` writes
+
+* every LightGBM model inside the learner as LightGBM's own text format,
+* every scikit-learn part (scalers, one-hot encoders, logistic regressions) with
+  ``skops``, whose loader only builds scikit-learn and numpy types it trusts,
+* everything else (learner class and parameters, propensity, categories) as JSON.
+
+:meth:`UpliftModel.load` rebuilds the learner from a fixed list of churnml
+classes; nothing in the folder can make it run other code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from churnml.exceptions import SchemaMismatchError
+from churnml.models import uplift as learners
+from churnml.models.churn import FeatureSpec, to_matrix
+
+__all__ = ["UpliftModel"]
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "churnml_model.json"
+LEARNERS = {c.__name__: c for c in (learners.SLearner, learners.TLearner, learners.XLearner,
+                                     learners.DRLearner, learners.ClassTransformation,
+                                     learners.InteractionLogistic)}
+
+
+_TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
+
+
+class _BoosterModel:
+    """A LightGBM model read back from text, answering ``predict_proba``/``predict`` like the sklearn wrapper."""
+
+    def __init__(self, booster: lgb.Booster, classes=None):
+        self.booster_ = booster
+        self.classes_ = None if classes is None else np.asarray(classes)
+
+    def predict_proba(self, X) -> np.ndarray:
+        p = self.booster_.predict(X)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X) -> np.ndarray:
+        if self.classes_ is not None:
+            return self.classes_[(self.booster_.predict(X) >= 0.5).astype(int)]
+        return self.booster_.predict(X)
+
+
+def _dump(value, folder: Path, key: str):
+    """Describe ``value`` as JSON, writing models to files under ``folder``."""
+    if isinstance(value, lgb.LGBMModel | _BoosterModel):
+        booster = value.booster_
+        file = f"{key}.txt"
+        booster.save_model(str(folder / file))
+        classes = getattr(value, "classes_", None) if isinstance(value, lgb.LGBMClassifier | _BoosterModel) else None
+        return {"type": "lightgbm", "file": file,
+                "classes": None if classes is None else np.asarray(classes).tolist()}
+    if isinstance(value, BaseEstimator):
+        import skops.io as sio
+
+        file = f"{key}.skops"
+        sio.dump(value, folder / file)
+        return {"type": "skops", "file": file}
+    if isinstance(value, list | tuple):
+        return {"type": "list", "items": [_dump(v, folder, f"{key}_{i}") for i, v in enumerate(value)]}
+    if isinstance(value, dict):
+        return {"type": "dict", "items": {str(k): _dump(v, folder, f"{key}_{k}") for k, v in value.items()}}
+    if isinstance(value, pd.Index):
+        return {"type": "index", "values": value.tolist()}
+    if isinstance(value, np.ndarray):
+        return {"type": "array", "values": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, np.generic):
+        return {"type": "value", "value": value.item()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return {"type": "value", "value": value}
+    raise TypeError(f"cannot store a {type(value).__name__} in an uplift model folder")
+
+
+def _load(desc: dict, folder: Path):
+    kind = desc["type"]
+    if kind == "lightgbm":
+        return _BoosterModel(lgb.Booster(model_file=str(folder / desc["file"])), desc.get("classes"))
+    if kind == "skops":
+        import skops.io as sio
+
+        file = folder / desc["file"]
+        # Only scikit-learn, numpy and scipy types may be built; anything else in the file is refused.
+        types = sio.get_untrusted_types(file=file)
+        foreign = [t for t in types if t.split(".")[0] not in _TRUSTED_PACKAGES]
+        if foreign:
+            raise SchemaMismatchError(f"{file} holds types churnml does not load: {', '.join(foreign)}")
+        return sio.load(file, trusted=types)
+    if kind == "list":
+        return [_load(d, folder) for d in desc["items"]]
+    if kind == "dict":
+        return {k: _load(d, folder) for k, d in desc["items"].items()}
+    if kind == "index":
+        return pd.Index(desc["values"])
+    if kind == "array":
+        return np.asarray(desc["values"], dtype=desc["dtype"])
+    if kind == "value":
+        return desc["value"]
+    raise SchemaMismatchError(f"unknown stored value type {kind!r}")
+
+
+@dataclass
+class UpliftModel:
+    """A fitted uplift learner with its input schema; predicts uplift, both outcome probabilities and segments.
+
+    Parameters
+    ----------
+    learner : estimator
+        A fitted learner from :mod:`churnml.models.uplift` (fit on the matrix
+        from :func:`~churnml.models.churn.to_matrix`).
+    features : list of FeatureSpec
+    segment_threshold : float
+        Uplift (probability units) beyond which a user counts as affected.
+    response_threshold : float
+        ``p_return_if_not`` at and above which a user returns anyway.
+    metadata : dict
+    """
+
+    learner: object
+    features: list[FeatureSpec]
+    segment_threshold: float = 0.01
+    response_threshold: float = 0.5
+    metadata: dict = field(default_factory=dict)
+
+    kind = "uplift"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [s.name for s in self.features]
+
+    def matrix(self, df: pd.DataFrame, *, where: str = "scoring data") -> pd.DataFrame:
+        return to_matrix(df, self.features, where=where).reset_index(drop=True)
+
+    def predict_frame(self, df: pd.DataFrame, *, where: str = "scoring data") -> pd.DataFrame:
+        """``uplift``, ``p_control``, ``p_treated`` and ``segment`` per row of a feature frame."""
+        p0, p1 = self.learner.predict_outcomes(self.matrix(df, where=where))
+        seg = learners.segments(p0, p1, threshold=self.segment_threshold,
+                                response_threshold=self.response_threshold)
+        return pd.DataFrame({"uplift": p1 - p0, "p_control": p0, "p_treated": p1, "segment": seg}, index=df.index)
+
+    def predict(self, df: pd.DataFrame) -> np.ndarray:
+        return self.predict_frame(df)["uplift"].to_numpy()
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model into folder ``path`` (LightGBM text, skops, JSON)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        fitted = {k: v for k, v in vars(self.learner).items() if k.endswith("_") and not k.startswith("_")}
+        manifest = {
+            "format": FORMAT_VERSION, "kind": self.kind, "learner": type(self.learner).__name__,
+            "params": _dump(self.learner.get_params(deep=False), path, "param"),
+            "fitted": {k: _dump(v, path, k.rstrip("_")) for k, v in fitted.items()},
+            "features": [s.to_dict() for s in self.features],
+            "segment_threshold": self.segment_threshold, "response_threshold": self.response_threshold,
+            "metadata": self.metadata,
+        }
+        (path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> UpliftModel:
+        """Read a model written by :meth:`save`."""
+        path = Path(path)
+        m = json.loads((path / MANIFEST_FILE).read_text())
+        if m.get("kind") != cls.kind:
+            raise SchemaMismatchError(f"{path} holds a {m.get('kind')!r} model, not an uplift model")
+        if m["learner"] not in LEARNERS:
+            raise SchemaMismatchError(f"{path}: unknown uplift learner {m['learner']!r}")
+        learner = LEARNERS[m["learner"]](**_load(m["params"], path))
+        for k, desc in m["fitted"].items():
+            setattr(learner, k, _load(desc, path))
+        return cls(learner, [FeatureSpec.from_dict(d) for d in m["features"]], m["segment_threshold"],
+                   m["response_threshold"], m.get("metadata", {}))
