@@ -1,7 +1,10 @@
 """The ``churnml`` command line: one Typer app for people and schedulers.
 
-Exit codes: 0 success; 2 bad input (data contract, config, arguments) with
-one line per problem on stderr and no traceback; anything else is a bug.
+Exit codes: 0 success; 2 bad input (data contract, config, arguments); 3 no
+registered model with the alias asked for; 4 stale data; 5 features that
+differ from the model's; 6 an output that exists and is not overwritten.
+Each error is one line per problem on stderr, with no traceback; any other
+exit code is a bug.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def _input_errors(fn):
             except ChurnmlError as exc:
                 for line in str(exc).splitlines():
                     err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
-                raise typer.Exit(INPUT_ERROR) from None
+                raise typer.Exit(_exit_code(exc)) from None
             finally:
                 for w in caught:
                     if issubclass(w.category, DataWarning):
@@ -66,6 +69,18 @@ def _input_errors(fn):
         return result
 
     return wrapper
+
+
+def _exit_code(exc: ChurnmlError) -> int:
+    """The documented exit code of an error (see churnml.batch.EXIT_CODES)."""
+    from churnml.batch import EXIT_CODES
+    from churnml.exceptions import ModelNotFoundError, OutputExistsError, SchemaMismatchError, StaleDataError
+
+    for kind, name in ((OutputExistsError, "list_exists"), (ModelNotFoundError, "model_not_found"),
+                       (StaleDataError, "stale_data"), (SchemaMismatchError, "schema_mismatch")):
+        if isinstance(exc, kind):
+            return EXIT_CODES[name]
+    return INPUT_ERROR
 
 
 def _parse_instants(values: list[str] | None) -> list[dt.datetime] | None:
@@ -280,6 +295,63 @@ def _report_churn(res) -> None:
     out.print(f"MLflow run {res.run_id}; {where}")
 
 
+@train_app.command("uplift")
+@_input_errors
+def train_uplift(
+    config: TrainConfigOpt = Path("training/uplift.yaml"),
+    register: Annotated[bool, typer.Option(help="Register the model as the 'challenger'.")] = True,
+):
+    """Train the recall-uplift model on randomised campaigns: who returns because they were contacted.
+
+    Trains on earlier campaigns, tests on the latest, chooses the learner by
+    cross-validated Qini on the training campaigns, compares targeting by
+    predicted uplift with random, churn-risk and (simulated data) true-uplift
+    targeting, logs to MLflow and registers 'recall-uplift' as 'challenger'.
+    """
+    from churnml.config import load_train_config
+
+    cfg = load_train_config(config)
+    if cfg.kind != "uplift":
+        raise _config_error(f"{config}: kind is '{cfg.kind}', expected 'uplift'")
+    _report_uplift(_train_uplift(cfg, None))
+
+
+def _config_error(message):
+    from churnml.exceptions import ConfigError
+
+    return ConfigError(message)
+
+
+def _train_uplift(cfg, ds, register: bool = True):
+    from churnml.train_uplift import train_uplift_job
+
+    with err.status("building exposures and choosing the uplift learner by cross-validated Qini"):
+        return train_uplift_job(cfg, dataset=ds, register=register, log=lambda line: err.print(line))
+
+
+def _report_uplift(res) -> None:
+    cols = ["qini_auc", "uplift_auc", "uplift_at_10", "uplift_at_30", "returns_per_1000_observed",
+            "returns_per_1000_expected"]
+    tab = Table(title=f"targeting the test campaign {', '.join(res.test_campaigns)} ({res.rows['test']:,} exposures)",
+                show_edge=False)
+    tab.add_column("targeting by")
+    for c in cols:
+        if c in res.targeting:
+            tab.add_column(c.replace("returns_per_1000_", "returns/1000 "), justify="right")
+    for name, row in res.targeting.iterrows():
+        ci = f" [{row['qini_auc_low']:.3f}, {row['qini_auc_high']:.3f}]" if "qini_auc_low" in row else ""
+        cells = [f"{row['qini_auc']:.3f}{ci}"] + [f"{row[c]:.3f}" if "returns" not in c else f"{row[c]:.0f}"
+                                                  for c in cols[1:] if c in res.targeting]
+        tab.add_row(name, *cells)
+    out.print(tab)
+    m = res.metrics
+    if "qini_ratio_to_true" in m:
+        out.print(f"predicted uplift reaches {m['qini_ratio_to_true']:.0%} of the true uplift's Qini and "
+                  f"{m['returns_ratio_to_true']:.0%} of its incremental returns at a 10% budget")
+    where = f"registered recall-uplift version {res.version} as 'challenger'" if res.version else "not registered"
+    out.print(f"learner: {res.selected}; MLflow run {res.run_id}; {where}")
+
+
 @app.command()
 @_input_errors
 def promote(
@@ -312,6 +384,51 @@ def _report_promotion(res) -> None:
 
 @app.command()
 @_input_errors
+def score(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Scoring config (YAML).")] = Path("serving/batch.yaml"),
+    as_of: Annotated[str, typer.Option("--as-of", help="Score as of this date/instant (UTC), e.g. today.")] = ...,
+    force: Annotated[bool, typer.Option(help="Replace an existing list for the date.")] = False,
+):
+    """Nightly scoring: the day's ranked recall list by expected incremental returns.
+
+    Writes <output>/<date>/ atomically: recall_list.parquet and .csv, scores,
+    features and a manifest. Exit codes: 0 written; 2 bad input; 3 no champion
+    model; 4 stale data; 5 features differ from the models'; 6 list exists
+    (use --force).
+    """
+    from churnml.config import load_score_config
+
+    instant = _parse_instants([as_of])[0]
+    _report_list(_score(load_score_config(config), None, instant, force))
+
+
+def _score(cfg, ds, instant, force):
+    from churnml.batch import score_job
+
+    with err.status(f"scoring as of {instant.date()}"):
+        return score_job(cfg, instant, force=force, dataset=ds, log=lambda line: err.print(line))
+
+
+def _report_list(res) -> None:
+    c = res.counts
+    out.print(f"[bold]recall list {res.campaign_id}[/] ({res.as_of.date()}): {c['selected']:,} users selected "
+              f"({c['contact']:,} to contact, {c['holdout']:,} random holdout) of {c['eligible']:,} eligible "
+              f"({c['eligible_lapsed']:,} lapsed, {c['eligible_at_risk']:,} at risk) among {c['scored']:,} scored")
+    out.print("excluded: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["excluded"].items()))
+    out.print("segments on the list: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["segments"].items()))
+    out.print(f"expected incremental returns from the contacts: {c['expected_incremental_returns']:.0f} users")
+    tab = Table(title="top of the list", show_edge=False)
+    for col in ("rank", "user_id", "group", "uplift", "p_churn", "segment", "reason_1"):
+        tab.add_column(col)
+    for _, r in res.top.head(5).iterrows():
+        tab.add_row(str(r["rank"]), str(r["user_id"]), r["group"], f"{r['uplift']:+.3f}", f"{r['p_churn']:.2f}",
+                    r["segment"], str(r.get("reason_1", "")))
+    out.print(tab)
+    out.print(f"models: {', '.join(f'{k} v{v}' for k, v in res.versions.items())}; list: {res.folder}")
+
+
+@app.command()
+@_input_errors
 def run(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the job writes.")] = Path("runs/demo"),
     users: Annotated[int, typer.Option(help="Simulated users.", min=100)] = 20_000,
@@ -323,8 +440,8 @@ def run(
     Simulates a music app, validates it against the data contract, writes the
     retention report, builds point-in-time features and a labelled training
     set over weekly snapshots, trains, evaluates and registers the churn model
-    (MLflow, local store in mlruns/), promotes it through the gate, and prints
-    a summary.
+    and the recall-uplift model (MLflow, local store in mlruns/), promotes both
+    through the gate, and writes the day's ranked recall list.
     """
     from churnml.jobs import compare_with_truth
 
@@ -343,6 +460,14 @@ def run(
     churn = _train_churn(train_cfg, ds)
     _report_churn(churn)
     _report_promotion(_promote(train_cfg, ds))
+    uplift_cfg = train_cfg.model_copy(update={"kind": "uplift", "truth": sim.truth_dir / "exposures.parquet",
+                                              "training_set": None})
+    _report_uplift(_train_uplift(uplift_cfg, ds))
+    _report_promotion(_promote(uplift_cfg, ds))
+    from churnml.config import ScoreConfig
+
+    score_cfg = ScoreConfig(dataset=cfg_path, output=out_dir / "lists", channel="push")
+    _report_list(_score(score_cfg, ds, ds.observed_until, True))
     out.print(f"[bold green]done[/] in {time.perf_counter() - t0:.0f}s; outputs under {out_dir}; "
               "MLflow runs and models: `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`")
 

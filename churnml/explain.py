@@ -65,8 +65,11 @@ __all__ = [
     "reason_text",
 ]
 
-Glossary = Mapping[str, Mapping[str, Any]]
+_Glossary = Mapping[str, Mapping[str, Any]]
 _NOT_FEATURES = frozenset({"id", "label"})
+# The approximate path holds a rows x trees leaf matrix, several times over while converting it:
+# bound it to this many cells (about 100 MB) whatever the chunk size.
+_SAABAS_CELLS = 4_000_000
 
 
 # --------------------------------------------------------------------------- checks
@@ -187,6 +190,7 @@ def _contribution_fn(booster: lgb.Booster, approximate: bool) -> Callable[[pd.Da
     tables, base = _saabas_tables(booster)
     n_features = booster.num_feature()
     offsets = np.cumsum([0] + [table.shape[0] for _, table in tables])
+    index_dtype = np.int32 if offsets[-1] < 2**31 else np.int64
     rows, cols, vals = [], [], []
     for t, (feats, table) in enumerate(tables):
         r, c = np.nonzero(table)
@@ -202,16 +206,19 @@ def _contribution_fn(booster: lgb.Booster, approximate: bool) -> Callable[[pd.Da
     )
 
     def saabas(chunk: pd.DataFrame) -> np.ndarray:
-        leaves = booster.predict(chunk, pred_leaf=True).reshape(len(chunk), -1)
-        n, n_trees = leaves.shape
-        hot = leaves.astype(np.int64) + offsets[:n_trees]
-        one_hot = sparse.csr_matrix(
-            (np.ones(hot.size), hot.ravel(), np.arange(0, n * n_trees + 1, n_trees)),
-            shape=(n, by_leaf.shape[0]),
-        )
-        out = np.empty((n, n_features + 1))
-        out[:, :-1] = (one_hot @ by_leaf).toarray()
+        out = np.empty((len(chunk), n_features + 1))
         out[:, -1] = base
+        step = max(1, _SAABAS_CELLS // max(len(tables), 1))
+        for start in range(0, len(chunk), step):
+            part = chunk.iloc[start:start + step]
+            leaves = booster.predict(part, pred_leaf=True).reshape(len(part), -1)
+            n, n_trees = leaves.shape
+            hot = (leaves + offsets[:n_trees]).astype(index_dtype, copy=False).ravel()
+            one_hot = sparse.csr_matrix(
+                (np.ones(hot.size), hot, np.arange(0, n * n_trees + 1, n_trees, dtype=index_dtype)),
+                shape=(n, by_leaf.shape[0]),
+            )
+            out[start:start + n, :-1] = (one_hot @ by_leaf).toarray()
         return out
 
     return saabas
@@ -565,7 +572,7 @@ def _phrases(template: _Template, values: pd.Series) -> np.ndarray:
     return words[codes]
 
 
-def reason_text(feature: str, value: Any, glossary: Glossary) -> str | np.ndarray:
+def reason_text(feature: str, value: Any, glossary: _Glossary) -> str | np.ndarray:
     """Describe a feature value in plain words, as reason codes do.
 
     The wording is generated from the glossary entry, so it works for any
@@ -651,7 +658,7 @@ def _top_k(contrib: np.ndarray, k: int, sign: float, threshold: float) -> tuple[
 def reason_codes(
     booster: lgb.Booster,
     X: pd.DataFrame,
-    glossary: Glossary,
+    glossary: _Glossary,
     *,
     top: int = 3,
     direction: Literal["up", "down"] = "up",

@@ -49,5 +49,5 @@ def test_training_config_errors_are_one_line_and_exit_2(tmp_path, small_sim):
 
 def test_promote_without_a_model_says_what_to_do(tmp_path, small_sim):
     res = invoke("promote", "--config", _config(tmp_path, small_sim))
-    assert res.exit_code == 2
+    assert res.exit_code == 3
     assert "no model 'churn-risk' with alias 'challenger'" in res.output
