@@ -117,3 +117,28 @@ def _private_mlflow_store(tmp_path, monkeypatch):
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def trained_store(small_sim, tmp_path_factory):
+    """Churn and uplift champions trained on ``small_sim`` in a private MLflow store (built once per run).
+
+    Small settings (no tuning, one uplift learner) keep it to seconds; the
+    models are real LightGBM models registered and promoted through the gate.
+    """
+    from churnml.config import Settings, TrainConfig, TuningConfig
+    from churnml.models.uplift import TLearner
+    from churnml.train import promote_job, train_churn_job
+    from churnml.train_uplift import train_uplift_job
+
+    folder = tmp_path_factory.mktemp("store")
+    settings = Settings(mlruns_dir=str(folder / "mlruns"), threads=2)
+    churn = TrainConfig(dataset=small_sim["config"], training_set=small_sim["training_set"],
+                        tuning=TuningConfig(trials=0))
+    train_churn_job(churn, settings=settings)
+    promote_job(churn, settings=settings)
+    uplift = TrainConfig(kind="uplift", dataset=small_sim["config"])
+    learner = TLearner(base_params={"n_estimators": 60, "num_leaves": 7, "min_child_samples": 100})
+    train_uplift_job(uplift, settings=settings, candidates={"t_lightgbm": learner})
+    promote_job(uplift, settings=settings)
+    return {"settings": settings, "folder": folder, **small_sim}
