@@ -429,6 +429,38 @@ def _report_list(res) -> None:
 
 @app.command()
 @_input_errors
+def explain(
+    config: ConfigOpt,
+    output: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("out/drivers_report.html"),
+    alias: Annotated[str, typer.Option(help="Registered model alias to explain.")] = "champion",
+    uplift: Annotated[bool, typer.Option(help="Also explain the recall-uplift model.")] = True,
+):
+    """Drivers report: what drives churn risk and recall response, for operators (one HTML file).
+
+    Global drivers with SHAP, where risk changes, behaviours in combination,
+    why flagged signup cohorts churn more, who responds to recall messages, and
+    a glossary. The report is also attached to the model's MLflow run.
+    """
+    _report_drivers(_explain(config, None, output, alias, uplift))
+
+
+def _explain(config, ds, output, alias="champion", uplift=True):
+    from churnml.drivers import drivers_job
+
+    with err.status("explaining the models with SHAP"):
+        return drivers_job(config, output, alias=alias, uplift_model="recall-uplift" if uplift else None, ds=ds,
+                           log=lambda line: err.print(line))
+
+
+def _report_drivers(res) -> None:
+    out.print("[bold]Drivers headlines[/]")
+    for h in res.headlines:
+        out.print(f"  • {h}", highlight=False)
+    out.print(f"drivers report: {res.report_path}")
+
+
+@app.command()
+@_input_errors
 def run(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the job writes.")] = Path("runs/demo"),
     users: Annotated[int, typer.Option(help="Simulated users.", min=100)] = 20_000,
@@ -441,7 +473,8 @@ def run(
     retention report, builds point-in-time features and a labelled training
     set over weekly snapshots, trains, evaluates and registers the churn model
     and the recall-uplift model (MLflow, local store in mlruns/), promotes both
-    through the gate, and writes the day's ranked recall list.
+    through the gate, writes the drivers report (SHAP) and the day's ranked
+    recall list.
     """
     from churnml.jobs import compare_with_truth
 
@@ -466,6 +499,7 @@ def run(
     _report_promotion(_promote(uplift_cfg, ds))
     from churnml.config import ScoreConfig
 
+    _report_drivers(_explain(cfg_path, ds, out_dir / "drivers_report.html"))
     score_cfg = ScoreConfig(dataset=cfg_path, output=out_dir / "lists", channel="push")
     _report_list(_score(score_cfg, ds, ds.observed_until, True))
     out.print(f"[bold green]done[/] in {time.perf_counter() - t0:.0f}s; outputs under {out_dir}; "

@@ -40,6 +40,7 @@ __all__ = [
     "log_figure",
     "log_metrics",
     "log_model",
+    "log_report",
     "log_params",
     "resolve",
     "set_alias",
@@ -216,6 +217,14 @@ def _version() -> str:
         return version("churnml")
     except LookupError:  # pragma: no cover - running from a source tree
         return "0"
+
+
+def log_report(path: str | Path, ref: ModelRef, artifact_path: str = "reports") -> None:
+    """Attach a report file to the MLflow run that produced a registered model version."""
+    import mlflow
+
+    if ref.run_id:
+        mlflow.MlflowClient().log_artifact(ref.run_id, str(path), artifact_path)
 
 
 def set_alias(name: str, alias: str, version: str) -> None:
