@@ -23,6 +23,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.pipeline import Pipeline
 
 from churnml.exceptions import SchemaMismatchError
 from churnml.models import uplift as learners
@@ -32,9 +33,10 @@ __all__ = ["UpliftModel"]
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "churnml_model.json"
-LEARNERS = {c.__name__: c for c in (learners.SLearner, learners.TLearner, learners.XLearner,
-                                     learners.DRLearner, learners.ClassTransformation,
-                                     learners.InteractionLogistic)}
+#: The churnml classes a stored model may contain; rebuilt from their parameters and fitted attributes.
+OBJECTS = {c.__name__: c for c in (learners.SLearner, learners.TLearner, learners.XLearner,
+                                    learners.DRLearner, learners.ClassTransformation,
+                                    learners.InteractionLogistic, learners._LinearFeatures)}
 
 
 _TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
@@ -66,6 +68,14 @@ def _dump(value, folder: Path, key: str):
         classes = getattr(value, "classes_", None) if isinstance(value, lgb.LGBMClassifier | _BoosterModel) else None
         return {"type": "lightgbm", "file": file,
                 "classes": None if classes is None else np.asarray(classes).tolist()}
+    if isinstance(value, BaseEstimator) and type(value).__name__ in OBJECTS:
+        fitted = {k: v for k, v in vars(value).items() if k.endswith("_") and not k.startswith("_")}
+        return {"type": "object", "class": type(value).__name__,
+                "params": _dump(value.get_params(deep=False), folder, f"{key}_param"),
+                "fitted": {k: _dump(v, folder, f"{key}_{k.rstrip('_')}") for k, v in fitted.items()}}
+    if isinstance(value, Pipeline):
+        return {"type": "pipeline",
+                "steps": [[name, _dump(step, folder, f"{key}_{name}")] for name, step in value.steps]}
     if isinstance(value, BaseEstimator):
         import skops.io as sio
 
@@ -101,6 +111,15 @@ def _load(desc: dict, folder: Path):
         if foreign:
             raise SchemaMismatchError(f"{file} holds types churnml does not load: {', '.join(foreign)}")
         return sio.load(file, trusted=types)
+    if kind == "object":
+        if desc["class"] not in OBJECTS:
+            raise SchemaMismatchError(f"{folder}: a stored model names an unknown class {desc['class']!r}")
+        obj = OBJECTS[desc["class"]](**_load(desc["params"], folder))
+        for k, d in desc["fitted"].items():
+            setattr(obj, k, _load(d, folder))
+        return obj
+    if kind == "pipeline":
+        return Pipeline([(name, _load(d, folder)) for name, d in desc["steps"]])
     if kind == "list":
         return [_load(d, folder) for d in desc["items"]]
     if kind == "dict":
@@ -160,11 +179,8 @@ class UpliftModel:
         """Write the model into folder ``path`` (LightGBM text, skops, JSON)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        fitted = {k: v for k, v in vars(self.learner).items() if k.endswith("_") and not k.startswith("_")}
         manifest = {
-            "format": FORMAT_VERSION, "kind": self.kind, "learner": type(self.learner).__name__,
-            "params": _dump(self.learner.get_params(deep=False), path, "param"),
-            "fitted": {k: _dump(v, path, k.rstrip("_")) for k, v in fitted.items()},
+            "format": FORMAT_VERSION, "kind": self.kind, "learner": _dump(self.learner, path, "learner"),
             "features": [s.to_dict() for s in self.features],
             "segment_threshold": self.segment_threshold, "response_threshold": self.response_threshold,
             "metadata": self.metadata,
@@ -179,10 +195,6 @@ class UpliftModel:
         m = json.loads((path / MANIFEST_FILE).read_text())
         if m.get("kind") != cls.kind:
             raise SchemaMismatchError(f"{path} holds a {m.get('kind')!r} model, not an uplift model")
-        if m["learner"] not in LEARNERS:
-            raise SchemaMismatchError(f"{path}: unknown uplift learner {m['learner']!r}")
-        learner = LEARNERS[m["learner"]](**_load(m["params"], path))
-        for k, desc in m["fitted"].items():
-            setattr(learner, k, _load(desc, path))
+        learner = _load(m["learner"], path)
         return cls(learner, [FeatureSpec.from_dict(d) for d in m["features"]], m["segment_threshold"],
                    m["response_threshold"], m.get("metadata", {}))
