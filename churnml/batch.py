@@ -127,10 +127,14 @@ def score_job(
         fs.release()
     features = table.to_pandas()
     log(f"features: {len(features):,} users active in the {cfg.eligibility.lapsed_max_days} days before {as_of.date()}")
-    scored = scorer.score(features, reasons=cfg.reasons, where=f"features as of {as_of.date()}")
+    where = f"features as of {as_of.date()}"
+    scored = scorer.score(features, reasons=0, where=where)
     campaign_id = cfg.campaign_id.format(as_of=as_of.date().isoformat())
     lst, counts = recall_list(scored, features, cfg, campaign_id=campaign_id,
                               opt_out=_opt_out(cfg.exclusions.opt_out))
+    if cfg.reasons:  # exact SHAP reasons for the users on the list (not for everyone scored)
+        rows = features.set_index("user_id").loc[lst["user_id"]].reset_index()
+        lst = pd.concat([lst, scorer.reasons(rows, top=cfg.reasons, where=where).set_axis(lst.index)], axis=1)
     lst.insert(2, "as_of", pd.Timestamp(as_of))
     with atomic_dir(folder, replace=force) as tmp:
         write_parquet(pa.Table.from_pandas(lst, preserve_index=False), tmp / LIST_FILE)
