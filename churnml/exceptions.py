@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sklearn.exceptions import NotFittedError as _SklearnNotFitted
+
 __all__ = [
     "ChurnmlError",
     "ConfigError",
@@ -85,8 +87,8 @@ class SchemaMismatchError(ChurnmlError, ValueError):
     """A table's columns or types differ from what a model or stage expects."""
 
 
-class NotFittedError(ChurnmlError, ValueError, AttributeError):
-    """An estimator was used before ``fit``."""
+class NotFittedError(ChurnmlError, _SklearnNotFitted):
+    """An estimator was used before ``fit`` (also scikit-learn's ``NotFittedError``, a ValueError and AttributeError)."""
 
 
 class DataWarning(UserWarning):

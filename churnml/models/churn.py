@@ -575,32 +575,35 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.multi_class = False
         return tags
 
-    def _frame(self, X, *, reset: bool) -> pd.DataFrame:
+    def _frame(self, X, *, reset: bool, y=None):
+        """The input as a frame (pandas input keeps its dtypes, e.g. categoricals), checked by scikit-learn."""
+        kw = {"ensure_all_finite": "allow-nan", "reset": reset}
         if isinstance(X, pd.DataFrame):
-            if reset:
-                validate_data(self, X, ensure_all_finite="allow-nan", dtype=None, reset=True)
-            elif list(X.columns.astype(str)) != list(getattr(self, "feature_names_in_", X.columns)):
-                raise SchemaMismatchError(
-                    f"columns {list(X.columns)[:5]}... differ from those seen in fit")
-            return X.copy()
-        arr = validate_data(self, X, ensure_all_finite="allow-nan", reset=reset)
-        return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+            checked = validate_data(self, X, y, dtype=None, **kw) if y is not None else \
+                validate_data(self, X, dtype=None, **kw)
+            frame = X.copy().set_axis([str(c) for c in X.columns], axis=1).reset_index(drop=True)
+        else:
+            checked = validate_data(self, X, y, **kw) if y is not None else validate_data(self, X, **kw)
+            arr = checked[0] if y is not None else checked
+            frame = pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+        return (frame, checked[1]) if y is not None else frame
 
     def fit(self, X, y):
         """Fit on features ``X`` and binary labels ``y``; returns ``self``."""
         from sklearn.model_selection import train_test_split
-        from sklearn.utils.multiclass import check_classification_targets
+        from sklearn.utils.multiclass import check_classification_targets, type_of_target
 
         self._validate_params()
-        frame = self._frame(X, reset=True)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(frame):
-            raise ValueError(f"y must be 1-D with one label per row of X; got shape {y.shape}")
+        if y is None:
+            raise ValueError("requires y to be passed, but the target y is None")
+        frame, y = self._frame(X, reset=True, y=y)
         check_classification_targets(y)
-        self.classes_ = np.unique(y)
-        if len(self.classes_) != 2:
-            raise ValueError(f"ChurnClassifier is a binary classifier; y has {len(self.classes_)} class(es): "
-                             f"{self.classes_[:5].tolist()}")
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(f"y has only one class ({classes[0]!r}); a churn model needs churned and retained rows")
+        if type_of_target(y, input_name="y", raise_unknown=True) != "binary":
+            raise ValueError(f"Only binary classification is supported. y has {len(classes)} classes.")
+        self.classes_ = classes
         yi = (y == self.classes_[1]).astype("int8")
         frame = frame.assign(_label=yi)
         features = [c for c in frame.columns if c != "_label"]
@@ -638,4 +641,5 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """The more likely class of each row."""
-        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+        proba = self.predict_proba(X)
+        return self.classes_[(proba[:, 1] >= 0.5).astype(int)]
