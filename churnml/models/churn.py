@@ -12,7 +12,6 @@ from the artifact store.
 
 from __future__ import annotations
 
-import json
 import typing
 import warnings
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
 from churnml.exceptions import DataWarning, SchemaMismatchError, TrainingDataError
+from churnml.models.store import read_manifest, write_manifest
 
 __all__ = [
     "Calibrator",
@@ -46,7 +46,6 @@ __all__ = [
 
 FORMAT_VERSION = 1
 BOOSTER_FILE = "booster.txt"
-MANIFEST_FILE = "churnml_model.json"
 
 BASE_PARAMS = {
     "objective": "binary",
@@ -298,16 +297,13 @@ class ChurnModel:
             "features": [s.to_dict() for s in self.features], "calibrator": self.calibrator.to_dict(),
             "params": self.params, "metadata": self.metadata,
         }
-        (path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
-        return path
+        return write_manifest(path, manifest)
 
     @classmethod
     def load(cls, path: str | Path) -> ChurnModel:
         """Read a model written by :meth:`save` (no unpickling)."""
         path = Path(path)
-        m = json.loads((path / MANIFEST_FILE).read_text())
-        if m.get("kind") != cls.kind:
-            raise SchemaMismatchError(f"{path} holds a {m.get('kind')!r} model, not a churn model")
+        m = read_manifest(path, cls.kind)
         booster = lgb.Booster(model_file=str(path / m["booster"]))
         return cls(booster, [FeatureSpec.from_dict(d) for d in m["features"]],
                    Calibrator.from_dict(m["calibrator"]), m.get("params", {}), m.get("metadata", {}))

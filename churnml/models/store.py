@@ -7,9 +7,31 @@ from pathlib import Path
 
 from churnml.exceptions import ModelNotFoundError
 
-__all__ = ["load_model_dir"]
+__all__ = ["load_model_dir", "read_manifest", "write_manifest"]
 
 MANIFEST_FILE = "churnml_model.json"
+
+
+def write_manifest(path: Path, manifest: dict) -> Path:
+    """Write a model folder's JSON manifest (the last file of a save)."""
+    (Path(path) / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
+    return Path(path)
+
+
+def read_manifest(path: Path, kind: str) -> dict:
+    """A model folder's manifest, checked to hold a model of ``kind``.
+
+    Raises
+    ------
+    SchemaMismatchError
+        If the folder holds another kind of model.
+    """
+    from churnml.exceptions import SchemaMismatchError
+
+    m = json.loads((Path(path) / MANIFEST_FILE).read_text())
+    if m.get("kind") != kind:
+        raise SchemaMismatchError(f"{path} holds a {m.get('kind')!r} model, not a {kind} model")
+    return m
 
 
 def load_model_dir(path: str | Path):

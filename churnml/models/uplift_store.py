@@ -15,7 +15,6 @@ classes; nothing in the folder can make it run other code.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +27,11 @@ from sklearn.pipeline import Pipeline
 from churnml.exceptions import SchemaMismatchError
 from churnml.models import uplift as learners
 from churnml.models.churn import FeatureSpec, to_matrix
+from churnml.models.store import read_manifest, write_manifest
 
 __all__ = ["UpliftModel"]
 
 FORMAT_VERSION = 1
-MANIFEST_FILE = "churnml_model.json"
 #: The churnml classes a stored model may contain; rebuilt from their parameters and fitted attributes.
 OBJECTS = {c.__name__: c for c in (learners.SLearner, learners.TLearner, learners.XLearner,
                                     learners.DRLearner, learners.ClassTransformation,
@@ -185,16 +184,13 @@ class UpliftModel:
             "segment_threshold": self.segment_threshold, "response_threshold": self.response_threshold,
             "metadata": self.metadata,
         }
-        (path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
-        return path
+        return write_manifest(path, manifest)
 
     @classmethod
     def load(cls, path: str | Path) -> UpliftModel:
         """Read a model written by :meth:`save`."""
         path = Path(path)
-        m = json.loads((path / MANIFEST_FILE).read_text())
-        if m.get("kind") != cls.kind:
-            raise SchemaMismatchError(f"{path} holds a {m.get('kind')!r} model, not an uplift model")
+        m = read_manifest(path, cls.kind)
         learner = _load(m["learner"], path)
         return cls(learner, [FeatureSpec.from_dict(d) for d in m["features"]], m["segment_threshold"],
                    m["response_threshold"], m.get("metadata", {}))
