@@ -55,27 +55,22 @@ def configure(settings: Settings | None = None) -> str:
     """Point MLflow at the configured store and return its URI."""
     import mlflow
 
-    global _SET_BY_US
     s = settings or get_settings()
-    uri = s.mlflow_tracking_uri or _user_uri()
+    uri = s.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         root = Path(s.mlruns_dir).absolute()
         root.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{root / 'mlflow.db'}"
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    # MLflow exports the URI to the environment; remember it so it is not mistaken for the user's.
-    _SET_BY_US = os.environ.get("MLFLOW_TRACKING_URI")
+    # MLflow exports the URI to the environment; put the environment back, so that the variable only
+    # ever holds the user's choice and a later call with other settings is not sent to this store.
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
     return uri
-
-
-_SET_BY_US: str | None = None
-
-
-def _user_uri() -> str | None:
-    """``MLFLOW_TRACKING_URI`` if the user set it (not if MLflow set it on our behalf)."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    return env if env and env != _SET_BY_US else None
 
 
 def _experiment_id(name: str, settings: Settings | None = None) -> str:
@@ -86,7 +81,7 @@ def _experiment_id(name: str, settings: Settings | None = None) -> str:
         return exp.experiment_id
     s = settings or get_settings()
     location = None
-    if not (s.mlflow_tracking_uri or _user_uri()):
+    if not (s.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
         location = (Path(s.mlruns_dir).absolute() / "artifacts").as_uri()
     return mlflow.create_experiment(name, artifact_location=location)
 

@@ -17,7 +17,7 @@ def invoke(*args):
 def _config(tmp_path, small_sim, **extra):
     doc = {"kind": "churn", "dataset": str(small_sim["config"]), "training_set": str(small_sim["training_set"]),
            "truth": str(small_sim["truth"] / "churn.parquet"),
-           "tuning": {"trials": 2, "timeout_seconds": 60}} | extra
+           "tuning": {"trials": 1, "timeout_seconds": 60}} | extra
     path = tmp_path / "churn.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
