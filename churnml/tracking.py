@@ -55,6 +55,11 @@ def configure(settings: Settings | None = None) -> str:
     """Point MLflow at the configured store and return its URI."""
     import mlflow
 
+    import logging
+
+    # Database migrations on a new store are MLflow's business, not the user's.
+    for name in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     s = settings or get_settings()
     uri = s.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
