@@ -159,14 +159,17 @@ def _truth(test: pd.DataFrame, truth: Path) -> np.ndarray | None:
     return None if got.isna().any() else got.to_numpy()
 
 
-def _qini_figure(y, t, scores: dict[str, np.ndarray]):
+def _curve_figure(y, t, scores: dict[str, np.ndarray], kind: str = "qini"):
+    """Qini or uplift curves of each targeting score, with the random-targeting line."""
+    curve, label = ((metrics.qini_curve, "incremental responders (Qini)") if kind == "qini"
+                    else (metrics.uplift_curve, "uplift x number targeted"))
     fig, ax = plt.subplots(figsize=(6, 5))
     for name, s in scores.items():
-        x, q = metrics.qini_curve(y, s, t)
+        x, q = curve(y, s, t)
         ax.plot(x / x[-1], q, label=name)
-    ax.plot([0, 1], [0, q[-1]], ls="--", c="grey", label="random")
-    ax.set(xlabel="share of exposures targeted (highest score first)", ylabel="incremental responders (Qini)",
-           title="Qini curves on the test campaign")
+    ax.plot([0, 1], [0, q[-1]], ls="--", c="grey", label="random (expected)")
+    ax.set(xlabel="share of exposures targeted (highest score first)", ylabel=label,
+           title=f"{'Qini' if kind == 'qini' else 'Uplift'} curves on the test campaign")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -280,7 +283,8 @@ def train_uplift_job(
         tracking.log_dict(json.loads(selection.to_json(orient="index")), "evaluation/selection.json")
         tracking.log_dict(json.loads(targeting.to_json(orient="index")), "evaluation/targeting.json")
         tracking.log_dict(json.loads(calib.to_json(orient="index")), "evaluation/calibration.json")
-        for fig, path in ((_qini_figure(y, t, scores), "plots/qini.png"),
+        for fig, path in ((_curve_figure(y, t, scores, "qini"), "plots/qini.png"),
+                          (_curve_figure(y, t, scores, "uplift"), "plots/uplift_curve.png"),
                           (_calibration_figure(calib), "plots/uplift_calibration.png")):
             tracking.log_figure(fig, path)
             plt.close(fig)
