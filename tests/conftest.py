@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
-from churnml.config import load_dataset_config
+from churnml.config import (
+    BoosterConfig,
+    ScoreConfig,
+    Settings,
+    TrainConfig,
+    TuningConfig,
+    load_dataset_config,
+)
 from churnml.data import open_dataset
 
 
@@ -142,3 +151,160 @@ def trained_store(small_sim, tmp_path_factory):
     train_uplift_job(uplift, settings=settings, candidates={"t_lightgbm": learner})
     promote_job(uplift, settings=settings)
     return {"settings": settings, "folder": folder, **small_sim}
+
+
+# --- the API (tests/serving): a store of its own, because those tests promote new champions ---------
+# (kept here rather than in tests/serving/conftest.py: two conftest modules would shadow each other
+# for the tests that import helpers from this one)
+
+SERVE_AS_OF = "2024-04-29"
+# A small booster keeps the session fixture fast; the API does not care how good the model is.
+SMALL_BOOSTER = BoosterConfig(num_boost_round=60, early_stopping_rounds=10,
+                              params={"learning_rate": 0.1, "num_leaves": 15, "min_child_samples": 50})
+
+
+def train_churn(store: dict, *, leaves: int = 15, margin: float | None = None) -> str:
+    """Train, register and promote a churn model in the store; return the challenger's version."""
+    from churnml.train import promote_job, train_churn_job
+
+    booster = SMALL_BOOSTER.model_copy(update={"params": SMALL_BOOSTER.params | {"num_leaves": leaves}})
+    cfg = TrainConfig(dataset=store["config"], training_set=store["training_set"],
+                      tuning=TuningConfig(trials=0), lightgbm=booster)
+    train_churn_job(cfg, settings=store["settings"])
+    return promote_job(cfg, margin=margin, settings=store["settings"]).challenger
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> dict:
+    """Champion churn and uplift models and the nightly list of 2024-04-29.
+
+    Returns ``config`` (dataset.yaml), ``training_set``, ``settings`` (churnml
+    Settings of the private store), ``lists`` (the lists folder) and ``day``
+    (the list's folder).
+    """
+    from churnml.batch import score_job
+    from churnml.jobs import build_features_job, simulate_job
+    from churnml.models.uplift import TLearner
+    from churnml.simulator import SimulationConfig
+    from churnml.train import promote_job
+    from churnml.train_uplift import train_uplift_job
+
+    folder = tmp_path_factory.mktemp("serving")
+    _, config = simulate_job(SimulationConfig(n_users=3000, days=120, seed=5), folder / "data")
+    # Six weekly snapshots are enough for the time split (two train, gap, valid, gap, test).
+    weeks = [f"2024-{d}" for d in ("03-11", "03-18", "03-25", "04-01", "04-08", "04-15")]
+    training_set = build_features_job(config, folder / "training_set.parquet", as_of=weeks, labels=True).table_path
+    # One LightGBM thread: on two shared cores OpenMP's spinning threads double the training time.
+    settings = Settings(mlruns_dir=str(folder / "mlruns"), threads=1)
+    out = {"config": config, "training_set": training_set, "settings": settings, "lists": folder / "lists",
+           "day": folder / "lists" / SERVE_AS_OF}
+    train_churn(out)
+    uplift = TrainConfig(kind="uplift", dataset=config)
+    trees = {"n_estimators": 60, "learning_rate": 0.1, "num_leaves": 7, "min_child_samples": 200}
+    train_uplift_job(uplift, settings=settings, candidates={"t": TLearner(base_params=trees)})
+    promote_job(uplift, settings=settings)
+    score_job(ScoreConfig(dataset=config, output=out["lists"]), SERVE_AS_OF, settings=settings)
+    return out
+
+
+@pytest.fixture(scope="session")
+def features(store) -> pd.DataFrame:
+    """The nightly feature rows of every scored user."""
+    return pd.read_parquet(store["day"] / "features.parquet")
+
+
+@pytest.fixture(scope="session")
+def nightly(store) -> pd.DataFrame:
+    """The nightly scores of every user, by user id."""
+    return pd.read_parquet(store["day"] / "scores.parquet").set_index("user_id", drop=False)
+
+
+@pytest.fixture
+def serve_settings(store, monkeypatch):
+    """Build ServeSettings for the session store from keyword overrides (the environment is cleared)."""
+    from serving.app import ServeSettings
+
+    for name in ("LISTS_DIR", "API_TOKEN", "MAX_BATCH", "UPLIFT_MODEL", "REASONS"):
+        monkeypatch.delenv(f"CHURNML_SERVE_{name}", raising=False)
+
+    def make(**overrides) -> ServeSettings:
+        return ServeSettings(**{"lists_dir": store["lists"], "runtime": store["settings"], **overrides})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def scorer(store):
+    """The champion models of the session store, loaded once."""
+    from churnml.scoring import Scorer
+
+    return Scorer.from_registry(settings=store["settings"])
+
+
+@pytest.fixture
+def make_client(serve_settings, scorer):
+    """Start the API (lifespan run) on the session store; ``registry=True`` loads models as production does."""
+    from serving.app import create_app
+
+    started = []
+
+    def make(*, registry: bool = False, **overrides) -> TestClient:
+        client = TestClient(create_app(serve_settings(**overrides), None if registry else scorer))
+        started.append(client.__enter__())
+        return client
+
+    yield make
+    for client in started:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client) -> TestClient:
+    """The API on the session store, no token required."""
+    return make_client()
+
+
+@pytest.fixture
+def token() -> str:
+    """A bearer token that is not a placeholder."""
+    return "f3c9a1d27b4e8c6a0d5f1e2b3c4d5e6f"
+
+
+@pytest.fixture
+def train_new_champion(store):
+    """Train another churn version and promote it whatever its score (margin 1.0); returns its version.
+
+    The previous champion gets the alias back after the test, so other tests see the session's models.
+    """
+    from churnml import tracking
+
+    before = tracking.resolve("churn-risk", "champion", store["settings"]).version
+    yield lambda: train_churn(store, leaves=7, margin=1.0)
+    tracking.configure(store["settings"])
+    tracking.set_alias("churn-risk", "champion", before)
+
+
+@pytest.fixture
+def still_serving(features):
+    """Check that a client still answers a good request (after a bad one)."""
+    def check(client: TestClient, headers: dict | None = None) -> None:
+        uid = features["user_id"].iloc[0].item()
+        r = client.post("/score", json={"user_ids": [uid]}, headers=headers or {})
+        assert r.status_code == 200, r.text
+        assert r.json()["scores"][0]["user_id"] == uid
+
+    return check
+
+
+@pytest.fixture
+def json_rows():
+    """Turn feature rows into what a JSON client sends: NaN as null, timestamps as text."""
+    def convert(frame: pd.DataFrame) -> list[dict]:
+        out = frame.copy()
+        for col in out.columns:
+            if isinstance(out[col].dtype, pd.DatetimeTZDtype):
+                out[col] = out[col].map(lambda t: t.isoformat())
+        return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+                for row in out.astype(object).to_dict("records")]
+
+    return convert

@@ -1,0 +1,1 @@
+"""The scoring API (``serving.app``) and its request/response schemas; logic lives in ``churnml``."""
