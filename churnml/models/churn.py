@@ -138,7 +138,15 @@ def to_matrix(df: pd.DataFrame, specs: Sequence[FeatureSpec], *, where: str = "s
             + (" ..." if len(missing) > 10 else "")
         )
     cols = {}
+    numeric = [s.name for s in specs if s.kind == "numeric"]
+    if numeric and all(pd.api.types.is_numeric_dtype(t) or pd.api.types.is_bool_dtype(t)
+                       for t in df[numeric].dtypes):
+        # The common case in one step: per-column conversion costs ~10 ms a call, which an API feels.
+        block = df[numeric].to_numpy(dtype="float64", na_value=np.nan)
+        cols = {name: block[:, i] for i, name in enumerate(numeric)}
     for s in specs:
+        if s.name in cols:
+            continue
         v = df[s.name]
         if s.kind == "numeric":
             if _is_categorical(v) and not v.isna().all():
@@ -159,7 +167,7 @@ def to_matrix(df: pd.DataFrame, specs: Sequence[FeatureSpec], *, where: str = "s
                     stacklevel=2,
                 )
             cols[s.name] = cat
-    return pd.DataFrame(cols, index=df.index)
+    return pd.DataFrame({s.name: cols[s.name] for s in specs}, index=df.index)
 
 
 # --------------------------------------------------------------------------- calibration
