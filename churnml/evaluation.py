@@ -6,8 +6,6 @@ Pure functions over arrays and frames; the metrics themselves live in
 
 from __future__ import annotations
 
-import datetime as dt
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -138,6 +136,3 @@ def group_auc_figure(table: pd.DataFrame, title: str):
     fig.tight_layout()
     return fig
 
-
-def _utc(x) -> dt.datetime:
-    return pd.Timestamp(x).tz_convert("UTC").to_pydatetime()

@@ -40,8 +40,8 @@ __all__ = [
     "log_figure",
     "log_metrics",
     "log_model",
-    "log_report",
     "log_params",
+    "log_report",
     "resolve",
     "set_alias",
     "set_tags",
@@ -53,9 +53,9 @@ DATA_DIR = "churnml_model"
 
 def configure(settings: Settings | None = None) -> str:
     """Point MLflow at the configured store and return its URI."""
-    import mlflow
-
     import logging
+
+    import mlflow
 
     # Database migrations on a new store are MLflow's business, not the user's.
     for name in ("mlflow.store.db.utils", "alembic"):

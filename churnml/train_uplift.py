@@ -21,18 +21,18 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from churnml import metrics, tracking  # noqa: E402
-from churnml.config import Settings, TrainConfig, get_settings, load_dataset_config  # noqa: E402
-from churnml.data import Dataset, open_dataset  # noqa: E402
-from churnml.exceptions import TrainingDataError  # noqa: E402
-from churnml.features import RESPONSE, build_uplift_set  # noqa: E402
-from churnml.models import uplift as learners  # noqa: E402
-from churnml.models.churn import feature_specs, to_matrix  # noqa: E402
-from churnml.models.uplift_store import UpliftModel  # noqa: E402
+from churnml import metrics, tracking
+from churnml.config import Settings, TrainConfig, get_settings, load_dataset_config
+from churnml.data import Dataset, open_dataset
+from churnml.exceptions import TrainingDataError
+from churnml.features import RESPONSE, build_uplift_set
+from churnml.models import uplift as learners
+from churnml.models.churn import feature_specs, to_matrix
+from churnml.models.uplift_store import UpliftModel
 
 __all__ = ["UpliftTrainResult", "evaluate_uplift", "incremental_returns", "train_uplift_job", "uplift_frames"]
 
@@ -86,14 +86,14 @@ def uplift_frames(ds: Dataset, *, progress=None) -> tuple[pd.DataFrame, dict]:
 
 def incremental_returns(score: np.ndarray, true_uplift: np.ndarray, budget: float = BUDGET) -> float:
     """Expected extra returns per 1,000 contacts when contacting the top ``budget`` share by ``score``."""
-    k = max(1, int(round(budget * len(score))))
+    k = max(1, round(budget * len(score)))
     top = np.argsort(-np.asarray(score, dtype="float64"), kind="stable")[:k]
     return float(np.mean(np.asarray(true_uplift)[top]) * 1000)
 
 
 def observed_incremental_returns(score, y, t, budget: float = BUDGET) -> float:
     """Per 1,000 contacts at the top ``budget`` share by ``score``: treated minus control response rate there."""
-    k = max(1, int(round(budget * len(score))))
+    k = max(1, round(budget * len(score)))
     top = np.argsort(-np.asarray(score, dtype="float64"), kind="stable")[:k]
     yt, tt = np.asarray(y)[top], np.asarray(t)[top]
     if tt.min() == tt.max():

@@ -17,7 +17,7 @@ def drivers(trained_store, tmp_path_factory):
 
 
 def test_report_has_every_section_and_opens_offline(drivers):
-    res, html = drivers
+    _res, html = drivers
     for section in ("headlines", "churn-drivers", "dependence", "interaction", "cohorts", "recall", "glossary"):
         assert f'id="{section}"' in html, section
     # self-contained: images inline, nothing fetched from the network

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +10,12 @@ from typer.testing import CliRunner
 from churnml.batch import LIST_CSV, LIST_FILE, MANIFEST_FILE, score_job
 from churnml.cli import app
 from churnml.config import ScoreConfig, get_settings
-from churnml.exceptions import ModelNotFoundError, OutputExistsError, SchemaMismatchError, StaleDataError
+from churnml.exceptions import (
+    ModelNotFoundError,
+    OutputExistsError,
+    SchemaMismatchError,
+    StaleDataError,
+)
 from churnml.models.churn import FeatureSpec
 from churnml.scoring import Scorer, holdout_draw, recall_list
 
