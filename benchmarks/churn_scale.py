@@ -107,6 +107,11 @@ def has_sim(data: Path, truth: bool = True) -> bool:
     return ok and (not truth or (data / "truth" / "churn.parquet").is_file())
 
 
+def results_name(stem: str, data: Path, default_data: Path) -> str:
+    """``<stem>.json`` for the default data, ``<stem>_<data folder>.json`` otherwise (no clobbering)."""
+    return f"{stem}.json" if data.resolve() == default_data.resolve() else f"{stem}_{data.name}.json"
+
+
 def write_results(name: str, results: dict) -> Path:
     DATA.mkdir(parents=True, exist_ok=True)
     path = DATA / name
@@ -144,6 +149,20 @@ def _build(a) -> dict:
     return _build_at(a.data)
 
 
+def study_states(study_name: str, mlruns: Path) -> dict:
+    """Trials of an Optuna study by state (COMPLETE / PRUNED / ...) and the best trial's number."""
+    import collections
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    st = optuna.load_study(study_name=study_name, storage=f"sqlite:///{mlruns / 'optuna.db'}")
+    return {"states": dict(collections.Counter(t.state.name for t in st.trials)), "best_trial": st.best_trial.number,
+            "best_learning_rate": st.best_trial.params.get("learning_rate"),
+            "pruned_learning_rates": sorted(round(t.params["learning_rate"], 3) for t in st.trials
+                                            if t.state.name == "PRUNED")}
+
+
 def _train(a) -> dict:
     import mlflow
 
@@ -167,6 +186,7 @@ def _train(a) -> dict:
         "test_snapshot": res.split.test[-1].isoformat(), "oracle_ratio": res.oracle_ratio,
         "metrics": json.loads(metrics.to_json(orient="index")), "best_params": best,
         "version": res.version, "run_id": res.run_id, "n_features": len(res.model.features),
+        "study_trials": study_states(res.study_name, a.mlruns) if res.study_name else None,
     }
 
 
@@ -249,11 +269,14 @@ def main() -> None:
         print(json.dumps(PHASES[a.child](a), default=str))
         return
 
+    if ("fit_big" in a.phases and "train" not in a.phases
+            and not (a.data / "churn_best_params.json").is_file()):
+        ap.error(f"fit_big needs the study's best parameters ({a.data / 'churn_best_params.json'}): add the train phase")
     argv = ["--users", str(a.users), "--seed", str(a.seed), "--data", str(a.data), "--mlruns", str(a.mlruns),
             "--trials", str(a.trials), "--big-data", str(a.big_data), "--big-users", str(a.big_users),
             "--fit-rows", str(a.fit_rows)]
     results = {"machine_start": machine(), "args": {k: str(v) for k, v in vars(a).items() if k != "child"}}
-    out_name = "churn_scale.json"
+    out_name = results_name("churn_scale", a.data, DATA / "sim200k")
     prev = DATA / out_name
     if prev.is_file():  # keep the figures of phases not rerun this time (each carries its own date)
         old = json.loads(prev.read_text())
@@ -302,6 +325,8 @@ def main() -> None:
             print(f"| {name} | " + " | ".join(f"{row.get(c):.4f}" if row.get(c) is not None else "-"
                                               for c in ("roc_auc", "pr_auc", "brier", "log_loss", "ece")) + " |")
         print(f"oracle ratio: {t['oracle_ratio']:.4f}")
+        if t.get("study_trials"):
+            print(f"study trials by state: {t['study_trials']}")
     if "fit_big" in results:
         f = results["fit_big"]
         print(f"\nfit alone on {f['rows_train']:,} train rows (+{f['rows_valid']:,} valid): {f['fit_s']:.1f}s, "

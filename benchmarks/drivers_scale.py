@@ -26,7 +26,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from churn_scale import DATA, MLRUNS, has_sim, log, machine, run_child, settings, write_results
+from churn_scale import (
+    DATA,
+    MLRUNS,
+    has_sim,
+    log,
+    machine,
+    results_name,
+    run_child,
+    settings,
+    write_results,
+)
 
 
 def has_champions(mlruns: Path) -> bool:
@@ -36,15 +46,15 @@ def has_champions(mlruns: Path) -> bool:
     return subprocess.run([sys.executable, "-c", code], check=False, capture_output=True).returncode == 0
 
 
-def ensure_champions(data: Path, mlruns: Path) -> None:
+def ensure_champions(data: Path, mlruns: Path, users: int = 200_000) -> None:
     """Train and promote both models on ``data`` (as the benchmarks of issues #4 and #5 do) if missing."""
     if has_sim(data) and has_champions(mlruns):
         return
     log("no champions yet: running churn_scale.py and uplift_sim.py first")
     subprocess.run([sys.executable, str(HERE / "churn_scale.py"), "--data", str(data), "--mlruns", str(mlruns),
-                    "--phases", "simulate", "build", "train", "promote"], check=True)
-    subprocess.run([sys.executable, str(HERE / "uplift_sim.py"), "--data", str(data), "--mlruns", str(mlruns)],
-                   check=True)
+                    "--users", str(users), "--phases", "simulate", "build", "train", "promote"], check=True)
+    subprocess.run([sys.executable, str(HERE / "uplift_sim.py"), "--data", str(data), "--mlruns", str(mlruns),
+                    "--users", str(users)], check=True)
 
 
 def _drivers(a) -> dict:
@@ -64,6 +74,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA / "sim200k")
     ap.add_argument("--mlruns", type=Path, default=MLRUNS)
+    ap.add_argument("--users", type=int, default=200_000, help="users if the simulation must be made")
     ap.add_argument("--out", type=Path, default=DATA / "drivers" / "drivers_report.html")
     ap.add_argument("--repeat", type=int, default=1, help="runs (the fastest is reported beside each)")
     ap.add_argument("--child", choices=["drivers"], help=argparse.SUPPRESS)
@@ -73,7 +84,7 @@ def main() -> None:
         print(json.dumps(_drivers(a), default=str))
         return
 
-    ensure_champions(a.data, a.mlruns)
+    ensure_champions(a.data, a.mlruns, a.users)
     results = {"machine_start": machine(), "args": {k: str(v) for k, v in vars(a).items() if k != "child"},
                "runs": []}
     for i in range(a.repeat):
@@ -83,7 +94,7 @@ def main() -> None:
         log(f"run {i + 1}: {r['wall_s']:.1f}s wall, {r['cpu_s']:.0f} CPU s, peak RSS {r['peak_rss_gb']:.2f} GB, "
             f"load {r['load1_before']}->{r['load1_after']}")
     results["machine_end"] = machine()
-    path = write_results("drivers_scale.json", results)
+    path = write_results(results_name("drivers_scale", a.data, DATA / "sim200k"), results)
     print(f"\nmachine: {results['machine_start']['nproc']} cores, {results['machine_start']['ram_gb']} GB; "
           f"load {results['machine_start']['loadavg']} -> {results['machine_end']['loadavg']}")
     print("| run | wall s (child) | job s | CPU s | peak RSS GB | load 1m before/after |\n|---|---|---|---|---|---|")

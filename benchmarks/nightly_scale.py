@@ -38,7 +38,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from churn_scale import DATA, MLRUNS, has_sim, log, machine, run_child, settings, write_results
+from churn_scale import (
+    DATA,
+    MLRUNS,
+    has_sim,
+    log,
+    machine,
+    results_name,
+    run_child,
+    settings,
+    write_results,
+)
 from drivers_scale import ensure_champions
 
 TARGET_S, TARGET_GB = 120.0, 6.0
@@ -162,6 +172,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA / "sim", help="folder of the 1M-user simulation")
     ap.add_argument("--users", type=int, default=1_000_000, help="users if --data must be simulated")
     ap.add_argument("--train-data", type=Path, default=DATA / "sim200k", help="simulation the champions train on")
+    ap.add_argument("--train-users", type=int, default=200_000, help="users if --train-data must be simulated")
     ap.add_argument("--mlruns", type=Path, default=MLRUNS)
     ap.add_argument("--out", type=Path, default=DATA / "lists")
     ap.add_argument("--memory-limits", nargs="+", default=["default", "2GB"],
@@ -180,7 +191,7 @@ def main() -> None:
 
         log(f"simulating {a.users:,} users into {a.data}")
         simulate_job(SimulationConfig(n_users=a.users, seed=1), a.data, truth=False)
-    ensure_champions(a.train_data, a.mlruns)
+    ensure_champions(a.train_data, a.mlruns, a.train_users)
     argv = ["--data", str(a.data), "--mlruns", str(a.mlruns), "--out", str(a.out)]
     os.environ.pop("CHURNML_DUCKDB_MEMORY_LIMIT", None)  # "default" means unset
     results = {"machine_start": machine(), "args": {k: str(v) for k, v in vars(a).items() if k != "child"},
@@ -191,13 +202,13 @@ def main() -> None:
         results["runs"][limit] = r
         log(f"{limit}: {r['wall_s']:.1f}s wall ({r['job_s']:.1f}s job, {r['startup_s']:.1f}s start), "
             f"{r['cpu_s']:.0f} CPU s, peak RSS {r['peak_rss_gb']:.2f} GB, load {r['load1_before']}->{r['load1_after']}")
-        write_results("nightly_scale.json", results)
+        write_results(results_name("nightly_scale", a.data, DATA / "sim"), results)
     missed = any(r["wall_s"] > TARGET_S or r["peak_rss_gb"] > TARGET_GB for r in results["runs"].values())
     if a.profile == "always" or (a.profile == "auto" and missed):
         log("profiling the job's steps ...")
         results["profile"] = run_child(__file__, "profile", argv)
     results["machine_end"] = machine()
-    path = write_results("nightly_scale.json", results)
+    path = write_results(results_name("nightly_scale", a.data, DATA / "sim"), results)
 
     print(f"\nmachine: {results['machine_start']['nproc']} cores, {results['machine_start']['ram_gb']} GB; "
           f"load {results['machine_start']['loadavg']} -> {results['machine_end']['loadavg']}")

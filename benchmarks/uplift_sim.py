@@ -27,7 +27,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from churn_scale import DATA, MLRUNS, has_sim, log, machine, run_child, settings, write_results
+from churn_scale import (
+    DATA,
+    MLRUNS,
+    has_sim,
+    log,
+    machine,
+    results_name,
+    run_child,
+    settings,
+    write_results,
+)
 
 
 def _config(a):
@@ -97,7 +107,7 @@ def main() -> None:
         r = results[phase]
         log(f"{phase}: {r['wall_s']:.1f}s, peak RSS {r['peak_rss_gb']:.2f} GB")
     results["machine_end"] = machine()
-    path = write_results("uplift_sim.json", results)
+    path = write_results(results_name("uplift_sim", a.data, DATA / "sim200k"), results)
 
     t = results["train"]
     print(f"\nmachine: {results['machine_start']['nproc']} cores, {results['machine_start']['ram_gb']} GB; "
