@@ -231,7 +231,10 @@ def train_churn_job(
             early_stopping_rounds=cfg.lightgbm.early_stopping_rounds,
             on_trial=(lambda s, t: on_trial(t.number, t.value)) if on_trial else None,
         )
-        complete = [t for t in study.trials if t.value is not None]
+        from optuna.trial import TrialState
+
+        # Pruned trials carry their last reported value too; only finished ones count as completed.
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         n_trials = len(study.trials)
         if complete:
             params.update(study.best_params)
