@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -184,10 +186,167 @@ def _saabas_tables(booster: lgb.Booster) -> tuple[list[tuple[np.ndarray, np.ndar
     return tables, base
 
 
+# --------------------------------------------------------------------------- exact TreeSHAP, deduplicated
+
+# Below this many rows a chunk goes straight to LightGBM: the per-tree bookkeeping would cost more.
+_DEDUP_MIN_ROWS = 2_000
+_ZERO = 1e-35  # LightGBM's kZeroThreshold: |x| <= this counts as zero for "missing = zero" splits
+
+
+def _cpu_count() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class _DedupTreeShap:
+    """Exact path-dependent TreeSHAP that explains each distinct decision pattern once per tree.
+
+    Within one tree, a user's TreeSHAP values depend on the user only through
+    the branch taken at every split of that tree (the leaf reached and, for
+    every other leaf, which of its path conditions hold). Users who lie in the
+    same interval between the tree's thresholds on every feature it splits on
+    (missing and zero values in intervals of their own, since splits may send
+    them a default way; categorical values by their code) take the same branch
+    everywhere in the tree, so they share its contributions exactly. Per tree,
+    users are keyed by those intervals, one representative per key is
+    explained by LightGBM's own TreeSHAP (``pred_contrib`` with
+    ``start_iteration=t, num_iteration=1``), and the result is scattered back
+    to every user with that key. The sum over trees is LightGBM's answer up to
+    floating-point summation order.
+    """
+
+    def __init__(self, booster: lgb.Booster) -> None:
+        self.booster = booster
+        self._boosters = [booster]
+        self.n_features = booster.num_feature()
+        per_tree: list[tuple[dict[int, set[float]], set[int]]] = []
+        for tree in booster.dump_model()["tree_info"]:
+            numeric: dict[int, set[float]] = {}
+            categorical: set[int] = set()
+            stack = [tree["tree_structure"]]
+            while stack:
+                node = stack.pop()
+                if "split_feature" not in node:
+                    continue
+                f = int(node["split_feature"])
+                if node["decision_type"] == "==":
+                    categorical.add(f)
+                else:
+                    numeric.setdefault(f, set()).add(float(node["threshold"]))
+                stack += [node["left_child"], node["right_child"]]
+            per_tree.append((numeric, categorical))
+        merged: dict[int, set[float]] = {}
+        for numeric, _ in per_tree:
+            for f, thresholds in numeric.items():
+                merged.setdefault(f, set()).update(thresholds)
+        # One sorted threshold list per numeric feature over all trees: a user's bin in it is found
+        # once per chunk, and each tree maps it to its own coarser bins through a small lookup table.
+        self.thresholds = {f: np.array(sorted(t)) for f, t in merged.items()}
+        self.categorical = sorted({f for _, cats in per_tree for f in cats})
+        self.trees: list[list[tuple[int, np.ndarray | None]]] = []
+        for numeric, cats in per_tree:
+            keyed: list[tuple[int, np.ndarray | None]] = [(f, None) for f in sorted(cats)]
+            for f in sorted(numeric):
+                own = np.array(sorted(numeric[f]))
+                # Global bin k holds (glob[k-1], glob[k]]; in the tree it is the count of its thresholds below.
+                local = np.searchsorted(own, self.thresholds[f], side="left")
+                keyed.append((f, np.concatenate([local, [own.size, own.size + 1, own.size + 2]])))
+            self.trees.append(keyed)
+
+    def _bins(self, A: np.ndarray) -> dict[int, tuple[np.ndarray, int]]:
+        """Per split feature: each row's global bin (numeric) or category key, and how many there are."""
+        bins: dict[int, tuple[np.ndarray, int]] = {}
+        for f, glob in self.thresholds.items():
+            col = A[:, f]
+            code = np.searchsorted(glob, col, side="left")
+            code[np.abs(col) <= _ZERO] = glob.size + 2
+            code[np.isnan(col)] = glob.size + 1
+            bins[f] = (code, glob.size + 3)
+        for f in self.categorical:
+            col = A[:, f]
+            # LightGBM truncates categorical values to int; missing values get a key of their own.
+            code, uniques = pd.factorize(np.where(np.isnan(col), -np.inf, np.trunc(col)))
+            bins[f] = (code, len(uniques))
+        return bins
+
+    def __call__(self, A: np.ndarray) -> np.ndarray:
+        """Contributions ``(rows, features + 1)`` of the rows of ``A`` (LightGBM's float matrix)."""
+        n = A.shape[0]
+        out = np.zeros((self.n_features + 1, n))  # feature-major: adding a column is a contiguous write
+        workers = max(1, min(_cpu_count(), n // _DEDUP_MIN_ROWS))
+        if workers == 1:
+            self._explain(A, out, booster=self.booster, num_threads=0)
+        else:
+            # Row blocks in parallel threads (numpy, pandas' hashing and LightGBM release the GIL),
+            # one LightGBM thread each; every block writes its own columns of ``out``.
+            # LightGBM keeps the iteration range of a prediction on the booster, so each thread
+            # needs a booster of its own.
+            while len(self._boosters) < workers:
+                self._boosters.append(type(self.booster)(model_str=self.booster.model_to_string()))
+            edges = np.linspace(0, n, workers + 1).astype(int)
+            with ThreadPoolExecutor(workers) as pool:
+                jobs = [pool.submit(self._explain, A[a:b], out[:, a:b], booster=booster, num_threads=1)
+                        for booster, (a, b) in zip(self._boosters, itertools.pairwise(edges), strict=False)]
+                for job in jobs:
+                    job.result()
+        return out.T
+
+    def _explain(self, A: np.ndarray, out: np.ndarray, *, booster: lgb.Booster, num_threads: int) -> None:
+        n, p = A.shape[0], self.n_features
+        bins = self._bins(A)
+        for t, keyed in enumerate(self.trees):
+            key = np.zeros(n, np.int64)
+            span = 1
+            for f, lut in keyed:
+                code, size = bins[f]
+                if lut is not None:
+                    code, size = lut[code], lut[-1] + 1
+                if span * size >= 2**62:  # keep the key inside int64: renumber what there is so far
+                    key, uniques = pd.factorize(key)
+                    span = len(uniques)
+                key = key * size + code
+                span *= size
+            inverse, uniques = pd.factorize(key)
+            rep = np.empty(len(uniques), np.intp)
+            rep[inverse] = np.arange(n)
+            phi = booster.predict(A[rep], pred_contrib=True, start_iteration=t, num_iteration=1,
+                                       num_threads=num_threads).T
+            for f, _ in keyed:
+                out[f] += phi[f].take(inverse)
+            out[p] += phi[p, 0]
+
+
+def _lightgbm_array(booster: lgb.Booster, chunk: pd.DataFrame) -> np.ndarray:
+    """The float64 matrix LightGBM itself builds from a frame: categoricals as training codes, -1 as NaN."""
+    levels = iter(booster.pandas_categorical or [])
+    cols = []
+    for name in chunk.columns:
+        s = chunk[name]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            trained = next(levels, None)
+            if trained is not None and list(s.cat.categories) != list(trained):
+                s = s.cat.set_categories(trained)
+            code = s.cat.codes.to_numpy().astype(np.float64)
+            code[code < 0] = np.nan
+            cols.append(code)
+        else:
+            cols.append(s.to_numpy(dtype=np.float64, na_value=np.nan))
+    return np.column_stack(cols) if cols else np.empty((len(chunk), 0))
+
+
 def _contribution_fn(booster: lgb.Booster, approximate: bool) -> Callable[[pd.DataFrame], np.ndarray]:
     """A function mapping a feature chunk to its ``(rows, features + 1)`` contributions."""
     if not approximate:
-        return lambda chunk: booster.predict(chunk, pred_contrib=True)
+        dedup: list[_DedupTreeShap] = []  # built on the first large chunk
+
+        def exact(chunk: pd.DataFrame) -> np.ndarray:
+            if len(chunk) < _DEDUP_MIN_ROWS:
+                return booster.predict(chunk, pred_contrib=True)
+            if not dedup:
+                dedup.append(_DedupTreeShap(booster))
+            return dedup[0](_lightgbm_array(booster, chunk))
+
+        return exact
     from scipy import sparse  # a dependency of lightgbm
 
     tables, base = _saabas_tables(booster)

@@ -10,6 +10,9 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from churnml.exceptions import SchemaMismatchError
 from churnml.explain import (
@@ -253,6 +256,74 @@ def test_contributions_reject_missing_feature(random_model):
     booster, X = random_model
     with pytest.raises(SchemaMismatchError, match=r"missing 1: f5"):
         contributions(booster, X.drop(columns="f5"))
+
+
+# --------------------------------------------------------------------------- (b2) exact TreeSHAP, deduplicated per tree
+
+
+def _count_frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """Integer counts with many zeros and ties, missing recencies, and a categorical attribute."""
+    X = pd.DataFrame({f"n_{i}": rng.poisson(rng.uniform(0.2, 3.0), n).astype(float) for i in range(6)})
+    X["days_since"] = np.where(rng.random(n) < 0.3, np.nan, rng.exponential(5.0, n).round(1))
+    X["trend"] = rng.normal(size=n)
+    X["platform"] = pd.Categorical(rng.choice(["android", "ios", "web", "tv"], n, p=[0.4, 0.3, 0.2, 0.1]))
+    return X
+
+
+@pytest.mark.parametrize("params", [{}, {"zero_as_missing": True}, {"use_missing": False},
+                                    {"max_cat_to_onehot": 8}])
+def test_deduplicated_path_equals_lightgbm(seed, params, monkeypatch):
+    """Above the size threshold the exact path explains each tree's distinct patterns once."""
+    rng = np.random.default_rng(seed)
+    X = _count_frame(rng, 6_500)  # three row blocks of 2,000+ rows when three cores are there
+    logit = 0.4 * X["n_0"] - 0.3 * X["n_1"] + X["days_since"].fillna(20) / 10 - (X["platform"] == "ios")
+    y = (rng.random(len(X)) < 1 / (1 + np.exp(-logit + 1))).astype(int)
+    booster = lgb.train({"objective": "binary", "num_leaves": 15, "min_data_in_leaf": 10, "verbose": -1,
+                         "seed": seed, "num_threads": 1, "min_data_per_group": 10, **params},
+                        lgb.Dataset(X, y), num_boost_round=30)
+    # Scored rows: categories in another order than in training, a level seen in no training row.
+    scored = X.copy()
+    scored["platform"] = scored["platform"].cat.reorder_categories(["web", "tv", "ios", "android"])
+    expected = booster.predict(X, pred_contrib=True)
+    explained: list[int] = []
+    real = lgb.Booster.predict
+
+    def spy(self, data, *args, **kwargs):
+        if kwargs.get("pred_contrib"):
+            explained.append(len(data))
+        return real(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(lgb.Booster, "predict", spy)
+    for cores in (1, 2, 3):
+        monkeypatch.setattr("churnml.explain._cpu_count", lambda cores=cores: cores)
+        explained.clear()
+        contrib, base = contributions(booster, scored)
+        np.testing.assert_allclose(contrib, expected[:, :-1], rtol=0, atol=1e-10)
+        assert base == pytest.approx(expected[0, -1], abs=1e-12)
+        # One one-tree call per tree and row block, on far fewer rows than trees x users.
+        assert len(explained) == 30 * cores
+        assert sum(explained) < 0.5 * 30 * len(X)
+
+
+@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_deduplicated_path_equals_lightgbm_on_any_small_log(data, monkeypatch):
+    """Property: on any small table of few distinct values (and NaNs), dedup equals pred_contrib."""
+    monkeypatch.setattr("churnml.explain._DEDUP_MIN_ROWS", 1)
+    seed = data.draw(st.integers(0, 10_000))
+    n = data.draw(st.integers(20, 120))
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.integers(0, data.draw(st.integers(2, 6)), size=(n, 4)).astype(float),
+                     columns=list("abcd"))
+    X = X.mask(rng.random(X.shape) < data.draw(st.floats(0, 0.4)))
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    booster = lgb.train({"objective": "binary", "num_leaves": 6, "min_data_in_leaf": 2, "verbose": -1,
+                         "num_threads": 1, "min_data_in_bin": 1, "seed": seed,
+                         "zero_as_missing": data.draw(st.booleans())},
+                        lgb.Dataset(X, y), num_boost_round=5)
+    contrib, _ = contributions(booster, X)
+    np.testing.assert_allclose(contrib, booster.predict(X, pred_contrib=True)[:, :-1], rtol=0, atol=1e-10)
 
 
 # --------------------------------------------------------------------------- (d) wording, family by family
