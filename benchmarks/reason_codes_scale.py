@@ -8,7 +8,14 @@ child process so its wall time and peak resident memory are measured
 separately (``os.wait4`` rusage):
 
 ``contrib_exact``
-    :func:`churnml.explain.contributions`: native TreeSHAP (``pred_contrib``).
+    :func:`churnml.explain.contributions`: exact TreeSHAP (LightGBM's
+    ``pred_contrib``, explaining each tree's distinct decision patterns once).
+``reasons_exact``
+    :func:`churnml.explain.reason_codes` end to end, exact.
+``lightgbm_sample``
+    LightGBM's ``pred_contrib`` called directly on ``--sample`` users, for
+    the side-by-side rate, and the largest difference from ``contributions``
+    on the same users.
 ``contrib_approx``
     The same with ``approximate=True`` (Saabas, via ``pred_leaf``).
 ``reasons_given_contrib``
@@ -19,8 +26,15 @@ separately (``os.wait4`` rusage):
 ``agreement``
     On a sample, how often exact and approximate reasons agree.
 
+``--champion`` replaces the synthetic frame and model by the registered
+``churn-risk@champion`` of ``benchmarks/_data/mlruns`` (trained by
+``churn_scale.py`` on the 200k-user simulation) and the latest 1,000,000
+user-snapshots of the 1M-user simulation's training set (``features_scale.py``
+/ ``churn_scale.py`` write it): the model and features the product runs on.
+
 Usage::
 
+    python benchmarks/reason_codes_scale.py --champion
     python benchmarks/reason_codes_scale.py --users 1000000 --features 80 --trees 300
     python benchmarks/reason_codes_scale.py --users 1000000 --reuse --phases contrib_approx
 
@@ -41,7 +55,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 EVENTS = ["play", "like", "search", "share", "playlist_add", "community_join", "community_post", "visit"]
-PHASES = ["contrib_approx", "reasons_given_contrib", "reasons_approx", "agreement", "contrib_exact"]
+PHASES = ["lightgbm_sample", "contrib_exact", "reasons_exact", "contrib_approx", "reasons_given_contrib",
+          "reasons_approx", "agreement"]
 
 
 def _schema_columns(n_features: int) -> list[dict]:
@@ -141,6 +156,28 @@ def _prepare(data: Path, users: int, n_features: int, trees: int, leaves: int, t
     return {"gen_s": gen_s, "train_s": train_s, "trees": booster.num_trees(), "mean_depth": depth}
 
 
+def _prepare_champion(data: Path, mlruns: Path, frame: Path, rows: int) -> dict:
+    """Write the champion churn model, its input matrix for the latest ``rows`` rows and the schema."""
+    import shutil
+
+    import pandas as pd
+
+    from churnml import tracking
+    from churnml.config import Settings
+
+    data.mkdir(parents=True, exist_ok=True)
+    model, ref = tracking.load_model("churn-risk", "champion",
+                                     Settings(mlflow_tracking_uri=f"sqlite:///{mlruns / 'mlflow.db'}"))
+    table = pd.read_parquet(frame)
+    table = table.iloc[-rows:]
+    model.matrix(table).reset_index(drop=True).to_parquet(data / "features.parquet")
+    model.booster.save_model(str(data / "model.txt"))
+    shutil.copy(frame.with_name(frame.stem + ".schema.json"), data / "features.schema.json")
+    return {"model": f"{ref.name} v{ref.version}", "trees": model.booster.num_trees(),
+            "mean_depth": _mean_depth(model.booster), "rows": len(table),
+            "snapshots": sorted(str(d)[:10] for d in table["as_of"].unique())}
+
+
 def _mean_depth(booster) -> float:
     def depth(node: dict) -> int:
         if "split_feature" not in node:
@@ -169,11 +206,25 @@ def _child(phase: str, data: Path, exact_users: int | None, sample: int) -> dict
     from churnml.explain import contributions, reason_codes
 
     t0 = time.perf_counter()
-    X, booster, glossary = _load(data, exact_users if phase == "contrib_exact" else None)
+    X, booster, glossary = _load(data, exact_users if phase in ("contrib_exact", "reasons_exact") else None)
     out: dict = {"rows": len(X), "load_s": time.perf_counter() - t0}
     t0 = time.perf_counter()
     if phase == "contrib_exact":
         contributions(booster, X)
+    elif phase == "reasons_exact":
+        reasons = reason_codes(booster, X, glossary)
+        out["example"] = " | ".join(str(r) for r in reasons.iloc[0, :3])
+    elif phase == "lightgbm_sample":
+        import numpy as np
+
+        S = X.iloc[:sample]
+        direct = booster.predict(S, pred_contrib=True)
+        out["lightgbm_users_per_s"] = round(len(S) / (time.perf_counter() - t0))
+        t1 = time.perf_counter()
+        ours, _ = contributions(booster, S)
+        out["contributions_users_per_s"] = round(len(S) / (time.perf_counter() - t1))
+        out["max_abs_diff"] = float(np.abs(ours - direct[:, :-1]).max())
+        out["rows"] = len(S)
     elif phase == "contrib_approx":
         contributions(booster, X, approximate=True)
     elif phase == "reasons_given_contrib":
@@ -227,6 +278,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--data", type=Path, default=HERE / "_data" / "reasons")
     ap.add_argument("--reuse", action="store_true", help="reuse the frame and model already in --data")
+    ap.add_argument("--champion", action="store_true",
+                    help="the registered champion and simulated features instead of a synthetic model")
+    ap.add_argument("--mlruns", type=Path, default=HERE / "_data" / "mlruns")
+    ap.add_argument("--frame", type=Path, default=HERE / "_data" / "sim" / "training_set.parquet",
+                    help="--champion: the feature table whose latest --users rows are explained")
     ap.add_argument("--child", choices=PHASES, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -234,7 +290,14 @@ def main() -> None:
         return
 
     results = {}
-    if not (args.reuse and (args.data / "model.txt").exists()):
+    if args.champion and args.data == HERE / "_data" / "reasons":
+        args.data = HERE / "_data" / "reasons_champion"
+    if args.champion and not (args.reuse and (args.data / "model.txt").exists()):
+        t0 = time.perf_counter()
+        results["prepare"] = _prepare_champion(args.data, args.mlruns.resolve(), args.frame.resolve(), args.users)
+        results["prepare"]["wall_s"] = time.perf_counter() - t0
+        print(f"prepare: {results['prepare']}", file=sys.stderr)
+    elif not (args.reuse and (args.data / "model.txt").exists()):
         t0 = time.perf_counter()
         results["prepare"] = _prepare(args.data, args.users, args.features, args.trees, args.leaves,
                                       args.train_rows, args.seed)
@@ -245,7 +308,10 @@ def main() -> None:
         print(f"{phase}: {results[phase]}", file=sys.stderr)
     print(f"\nmachine: {platform.node()} {os.cpu_count()} cores, python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"users: {args.users:,}, features: {args.features}, trees: {args.trees}, leaves: {args.leaves}\n")
+    if args.champion:
+        print(f"users: {args.users:,}, model: the registered churn champion ({args.data})\n")
+    else:
+        print(f"users: {args.users:,}, features: {args.features}, trees: {args.trees}, leaves: {args.leaves}\n")
     print("| phase | phase s | wall s | peak RSS GB | notes |\n|---|---|---|---|---|")
     for key, r in results.items():
         notes = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v:.2f}" if isinstance(v, float)

@@ -20,24 +20,29 @@ The pieces, from per-user to population:
 * :func:`plot_beeswarm`, :func:`plot_dependence`, :func:`plot_interaction` --
   matplotlib figures, drawn without pyplot's global state.
 
-Speed. Exact TreeSHAP costs O(trees x leaves x depth^2) per user. On two
-shared cores a 300-tree, 31-leaf model (mean depth 11) took 2,342 s for a
-million users, about 430 users a second (``benchmarks/reason_codes_scale.py``).
-Where that is too slow (nightly reason codes for every user) pass
-``approximate=True``: Saabas' path attribution (what
-:meth:`shap.TreeExplainer.shap_values` calls ``approximate=True``), which sums
-to the same raw score from the same base value and costs about one prediction
-(21 s for the same million). It is not consistent, and it picked the same first
-reason as TreeSHAP for only about two users in three in that benchmark. Choosing
-and wording the reasons once contributions exist took 1.3 s for the million:
-that work is vectorised per feature, not per user.
+Speed. Exact TreeSHAP costs O(trees x leaves x depth^2) per user: called
+directly, LightGBM's ``pred_contrib`` explained about 1,000 users a second with
+the 419-tree churn champion on two cores, 16 minutes for a million. But within
+one tree a user's contributions depend only on the branch taken at each of its
+splits, and a million users take few distinct branch patterns per tree (about
+32,000 for that model). On frames of 2,000 rows or more :func:`contributions`
+therefore explains each tree's distinct patterns once and copies the result to
+every user who shares it; the values are LightGBM's own, up to floating-point
+summation order (tests hold them to 1e-10). A million users' exact reason
+codes took 38 s (``benchmarks/reason_codes_scale.py --champion``).
+``approximate=True`` (Saabas' path attribution, what
+:meth:`shap.TreeExplainer.shap_values` calls ``approximate=True``) is cheaper
+still but not consistent: it picked the same first reason as TreeSHAP for only
+two users in three.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import os
+import queue
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -271,49 +276,66 @@ class _DedupTreeShap:
 
     def __call__(self, A: np.ndarray) -> np.ndarray:
         """Contributions ``(rows, features + 1)`` of the rows of ``A`` (LightGBM's float matrix)."""
-        n = A.shape[0]
-        out = np.zeros((self.n_features + 1, n))  # feature-major: adding a column is a contiguous write
-        workers = max(1, min(_cpu_count(), n // _DEDUP_MIN_ROWS))
-        if workers == 1:
-            self._explain(A, out, booster=self.booster, num_threads=0)
-        else:
-            # Row blocks in parallel threads (numpy, pandas' hashing and LightGBM release the GIL),
-            # one LightGBM thread each; every block writes its own columns of ``out``.
-            # LightGBM keeps the iteration range of a prediction on the booster, so each thread
-            # needs a booster of its own.
-            while len(self._boosters) < workers:
-                self._boosters.append(type(self.booster)(model_str=self.booster.model_to_string()))
-            edges = np.linspace(0, n, workers + 1).astype(int)
-            with ThreadPoolExecutor(workers) as pool:
-                jobs = [pool.submit(self._explain, A[a:b], out[:, a:b], booster=booster, num_threads=1)
-                        for booster, (a, b) in zip(self._boosters, itertools.pairwise(edges), strict=False)]
-                for job in jobs:
-                    job.result()
-        return out.T
-
-    def _explain(self, A: np.ndarray, out: np.ndarray, *, booster: lgb.Booster, num_threads: int) -> None:
         n, p = A.shape[0], self.n_features
+        out = np.zeros((p + 1, n))  # feature-major: adding a column is a contiguous write
         bins = self._bins(A)
-        for t, keyed in enumerate(self.trees):
-            key = np.zeros(n, np.int64)
-            span = 1
-            for f, lut in keyed:
-                code, size = bins[f]
-                if lut is not None:
-                    code, size = lut[code], lut[-1] + 1
-                if span * size >= 2**62:  # keep the key inside int64: renumber what there is so far
-                    key, uniques = pd.factorize(key)
-                    span = len(uniques)
-                key = key * size + code
-                span *= size
-            inverse, uniques = pd.factorize(key)
-            rep = np.empty(len(uniques), np.intp)
-            rep[inverse] = np.arange(n)
-            phi = booster.predict(A[rep], pred_contrib=True, start_iteration=t, num_iteration=1,
-                                       num_threads=num_threads).T
-            for f, _ in keyed:
+        workers = max(1, min(_cpu_count(), len(self.trees)))
+        # Trees are explained in parallel threads (numpy, pandas' hashing and LightGBM release the
+        # GIL), one LightGBM thread each, each keying all rows so duplicates are found across the
+        # whole chunk. LightGBM keeps a prediction's iteration range on the booster, so a thread
+        # borrows a booster of its own. Results are added in tree order, so the sums are the same
+        # whatever the number of threads.
+        while len(self._boosters) < workers:
+            self._boosters.append(type(self.booster)(model_str=self.booster.model_to_string()))
+        idle: queue.SimpleQueue = queue.SimpleQueue()
+        for booster in self._boosters[:workers]:
+            idle.put(booster)
+        threads = 1 if workers > 1 else 0
+
+        def explain_tree(t: int) -> tuple[np.ndarray, np.ndarray]:
+            booster = idle.get()
+            try:
+                return self._explain_tree(A, bins, t, booster, threads)
+            finally:
+                idle.put(booster)
+
+        def add(t: int, job) -> None:
+            inverse, phi = job.result()
+            for f, _ in self.trees[t]:
                 out[f] += phi[f].take(inverse)
             out[p] += phi[p, 0]
+
+        with ThreadPoolExecutor(workers) as pool:
+            pending: collections.deque = collections.deque()  # at most 2 x workers trees in flight
+            for t in range(len(self.trees)):
+                pending.append((t, pool.submit(explain_tree, t)))
+                if len(pending) > 2 * workers:
+                    add(*pending.popleft())
+            while pending:
+                add(*pending.popleft())
+        return out.T
+
+    def _explain_tree(self, A: np.ndarray, bins: dict[int, tuple[np.ndarray, int]], t: int,
+                      booster: lgb.Booster, num_threads: int) -> tuple[np.ndarray, np.ndarray]:
+        """Tree ``t``: each row's key index and the contributions ``(features + 1, keys)`` per key."""
+        n = A.shape[0]
+        key = np.zeros(n, np.int64)
+        span = 1
+        for f, lut in self.trees[t]:
+            code, size = bins[f]
+            if lut is not None:
+                code, size = lut[code], lut[-1] + 1
+            if span * size >= 2**62:  # keep the key inside int64: renumber what there is so far
+                key, uniques = pd.factorize(key)
+                span = len(uniques)
+            key = key * size + code
+            span *= size
+        inverse, uniques = pd.factorize(key)
+        rep = np.empty(len(uniques), np.intp)
+        rep[inverse] = np.arange(n)
+        phi = booster.predict(A[rep], pred_contrib=True, start_iteration=t, num_iteration=1,
+                              num_threads=num_threads)
+        return inverse, phi.T
 
 
 def _lightgbm_array(booster: lgb.Booster, chunk: pd.DataFrame) -> np.ndarray:
@@ -390,15 +412,17 @@ def contributions(
     booster: lgb.Booster,
     X: pd.DataFrame,
     *,
-    chunk_size: int = 200_000,
+    chunk_size: int = 1_000_000,
     approximate: bool = False,
     dtype: type | np.dtype = np.float64,
 ) -> tuple[np.ndarray, float]:
     """Per-user SHAP contributions of every feature, in the booster's raw (log-odds) space.
 
     Uses LightGBM's native path-dependent TreeSHAP (``booster.predict(X,
-    pred_contrib=True)``), ``chunk_size`` rows at a time, so the working memory
-    is one chunk's dense copy plus the ``(n, p)`` result.
+    pred_contrib=True)``), ``chunk_size`` rows at a time. Chunks of 2,000 rows
+    or more are explained pattern by pattern (see the module notes): the same
+    values, many times faster, using about 3 GB of working memory per million
+    rows of a chunk besides the ``(n, p)`` result.
 
     Parameters
     ----------
@@ -408,8 +432,9 @@ def contributions(
         One row per user holding every feature column of the booster (by name;
         other columns are ignored, order may differ). Categorical columns must
         use the categories the booster was trained with.
-    chunk_size : int, default=200_000
-        Rows explained per call into LightGBM.
+    chunk_size : int, default=1_000_000
+        Rows explained at a time. Larger chunks share more patterns (faster) and
+        hold more memory.
     approximate : bool, default=False
         Use Saabas' path attribution instead of TreeSHAP: roughly the cost of a
         prediction instead of ``depth**2`` times it, with the same base value
@@ -827,7 +852,7 @@ def reason_codes(
     min_contribution: float = 0.0,
     contrib: np.ndarray | None = None,
     approximate: bool = False,
-    chunk_size: int = 200_000,
+    chunk_size: int = 1_000_000,
 ) -> pd.DataFrame:
     """The top reasons behind each user's score, in plain words.
 
@@ -859,7 +884,7 @@ def reason_codes(
         Contributions already computed by :func:`contributions` for ``X``.
     approximate : bool, default=False
         Passed to :func:`contributions` when ``contrib`` is not given.
-    chunk_size : int, default=200_000
+    chunk_size : int, default=1_000_000
         Rows explained at a time.
 
     Returns
@@ -1097,7 +1122,7 @@ def interaction_table(
     base_value: float | None = None,
     min_count: int = 1,
     approximate: bool = False,
-    chunk_size: int = 200_000,
+    chunk_size: int = 1_000_000,
 ) -> pd.DataFrame:
     """Mean contributions and predicted risk over a grid of two features' bins.
 
@@ -1133,7 +1158,7 @@ def interaction_table(
         Smallest cell whose means are reported.
     approximate : bool, default=False
         Passed to :func:`contributions` when ``contrib`` is not given.
-    chunk_size : int, default=200_000
+    chunk_size : int, default=1_000_000
         Passed to :func:`contributions` when ``contrib`` is not given.
 
     Returns
