@@ -44,6 +44,8 @@ import math
 import os
 import queue
 import re
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -198,6 +200,24 @@ _DEDUP_MIN_ROWS = 2_000
 _ZERO = 1e-35  # LightGBM's kZeroThreshold: |x| <= this counts as zero for "missing = zero" splits
 
 
+# Per booster: copies for parallel threads (LightGBM keeps a prediction's state on the booster),
+# and the deduplicated explainer's tables. Dropped with the booster.
+_CLONES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_DEDUP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+# From this many rows a direct TreeSHAP call is split over the cores, one booster copy per thread.
+_PARALLEL_MIN_ROWS = 256
+
+
+def _boosters(booster: lgb.Booster, k: int) -> list[lgb.Booster]:
+    """``booster`` and ``k - 1`` copies of it, made once and kept while it lives."""
+    with _CACHE_LOCK:
+        copies = _CLONES.setdefault(booster, [booster])
+        while len(copies) < k:
+            copies.append(type(booster)(model_str=booster.model_to_string()))
+        return copies[:k]
+
+
 def _cpu_count() -> int:
     """Cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -222,7 +242,6 @@ class _DedupTreeShap:
 
     def __init__(self, booster: lgb.Booster) -> None:
         self.booster = booster
-        self._boosters = [booster]
         self.n_features = booster.num_feature()
         per_tree: list[tuple[dict[int, set[float]], set[int]]] = []
         for tree in booster.dump_model()["tree_info"]:
@@ -285,10 +304,8 @@ class _DedupTreeShap:
         # whole chunk. LightGBM keeps a prediction's iteration range on the booster, so a thread
         # borrows a booster of its own. Results are added in tree order, so the sums are the same
         # whatever the number of threads.
-        while len(self._boosters) < workers:
-            self._boosters.append(type(self.booster)(model_str=self.booster.model_to_string()))
         idle: queue.SimpleQueue = queue.SimpleQueue()
-        for booster in self._boosters[:workers]:
+        for booster in _boosters(self.booster, workers):
             idle.put(booster)
         threads = 1 if workers > 1 else 0
 
@@ -359,14 +376,27 @@ def _lightgbm_array(booster: lgb.Booster, chunk: pd.DataFrame) -> np.ndarray:
 def _contribution_fn(booster: lgb.Booster, approximate: bool) -> Callable[[pd.DataFrame], np.ndarray]:
     """A function mapping a feature chunk to its ``(rows, features + 1)`` contributions."""
     if not approximate:
-        dedup: list[_DedupTreeShap] = []  # built on the first large chunk
 
         def exact(chunk: pd.DataFrame) -> np.ndarray:
-            if len(chunk) < _DEDUP_MIN_ROWS:
+            n = len(chunk)
+            if n >= _DEDUP_MIN_ROWS:
+                with _CACHE_LOCK:
+                    dedup = _DEDUP.get(booster)
+                    if dedup is None:
+                        dedup = _DEDUP[booster] = _DedupTreeShap(booster)
+                return dedup(_lightgbm_array(booster, chunk))
+            workers = min(_cpu_count(), n // (_PARALLEL_MIN_ROWS // 2))
+            if workers < 2:
                 return booster.predict(chunk, pred_contrib=True)
-            if not dedup:
-                dedup.append(_DedupTreeShap(booster))
-            return dedup[0](_lightgbm_array(booster, chunk))
+            # Row blocks on booster copies in threads of their own, one OpenMP thread each: the
+            # caller's OpenMP setting (OMP_NUM_THREADS=1 in the API) is left as it was.
+            edges = np.linspace(0, n, workers + 1).astype(int)
+            with ThreadPoolExecutor(workers) as pool:
+                parts = pool.map(lambda job: job[0].predict(chunk.iloc[job[1]:job[2]], pred_contrib=True,
+                                                            num_threads=1),
+                                 [(b, lo, hi) for b, (lo, hi) in zip(_boosters(booster, workers),
+                                                                     itertools.pairwise(edges), strict=True)])
+                return np.concatenate(list(parts))
 
         return exact
     from scipy import sparse  # a dependency of lightgbm

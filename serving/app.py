@@ -8,6 +8,7 @@ it in, so a request always sees one consistent set of models and features.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import gc
 import json
@@ -16,6 +17,9 @@ import math
 import re
 import secrets
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +76,10 @@ class ServeSettings(BaseSettings):
         and tokens under 16 characters are refused.
     reasons : int
         Reasons per user.
+    warm_reasons : bool
+        After loading, word every snapshot user's reasons in a background
+        thread (about 40 s per million users on 2 cores), so id lookups read
+        them from memory; until then a request computes its users' own.
     runtime : churnml Settings, optional
         The MLflow store etc.; default ``churnml.config.get_settings()`` (``CHURNML_*``).
     """
@@ -87,6 +95,7 @@ class ServeSettings(BaseSettings):
     max_batch: Annotated[int, Field(gt=0, le=100_000)] = 1000
     api_token: SecretStr | None = None
     reasons: Annotated[int, Field(ge=0, le=10)] = 3
+    warm_reasons: bool = True
     runtime: Settings | None = None
 
     @field_validator("api_token")
@@ -110,8 +119,9 @@ class Snapshot:
     """The newest nightly list: its feature rows indexed by user id, and its scores if they match the models.
 
     ``reasons`` caches each user's reasons: the nightly job words them (exact TreeSHAP) for the users
-    on the recall list only, so those are read from the list and the API computes the others with
-    :meth:`Scorer.reasons` the first time each is asked for.
+    on the recall list only, so those are read from the list; a background thread words everyone
+    else's after loading (:meth:`Service.warm_reasons`), and a request for a user it has not reached
+    yet computes them with :meth:`Scorer.reasons`.
     """
 
     date: dt.date
@@ -128,6 +138,75 @@ class Snapshot:
                             reasons_cached=len(self.reasons))
 
 
+class _Batcher:
+    """Coalesces concurrent small scoring requests into one model call (dynamic batching).
+
+    Scoring one row costs about as much as scoring sixteen: the time goes into
+    building model matrices and into each LightGBM call, not into rows. So
+    requests hand their rows to one worker thread, which scores everything
+    queued while it was busy (at most ``max_rows`` rows, same ``key``) in one
+    call and gives each request its part. Rows are scored independently, so a
+    request gets the same answer batched or alone. If a batch fails (one
+    request's bad values), each of its requests is scored alone, so only the
+    faulty one gets the error. The worker stops after a few idle seconds and
+    is started again by the next request.
+    """
+
+    def __init__(self, max_rows: int = 1024, idle_seconds: float = 5.0) -> None:
+        self.max_rows = max_rows
+        self.idle_seconds = idle_seconds
+        self._ready = threading.Condition()
+        self._queue: collections.deque = collections.deque()
+        self._running = False
+
+    def run(self, rows: list, key: object, score: Callable[[list], list]) -> list:
+        """``score(rows)``, possibly computed together with other requests' rows of the same ``key``."""
+        if len(rows) >= self.max_rows:
+            return score(rows)
+        mine: Future = Future()
+        with self._ready:
+            self._queue.append((rows, key, score, mine))
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._work, name="churnml-batcher", daemon=True).start()
+            self._ready.notify()
+        return mine.result()
+
+    def _take(self) -> list[tuple]:
+        with self._ready:
+            if not self._queue:
+                self._ready.wait(self.idle_seconds)
+            if not self._queue:
+                self._running = False
+                return []
+            taken = [self._queue.popleft()]
+            size = len(taken[0][0])
+            while (self._queue and self._queue[0][1] == taken[0][1]
+                   and size + len(self._queue[0][0]) <= self.max_rows):
+                size += len(self._queue[0][0])
+                taken.append(self._queue.popleft())
+            return taken
+
+    def _work(self) -> None:
+        while batch := self._take():
+            score = batch[0][2]
+            try:
+                out = score([r for part, *_ in batch for r in part]) if len(batch) > 1 else None
+            except Exception:  # noqa: BLE001 - each request is retried alone and gets its own error
+                out = None
+            if out is None:
+                for part, _, _, future in batch:
+                    try:
+                        future.set_result(score(part))
+                    except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+                        future.set_exception(exc)
+                continue
+            start = 0
+            for part, _, _, future in batch:
+                future.set_result(out[start:start + len(part)])
+                start += len(part)
+
+
 @dataclass(frozen=True)
 class Service:
     """Everything a request reads; replaced whole on reload (only the snapshot's reason cache fills in)."""
@@ -137,6 +216,8 @@ class Service:
     problems: tuple[str, ...] = ()
     uplift_note: str = "served"
     loaded_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    batcher: _Batcher = field(default_factory=lambda: _Batcher())
+    retired: threading.Event = field(default_factory=threading.Event)
 
     def score_ids(self, user_ids: list, reasons: int) -> tuple[list[dict], list]:
         """Scores of the ids found in the snapshot (request order) and the ids it lacks."""
@@ -174,8 +255,29 @@ class Service:
             except SchemaMismatchError as exc:
                 bad = [i for i, r in enumerate(rows) if frozenset(r) == keys]
                 raise SchemaMismatchError(f"rows {_span(bad)}: {exc}") from None
+        return self.batcher.run(rows, reasons, lambda batch: self._score_records(batch, reasons))
+
+    def _score_records(self, rows: list[dict], reasons: int) -> list[dict]:
         scored = self.scorer.score(pd.DataFrame.from_records(rows), reasons=reasons, where="request rows")
         return _records(_columns(scored, reasons), range(len(rows)))
+
+    def warm_reasons(self, top: int, chunk: int = 20_000) -> None:
+        """Word the reasons of every snapshot user not cached yet, a chunk at a time, until retired.
+
+        Run in a background thread after loading, so that ids are answered from
+        the cache; a request for a user not reached yet computes that user's reasons itself.
+        """
+        snap = self.snapshot
+        if snap is None or self.scorer is None or not top:
+            return
+        todo = [p for p in range(len(snap.features)) if p not in snap.reasons]
+        t0 = time.perf_counter()
+        for start in range(0, len(todo), chunk):
+            if self.retired.is_set():
+                return
+            self._reasons(todo[start:start + chunk], top)
+        log.info("reasons of all %d snapshot users in memory (%d computed in %.1f s)", len(snap.features),
+                 len(todo), time.perf_counter() - t0)
 
 
 def _span(rows: list[int]) -> str:
@@ -408,9 +510,26 @@ def reload(request: Request, settings: SettingsDep) -> ReloadResponse:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                                 f"reload failed, still serving {kept}: {'; '.join(new.problems)}")
         request.app.state.service = new
+        old.retired.set()
         _freeze()
+        if settings.warm_reasons:
+            _start_warming(new, settings)
     return ReloadResponse(previous=old.scorer.versions if old.scorer else {}, current=new.scorer.versions,
                           snapshot=new.snapshot.info())
+
+
+def _start_warming(service: Service, settings: ServeSettings) -> None:
+    """Word every snapshot user's reasons in a background thread, then exclude them from GC scans."""
+    def warm() -> None:
+        try:
+            service.warm_reasons(settings.reasons)
+        except Exception:  # requests still compute reasons themselves
+            log.exception("could not precompute the snapshot's reasons; computing them per request")
+            return
+        if not service.retired.is_set():
+            _freeze()
+
+    threading.Thread(target=warm, name="churnml-warm-reasons", daemon=True).start()
 
 
 def _freeze() -> None:
@@ -436,7 +555,10 @@ def create_app(settings: ServeSettings | None = None, scorer: Scorer | None = No
     async def lifespan(app: FastAPI):
         app.state.service = await run_in_threadpool(load_service, settings, scorer)
         _freeze()
+        if settings.warm_reasons:
+            _start_warming(app.state.service, settings)
         yield
+        app.state.service.retired.set()
         gc.unfreeze()
 
     app = FastAPI(title="churnml scoring API", version="1", lifespan=lifespan)

@@ -98,7 +98,7 @@ class SnapshotInfo(BaseModel):
     scores: Literal["nightly", "live"] = Field(
         description="nightly: the list's scores.parquet (same model versions); live: scored per request")
     reasons_cached: int = Field(
-        description="users whose reasons are in memory (the recall list's, then each user asked for)")
+        description="users whose reasons are in memory (the recall list's, then everyone as the background warm-up proceeds)")
 
 
 class ModelResponse(BaseModel):

@@ -224,11 +224,13 @@ def serve_settings(store, monkeypatch):
     """Build ServeSettings for the session store from keyword overrides (the environment is cleared)."""
     from serving.app import ServeSettings
 
-    for name in ("LISTS_DIR", "API_TOKEN", "MAX_BATCH", "UPLIFT_MODEL", "REASONS"):
+    for name in ("LISTS_DIR", "API_TOKEN", "MAX_BATCH", "UPLIFT_MODEL", "REASONS", "WARM_REASONS"):
         monkeypatch.delenv(f"CHURNML_SERVE_{name}", raising=False)
 
     def make(**overrides) -> ServeSettings:
-        return ServeSettings(**{"lists_dir": store["lists"], "runtime": store["settings"], **overrides})
+        # No background warm-up unless a test asks: the reason cache then fills only as requests ask.
+        return ServeSettings(**{"lists_dir": store["lists"], "runtime": store["settings"], "warm_reasons": False,
+                                **overrides})
 
     return make
 
