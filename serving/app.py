@@ -241,11 +241,16 @@ class Service:
         cache = self.snapshot.reasons
         new = [p for p in dict.fromkeys(rows) if p not in cache]
         if new and top:
-            codes = self.scorer.reasons(self.snapshot.features.iloc[new], top=top,
-                                        where=f"features of {self.snapshot.date}")
-            # Concurrent requests may word the same user twice; both write the same list.
-            cache.update(zip(new, _columns(codes, top, ())["reasons"], strict=True))
+            # Batched with other requests' first-time users; concurrent requests may word the same
+            # user twice, and both write the same list.
+            texts = self.batcher.run(new, ("reasons", top), lambda batch: self._word(batch, top))
+            cache.update(zip(new, texts, strict=True))
         return [cache.get(p, []) for p in rows]
+
+    def _word(self, rows: list[int], top: int) -> list[list[str]]:
+        codes = self.scorer.reasons(self.snapshot.features.iloc[rows], top=top,
+                                    where=f"features of {self.snapshot.date}")
+        return _columns(codes, top, ())["reasons"]
 
     def score_rows(self, rows: list[dict], reasons: int) -> list[dict]:
         """Scores of feature rows sent in the request."""
