@@ -55,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from churnml.exceptions import SchemaMismatchError
+from churnml.models.churn import lightgbm_input
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import lightgbm as lgb
@@ -355,24 +356,6 @@ class _DedupTreeShap:
         return inverse, phi.T
 
 
-def _lightgbm_array(booster: lgb.Booster, chunk: pd.DataFrame) -> np.ndarray:
-    """The float64 matrix LightGBM itself builds from a frame: categoricals as training codes, -1 as NaN."""
-    levels = iter(booster.pandas_categorical or [])
-    cols = []
-    for name in chunk.columns:
-        s = chunk[name]
-        if isinstance(s.dtype, pd.CategoricalDtype):
-            trained = next(levels, None)
-            if trained is not None and list(s.cat.categories) != list(trained):
-                s = s.cat.set_categories(trained)
-            code = s.cat.codes.to_numpy().astype(np.float64)
-            code[code < 0] = np.nan
-            cols.append(code)
-        else:
-            cols.append(s.to_numpy(dtype=np.float64, na_value=np.nan))
-    return np.column_stack(cols) if cols else np.empty((len(chunk), 0))
-
-
 def _contribution_fn(booster: lgb.Booster, approximate: bool) -> Callable[[pd.DataFrame], np.ndarray]:
     """A function mapping a feature chunk to its ``(rows, features + 1)`` contributions."""
     if not approximate:
@@ -384,16 +367,16 @@ def _contribution_fn(booster: lgb.Booster, approximate: bool) -> Callable[[pd.Da
                     dedup = _DEDUP.get(booster)
                     if dedup is None:
                         dedup = _DEDUP[booster] = _DedupTreeShap(booster)
-                return dedup(_lightgbm_array(booster, chunk))
+                return dedup(lightgbm_input(booster, chunk))
+            A = lightgbm_input(booster, chunk)
             workers = min(_cpu_count(), n // (_PARALLEL_MIN_ROWS // 2))
             if workers < 2:
-                return booster.predict(chunk, pred_contrib=True)
+                return booster.predict(A, pred_contrib=True)
             # Row blocks on booster copies in threads of their own, one OpenMP thread each: the
             # caller's OpenMP setting (OMP_NUM_THREADS=1 in the API) is left as it was.
             edges = np.linspace(0, n, workers + 1).astype(int)
             with ThreadPoolExecutor(workers) as pool:
-                parts = pool.map(lambda job: job[0].predict(chunk.iloc[job[1]:job[2]], pred_contrib=True,
-                                                            num_threads=1),
+                parts = pool.map(lambda job: job[0].predict(A[job[1]:job[2]], pred_contrib=True, num_threads=1),
                                  [(b, lo, hi) for b, (lo, hi) in zip(_boosters(booster, workers),
                                                                      itertools.pairwise(edges), strict=True)])
                 return np.concatenate(list(parts))

@@ -19,6 +19,7 @@ import pandas as pd
 
 from churnml.config import ScoreConfig, Settings
 from churnml.exceptions import ModelNotFoundError, SchemaMismatchError
+from churnml.models.churn import lightgbm_input
 
 __all__ = ["Scorer", "holdout_draw", "recall_list"]
 
@@ -95,10 +96,12 @@ class Scorer:
         self.check_schema(features.columns)
         out = pd.DataFrame({"user_id": features["user_id"].to_numpy()}, index=features.index)
         X = self.churn.matrix(features, where=where)
-        raw = self.churn.booster.predict(X, raw_score=True)
+        raw = self.churn.booster.predict(lightgbm_input(self.churn.booster, X), raw_score=True)
         out["p_churn"] = self.churn.calibrator.apply(raw)
         if self.uplift is not None:
-            up = self.uplift.predict_frame(features)
+            # Both models usually read the same features: build their input matrix once.
+            same = self.uplift.features == self.churn.features
+            up = self.uplift.predict_matrix(X) if same else self.uplift.predict_frame(features, where=where)
             out["p_return_if_contacted"] = up["p_treated"].to_numpy()
             out["p_return_if_not"] = up["p_control"].to_numpy()
             out["uplift"] = up["uplift"].to_numpy()

@@ -39,6 +39,7 @@ __all__ = [
     "feature_specs",
     "fit_booster",
     "fit_churn_model",
+    "lightgbm_input",
     "search_space",
     "to_matrix",
     "tune",
@@ -170,6 +171,32 @@ def to_matrix(df: pd.DataFrame, specs: Sequence[FeatureSpec], *, where: str = "s
     return pd.DataFrame({s.name: cols[s.name] for s in specs}, index=df.index)
 
 
+def lightgbm_input(booster: lgb.Booster, chunk: pd.DataFrame) -> np.ndarray:
+    """The float64 matrix LightGBM itself builds from a frame: categoricals as training codes, -1 as NaN.
+
+    Columns are taken by position, as LightGBM does. Predicting on this array
+    gives what predicting on the frame gives, without LightGBM's per-call
+    frame conversion (about 1 ms a call, which an API answering single users feels).
+    """
+    dtypes = list(chunk.dtypes)
+    categorical = [i for i, t in enumerate(dtypes) if isinstance(t, pd.CategoricalDtype)]
+    if not categorical:
+        return chunk.to_numpy(dtype=np.float64, na_value=np.nan)
+    out = np.empty(chunk.shape, dtype=np.float64)
+    numeric = [i for i, t in enumerate(dtypes) if not isinstance(t, pd.CategoricalDtype)]
+    if numeric:
+        out[:, numeric] = chunk.iloc[:, numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+    levels = booster.pandas_categorical or []
+    for k, i in enumerate(categorical):
+        s = chunk.iloc[:, i]
+        if k < len(levels) and list(s.cat.categories) != list(levels[k]):
+            s = s.cat.set_categories(levels[k])
+        code = s.cat.codes.to_numpy().astype(np.float64)
+        code[code < 0] = np.nan
+        out[:, i] = code
+    return out
+
+
 # --------------------------------------------------------------------------- calibration
 
 @dataclass(frozen=True)
@@ -285,7 +312,7 @@ class ChurnModel:
 
     def raw_score(self, df: pd.DataFrame, *, where: str = "scoring data") -> np.ndarray:
         """The booster's log-odds for each row."""
-        return self.booster.predict(self.matrix(df, where=where), raw_score=True)
+        return self.booster.predict(lightgbm_input(self.booster, self.matrix(df, where=where)), raw_score=True)
 
     def predict_proba(self, df: pd.DataFrame, *, where: str = "scoring data") -> np.ndarray:
         """Calibrated churn probability for each row of a feature frame."""

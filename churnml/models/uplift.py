@@ -176,8 +176,8 @@ def _encode(X: pd.DataFrame, categories: dict[str, pd.Index]) -> pd.DataFrame:
     """
     new = {
         col: X[col].astype(float)
-        for col in X.columns
-        if col not in categories and pd.api.types.is_bool_dtype(X[col].dtype)
+        for col, dtype in X.dtypes.items()
+        if col not in categories and pd.api.types.is_bool_dtype(dtype)
     }
     for col, cats in categories.items():
         values = X[col]

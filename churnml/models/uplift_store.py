@@ -26,7 +26,7 @@ from sklearn.pipeline import Pipeline
 
 from churnml.exceptions import SchemaMismatchError
 from churnml.models import uplift as learners
-from churnml.models.churn import FeatureSpec, to_matrix
+from churnml.models.churn import FeatureSpec, lightgbm_input, to_matrix
 from churnml.models.store import read_manifest, write_manifest
 
 __all__ = ["UpliftModel"]
@@ -48,14 +48,19 @@ class _BoosterModel:
         self.booster_ = booster
         self.classes_ = None if classes is None else np.asarray(classes)
 
+    def _predict(self, X) -> np.ndarray:
+        if isinstance(X, pd.DataFrame):
+            X = lightgbm_input(self.booster_, X)
+        return self.booster_.predict(X)
+
     def predict_proba(self, X) -> np.ndarray:
-        p = self.booster_.predict(X)
+        p = self._predict(X)
         return np.column_stack([1 - p, p])
 
     def predict(self, X) -> np.ndarray:
         if self.classes_ is not None:
-            return self.classes_[(self.booster_.predict(X) >= 0.5).astype(int)]
-        return self.booster_.predict(X)
+            return self.classes_[(self._predict(X) >= 0.5).astype(int)]
+        return self._predict(X)
 
 
 def _dump(value, folder: Path, key: str):
@@ -166,10 +171,14 @@ class UpliftModel:
 
     def predict_frame(self, df: pd.DataFrame, *, where: str = "scoring data") -> pd.DataFrame:
         """``uplift``, ``p_control``, ``p_treated`` and ``segment`` per row of a feature frame."""
-        p0, p1 = self.learner.predict_outcomes(self.matrix(df, where=where))
+        return self.predict_matrix(self.matrix(df, where=where)).set_axis(df.index)
+
+    def predict_matrix(self, X: pd.DataFrame) -> pd.DataFrame:
+        """:meth:`predict_frame` of an input matrix already built by :func:`to_matrix` with these features."""
+        p0, p1 = self.learner.predict_outcomes(X.reset_index(drop=True))
         seg = learners.segments(p0, p1, threshold=self.segment_threshold,
                                 response_threshold=self.response_threshold)
-        return pd.DataFrame({"uplift": p1 - p0, "p_control": p0, "p_treated": p1, "segment": seg}, index=df.index)
+        return pd.DataFrame({"uplift": p1 - p0, "p_control": p0, "p_treated": p1, "segment": seg}, index=X.index)
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         return self.predict_frame(df)["uplift"].to_numpy()
