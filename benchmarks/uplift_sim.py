@@ -128,6 +128,8 @@ def main() -> None:
     m = t["metrics"]
     print(f"\nqini_ratio_to_true = {m.get('qini_ratio_to_true')}; returns_ratio_to_true = "
           f"{m.get('returns_ratio_to_true')}; spearman_to_true = {m.get('spearman_to_true')}")
+    print(f"feature ceiling (regressor of the true uplift): returns ratio to true = "
+          f"{m.get('ceiling_returns_ratio_to_true')}; model / ceiling = {m.get('returns_ratio_to_ceiling')}")
     if "promote" in results:
         print(f"promote: {results['promote']}")
     print(f"\nresults: {path}")

@@ -348,6 +348,10 @@ def _report_uplift(res) -> None:
     if "qini_ratio_to_true" in m:
         out.print(f"predicted uplift reaches {m['qini_ratio_to_true']:.0%} of the true uplift's Qini and "
                   f"{m['returns_ratio_to_true']:.0%} of its incremental returns at a 10% budget")
+    if "returns_ratio_to_ceiling" in m:
+        out.print(f"a model taught the true uplift from the same features reaches "
+                  f"{m['ceiling_returns_ratio_to_true']:.0%} of those returns: the rest depends on what no "
+                  f"feature shows; the predicted uplift reaches {m['returns_ratio_to_ceiling']:.0%} of that ceiling")
     where = f"registered recall-uplift version {res.version} as 'challenger'" if res.version else "not registered"
     out.print(f"learner: {res.selected}; MLflow run {res.run_id}; {where}")
 

@@ -150,6 +150,27 @@ def _churn_scores(test: pd.DataFrame, settings: Settings) -> np.ndarray | None:
     return None
 
 
+CEILING = "true uplift learned from features"
+
+
+def _feature_ceiling(X_train: pd.DataFrame, true_uplift: np.ndarray, X_test: pd.DataFrame, *, seed: int,
+                     threads: int | None) -> np.ndarray:
+    """Test scores of a LightGBM regressor fitted to the *true* uplift of the training exposures.
+
+    Simulator only. No learner sees the true uplift, so this bounds from above
+    (up to its own fitting error) what targeting on these features can reach:
+    the simulator's uplift also depends on per-user traits and states that no
+    feature shows. Compare the model with it, not only with the true uplift.
+    """
+    import lightgbm as lgb
+
+    reg = lgb.LGBMRegressor(n_estimators=600, learning_rate=0.03, num_leaves=31, min_child_samples=50,
+                            subsample=0.8, subsample_freq=1, colsample_bytree=0.8, random_state=seed,
+                            deterministic=True, force_row_wise=True, verbose=-1,
+                            **({"n_jobs": threads} if threads else {}))
+    return reg.fit(X_train, true_uplift).predict(X_test)
+
+
 def _truth(test: pd.DataFrame, truth: Path) -> np.ndarray | None:
     t = pd.read_parquet(truth)
     if "uplift" not in t:
@@ -249,6 +270,11 @@ def train_uplift_job(
     if churn is not None:
         scores["churn risk"] = churn
     true = _truth(test, cfg.truth) if cfg.truth is not None else None
+    true_train = _truth(train, cfg.truth) if true is not None else None
+    if true_train is not None:
+        # What any model of these features could reach: a regressor taught the simulator's true uplift.
+        scores[CEILING] = _feature_ceiling(X_tr, true_train, model.matrix(test, where="test exposures"),
+                                           seed=cfg.seed, threads=settings.threads)
     if true is not None:
         scores["true uplift"] = true
     flat, targeting = evaluate_uplift(y, t, scores, true_uplift=true, seed=cfg.seed)
@@ -259,6 +285,11 @@ def train_uplift_job(
         flat["returns_ratio_to_true"] = (targeting.loc["model", "returns_per_1000_expected"]
                                          / targeting.loc["true uplift", "returns_per_1000_expected"])
         flat["spearman_to_true"] = float(pd.Series(scores["model"]).corr(pd.Series(true), method="spearman"))
+    if CEILING in scores:
+        flat["ceiling_returns_ratio_to_true"] = (targeting.loc[CEILING, "returns_per_1000_expected"]
+                                                 / targeting.loc["true uplift", "returns_per_1000_expected"])
+        flat["returns_ratio_to_ceiling"] = (targeting.loc["model", "returns_per_1000_expected"]
+                                            / targeting.loc[CEILING, "returns_per_1000_expected"])
     seg = pred["segment"].value_counts().to_dict()
 
     version = None

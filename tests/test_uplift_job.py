@@ -12,7 +12,7 @@ from churnml.exceptions import TrainingDataError
 from churnml.jobs import simulate_job
 from churnml.models.uplift import TLearner, default_candidates
 from churnml.simulator import SimulationConfig
-from churnml.train_uplift import train_uplift_job
+from churnml.train_uplift import CEILING, train_uplift_job
 
 SMALL = {"n_estimators": 60, "num_leaves": 7, "min_child_samples": 100}
 
@@ -42,6 +42,11 @@ def test_predicted_uplift_follows_the_simulators_true_uplift(campaign_sim, setti
     t = res.targeting
     assert t.loc["model", "returns_per_1000_expected"] > 2 * t.loc["random", "returns_per_1000_expected"]
     assert res.version is None
+    # The ceiling, a regressor taught the true uplift, ranks better than random but well short of the
+    # truth: the simulated effect depends on per-user traits and states no feature shows.
+    ceiling = t.loc[CEILING, "returns_per_1000_expected"]
+    assert 2 * t.loc["random", "returns_per_1000_expected"] < ceiling
+    assert res.metrics["ceiling_returns_ratio_to_true"] < 0.9
 
 
 def test_shuffled_treatment_learns_nothing_about_the_truth(campaign_sim, settings, tmp_path, seed):
