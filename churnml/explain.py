@@ -1289,10 +1289,12 @@ def cohort_explanation(
         numeric = [n for n in names if n in X.columns and pd.api.types.is_numeric_dtype(X[n].dtype)
                    and not isinstance(X[n].dtype, pd.CategoricalDtype)]
         values = X[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
-        table["mean_value_cohort"] = pd.Series(np.nanmean(values[cohort], axis=0), index=numeric).reindex(
-            names).to_numpy()
-        table["mean_value_baseline"] = pd.Series(np.nanmean(values[base], axis=0), index=numeric).reindex(
-            names).to_numpy()
+        for column, rows in (("mean_value_cohort", cohort), ("mean_value_baseline", base)):
+            # Mean of the known values; NaN for a feature no user of the group has (np.nanmean would warn).
+            part = values[rows]
+            known = (~np.isnan(part)).sum(axis=0)
+            mean = np.divide(np.nansum(part, axis=0), known, out=np.full(len(numeric), np.nan), where=known > 0)
+            table[column] = pd.Series(mean, index=numeric).reindex(names).to_numpy()
     order = np.argsort(-np.abs(table["difference"].to_numpy()), kind="stable")
     return table.iloc[order].reset_index(drop=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 
 import lightgbm as lgb
 import matplotlib
@@ -487,6 +488,17 @@ def test_cohort_explanation_recovers_planted_difference(seed):
     assert table.loc[0, "mean_value_cohort"] == pytest.approx(table.loc[0, "mean_shap_cohort"])
     with pytest.raises(ValueError, match=r"`baseline` parameter of `cohort_explanation`"):
         cohort_explanation(contrib, names, cohort, np.zeros(4000, dtype=bool))
+
+
+def test_cohort_means_skip_missing_values_without_warning():
+    contrib = np.zeros((4, 2))
+    X = pd.DataFrame({"a": [1.0, np.nan, 3.0, 5.0], "b": [np.nan, np.nan, 2.0, 4.0]})
+    cohort = np.array([True, True, False, False])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = cohort_explanation(contrib, ["a", "b"], cohort, ~cohort, X=X).set_index("feature")
+    assert table.loc["a", "mean_value_cohort"] == 1.0 and table.loc["a", "mean_value_baseline"] == 4.0
+    assert np.isnan(table.loc["b", "mean_value_cohort"]) and table.loc["b", "mean_value_baseline"] == 3.0
 
 
 def test_global_importance_by_hand():
