@@ -120,7 +120,7 @@ def main() -> None:
         print(f"| {name} | {row['mean']:.4f} | {row['std']:.4f} | {row.get('cv_seconds', float('nan')):.1f} |")
     print("\n| targeting at 10 % | qini_auc | uplift@10 | returns/1000 expected | returns/1000 observed |")
     print("|---|---|---|---|---|")
-    for name in ("random", "churn risk", "model", "true uplift"):
+    for name in ("random", "churn risk", "model", "true uplift learned from features", "true uplift"):
         row = t["targeting"].get(name)
         if row:
             print(f"| {name} | {row['qini_auc']:.4f} | {row['uplift_at_10']:.4f} | "
