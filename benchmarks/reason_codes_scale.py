@@ -314,7 +314,8 @@ def main() -> None:
         print(f"users: {args.users:,}, features: {args.features}, trees: {args.trees}, leaves: {args.leaves}\n")
     print("| phase | phase s | wall s | peak RSS GB | notes |\n|---|---|---|---|---|")
     for key, r in results.items():
-        notes = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v:.2f}" if isinstance(v, float)
+        notes = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v:.2g}" if isinstance(v, float) and abs(v) < 0.01
+                          else f"{k}={v:.2f}" if isinstance(v, float)
                           else f"{k}={v}" for k, v in r.items()
                           if k not in ("wall_s", "peak_rss_gb", "phase_s"))
         print(f"| {key} | {r.get('phase_s', float('nan')):.1f} | {r['wall_s']:.1f} | "
