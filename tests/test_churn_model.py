@@ -20,6 +20,7 @@ from churnml.metrics import expected_calibration_error, roc_auc
 from churnml.models.churn import (
     ChurnClassifier,
     ChurnModel,
+    FeatureSpec,
     feature_specs,
     fit_churn_model,
     to_matrix,
@@ -154,6 +155,19 @@ def test_unseen_category_is_reported_and_scored_as_missing():
         p = model.predict_proba(new)
     as_missing = model.predict_proba(new.assign(platform=[None, "ios", None]))
     np.testing.assert_allclose(p, as_missing)
+
+
+@pytest.mark.parametrize("kind", ["str", "object", "categorical", "mixed objects"])
+def test_categorical_inputs_of_any_pandas_type_map_to_the_same_codes(kind):
+    specs = [FeatureSpec("platform", "categorical", ("android", "ios", "1"))]
+    values = ["ios", None, "android", "tv", "ios", "1"]
+    column = {"str": pd.Series(values, dtype="str"), "object": pd.Series(values, dtype=object),
+              "categorical": pd.Series(values, dtype="category"),
+              "mixed objects": pd.Series(["ios", None, "android", "tv", "ios", 1], dtype=object)}[kind]
+    with pytest.warns(DataWarning, match="1 row\\(s\\) with levels never seen in training \\(e.g. 'tv'\\)"):
+        got = to_matrix(pd.DataFrame({"platform": column}), specs)["platform"]
+    assert got.cat.codes.tolist() == [1, -1, 0, -1, 1, 2]
+    assert list(got.cat.categories) == ["android", "ios", "1"]
 
 
 def test_all_empty_columns_are_left_out_with_a_warning():

@@ -118,6 +118,16 @@ def feature_specs(df: pd.DataFrame, columns: Sequence[str]) -> list[FeatureSpec]
     return specs
 
 
+def _as_text(v: pd.Series) -> np.ndarray:
+    """A categorical feature's values as an object array of str (missing as None), as training saw them."""
+    values = v.to_numpy(dtype=object, na_value=None)
+    if pd.api.types.is_string_dtype(v.dtype) and not isinstance(v.dtype, pd.CategoricalDtype) and (
+            v.dtype != object or all(isinstance(x, str) or x is None for x in values)):
+        return values
+    # Numbers, booleans or mixed objects: their text, as pandas' string conversion writes it.
+    return v.astype("string").to_numpy(dtype=object, na_value=None)
+
+
 def to_matrix(df: pd.DataFrame, specs: Sequence[FeatureSpec], *, where: str = "scoring data") -> pd.DataFrame:
     """The model's input matrix from a feature frame, checked against the training schema.
 
@@ -156,12 +166,15 @@ def to_matrix(df: pd.DataFrame, specs: Sequence[FeatureSpec], *, where: str = "s
                     "was trained on numbers")
             cols[s.name] = pd.to_numeric(v, errors="coerce").astype("float64").to_numpy()
         else:
-            text = v.astype("string")
-            known = text.isin(list(s.categories)).to_numpy()
-            unseen = text.notna().to_numpy() & ~known
-            cat = pd.Categorical(text.where(known), categories=list(s.categories))
+            text = _as_text(v)
+            missing = pd.isna(text)
+            # Hash lookup of each value among the training levels (-1: missing or never seen).
+            codes = pd.Index(list(s.categories), dtype=object).get_indexer(text)
+            codes[missing] = -1
+            unseen = ~missing & (codes < 0)
+            cat = pd.Categorical.from_codes(codes, categories=list(s.categories))
             if unseen.any():
-                example = text[unseen].iloc[0]
+                example = text[unseen][0]
                 warnings.warn(
                     f"{where}: feature '{s.name}' has {int(unseen.sum()):,} row(s) with levels never seen "
                     f"in training (e.g. {example!r}); they are scored as missing", DataWarning,
