@@ -8,6 +8,7 @@ it in, so a request always sees one consistent set of models and features.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import datetime as dt
 import gc
@@ -163,6 +164,10 @@ class _Batcher:
         """``score(rows)``, possibly computed together with other requests' rows of the same ``key``."""
         if len(rows) >= self.max_rows:
             return score(rows)
+        return self.submit(rows, key, score).result()
+
+    def submit(self, rows: list, key: object, score: Callable[[list], list]) -> Future:
+        """Queue ``rows`` (fewer than ``max_rows``); the future gets ``score`` of them."""
         mine: Future = Future()
         with self._ready:
             self._queue.append((rows, key, score, mine))
@@ -170,7 +175,7 @@ class _Batcher:
                 self._running = True
                 threading.Thread(target=self._work, name="churnml-batcher", daemon=True).start()
             self._ready.notify()
-        return mine.result()
+        return mine
 
     def _take(self) -> list[tuple]:
         with self._ready:
@@ -254,13 +259,27 @@ class Service:
 
     def score_rows(self, rows: list[dict], reasons: int) -> list[dict]:
         """Scores of feature rows sent in the request."""
+        self._check_rows(rows)
+        return self.batcher.run(rows, reasons, lambda batch: self._score_records(batch, reasons))
+
+    def submit_rows(self, rows: list[dict], reasons: int) -> Future:
+        """:meth:`score_rows` without waiting (fewer than ``batcher.max_rows`` rows): a future of the scores.
+
+        Raises
+        ------
+        SchemaMismatchError
+            At once, if rows lack features the models need.
+        """
+        self._check_rows(rows)
+        return self.batcher.submit(rows, reasons, lambda batch: self._score_records(batch, reasons))
+
+    def _check_rows(self, rows: list[dict]) -> None:
         for keys in {frozenset(r) for r in rows}:
             try:
                 self.scorer.check_schema(keys)
             except SchemaMismatchError as exc:
                 bad = [i for i, r in enumerate(rows) if frozenset(r) == keys]
                 raise SchemaMismatchError(f"rows {_span(bad)}: {exc}") from None
-        return self.batcher.run(rows, reasons, lambda batch: self._score_records(batch, reasons))
 
     def _score_records(self, rows: list[dict], reasons: int) -> list[dict]:
         scored = self.scorer.score(pd.DataFrame.from_records(rows), reasons=reasons, where="request rows")
@@ -481,13 +500,17 @@ async def health(service: ServiceDep) -> HealthResponse:
 
 
 @protected.post("/score")
-def score(body: CheckedRequest, service: ReadyService, settings: SettingsDep) -> ScoreResponse:
+async def score(body: CheckedRequest, service: ReadyService, settings: SettingsDep) -> ScoreResponse:
     """Score users by id (newest nightly snapshot) or by feature rows."""
+    unknown, as_of = [], None
     if body.user_ids is not None:
-        scores, unknown = service.score_ids(body.user_ids, settings.reasons)
+        scores, unknown = await run_in_threadpool(service.score_ids, body.user_ids, settings.reasons)
         as_of = service.snapshot.as_of
+    elif len(body.rows) < service.batcher.max_rows:
+        # Awaited, not waited for in a worker thread: the batcher's thread does the work.
+        scores = await asyncio.wrap_future(service.submit_rows(body.rows, settings.reasons))
     else:
-        scores, unknown, as_of = service.score_rows(body.rows, settings.reasons), [], None
+        scores = await run_in_threadpool(service.score_rows, body.rows, settings.reasons)
     return ScoreResponse(as_of=as_of, models=service.scorer.versions, scores=scores, unknown_ids=unknown)
 
 

@@ -103,3 +103,17 @@ def test_no_warm_up_without_reasons(make_client, reasons):
     client = make_client(warm_reasons=True, reasons=reasons)
     time.sleep(0.3)
     assert client.get("/model").json()["snapshot"]["reasons_cached"] == 0
+
+
+def test_rows_beyond_the_batchers_size_are_scored_in_one_call(make_client, features, json_rows, scorer):
+    client = make_client(max_batch=2000)
+    frame = features.iloc[:1100]
+    assert len(frame) == 1100
+    r = client.post("/score", json={"rows": json_rows(frame)})
+    assert r.status_code == 200, r.text
+    items = r.json()["scores"]
+    want = scorer.score(frame, reasons=3)
+    assert [s["user_id"] for s in items] == frame["user_id"].tolist()
+    assert [s["p_churn"] for s in items] == pytest.approx(want["p_churn"].tolist(), rel=1e-12)
+    assert [s["reasons"] for s in items] == [[t for t in row if isinstance(t, str)] for row in
+                                             want[["reason_1", "reason_2", "reason_3"]].itertuples(index=False)]
