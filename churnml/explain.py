@@ -39,6 +39,7 @@ two users in three.
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import math
 import os
@@ -707,6 +708,7 @@ def _labelled_template(label: str) -> _Template:
     return _Template(text, category=lambda c: f"{label}: {c}")
 
 
+@functools.lru_cache(maxsize=4096)
 def _base_template(name: str, description: str, family: str, window: int | None) -> _Template:
     """Pick the wording from the family and the description's shape (see :func:`reason_text`)."""
     quoted = _QUOTED.search(description)
