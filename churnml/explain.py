@@ -39,6 +39,7 @@ two users in three.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import itertools
 import math
@@ -199,25 +200,35 @@ def _saabas_tables(booster: lgb.Booster) -> tuple[list[tuple[np.ndarray, np.ndar
 
 # Below this many rows a chunk goes straight to LightGBM: the per-tree bookkeeping would cost more.
 _DEDUP_MIN_ROWS = 2_000
-_ZERO = 1e-35  # LightGBM's kZeroThreshold: |x| <= this counts as zero for "missing = zero" splits
+# LightGBM's kZeroThreshold, the float literal 1e-35f: |x| <= this counts as zero in its splits.
+_ZERO = float(np.float32(1e-35))
 
 
-# Per booster: copies for parallel threads (LightGBM keeps a prediction's state on the booster),
-# and the deduplicated explainer's tables. Dropped with the booster.
-_CLONES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Per booster: private copies for range-limited predictions, and the deduplicated explainer's
+# tables. LightGBM keeps a prediction's iteration range on the booster and lets predictions run
+# together, so a one-tree call on a booster someone else predicts with changes their answer: those
+# calls only ever run on a copy checked out for the call. Neither cache refers to its key, so both
+# entries go with the booster.
+_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _DEDUP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
 # From this many rows a direct TreeSHAP call is split over the cores, one booster copy per thread.
 _PARALLEL_MIN_ROWS = 256
 
 
-def _boosters(booster: lgb.Booster, k: int) -> list[lgb.Booster]:
-    """``booster`` and ``k - 1`` copies of it, made once and kept while it lives."""
+@contextlib.contextmanager
+def _copy_of(booster: lgb.Booster):
+    """A copy of ``booster`` no other call uses until this one is done with it."""
     with _CACHE_LOCK:
-        copies = _CLONES.setdefault(booster, [booster])
-        while len(copies) < k:
-            copies.append(type(booster)(model_str=booster.model_to_string()))
-        return copies[:k]
+        idle = _COPIES.setdefault(booster, queue.SimpleQueue())
+    try:
+        copy = idle.get_nowait()
+    except queue.Empty:
+        copy = type(booster)(model_str=booster.model_to_string())
+    try:
+        yield copy
+    finally:
+        idle.put(copy)
 
 
 def _cpu_count() -> int:
@@ -243,7 +254,6 @@ class _DedupTreeShap:
     """
 
     def __init__(self, booster: lgb.Booster) -> None:
-        self.booster = booster
         self.n_features = booster.num_feature()
         per_tree: list[tuple[dict[int, set[float]], set[int]]] = []
         for tree in booster.dump_model()["tree_info"]:
@@ -295,28 +305,21 @@ class _DedupTreeShap:
             bins[f] = (code, len(uniques))
         return bins
 
-    def __call__(self, A: np.ndarray) -> np.ndarray:
-        """Contributions ``(rows, features + 1)`` of the rows of ``A`` (LightGBM's float matrix)."""
+    def __call__(self, booster: lgb.Booster, A: np.ndarray) -> np.ndarray:
+        """Contributions ``(rows, features + 1)`` of the rows of ``A`` (LightGBM's float matrix of ``booster``)."""
         n, p = A.shape[0], self.n_features
         out = np.zeros((p + 1, n))  # feature-major: adding a column is a contiguous write
         bins = self._bins(A)
         workers = max(1, min(_cpu_count(), len(self.trees)))
         # Trees are explained in parallel threads (numpy, pandas' hashing and LightGBM release the
         # GIL), one LightGBM thread each, each keying all rows so duplicates are found across the
-        # whole chunk. LightGBM keeps a prediction's iteration range on the booster, so a thread
-        # borrows a booster of its own. Results are added in tree order, so the sums are the same
-        # whatever the number of threads.
-        idle: queue.SimpleQueue = queue.SimpleQueue()
-        for booster in _boosters(self.booster, workers):
-            idle.put(booster)
+        # whole chunk, each on a booster copy of its own (see _copy_of). Results are added in tree
+        # order, so the sums are the same whatever the number of threads.
         threads = 1 if workers > 1 else 0
 
         def explain_tree(t: int) -> tuple[np.ndarray, np.ndarray]:
-            booster = idle.get()
-            try:
-                return self._explain_tree(A, bins, t, booster, threads)
-            finally:
-                idle.put(booster)
+            with _copy_of(booster) as copy:
+                return self._explain_tree(A, bins, t, copy, threads)
 
         def add(t: int, job) -> None:
             inverse, phi = job.result()
@@ -368,19 +371,20 @@ def _contribution_fn(booster: lgb.Booster, approximate: bool) -> Callable[[pd.Da
                     dedup = _DEDUP.get(booster)
                     if dedup is None:
                         dedup = _DEDUP[booster] = _DedupTreeShap(booster)
-                return dedup(lightgbm_input(booster, chunk))
+                return dedup(booster, lightgbm_input(booster, chunk))
             A = lightgbm_input(booster, chunk)
             workers = min(_cpu_count(), n // (_PARALLEL_MIN_ROWS // 2))
             if workers < 2:
                 return booster.predict(A, pred_contrib=True)
             # Row blocks on booster copies in threads of their own, one OpenMP thread each: the
             # caller's OpenMP setting (OMP_NUM_THREADS=1 in the API) is left as it was.
+            def block(bounds: tuple[int, int]) -> np.ndarray:
+                with _copy_of(booster) as copy:
+                    return copy.predict(A[bounds[0]:bounds[1]], pred_contrib=True, num_threads=1)
+
             edges = np.linspace(0, n, workers + 1).astype(int)
             with ThreadPoolExecutor(workers) as pool:
-                parts = pool.map(lambda job: job[0].predict(A[job[1]:job[2]], pred_contrib=True, num_threads=1),
-                                 [(b, lo, hi) for b, (lo, hi) in zip(_boosters(booster, workers),
-                                                                     itertools.pairwise(edges), strict=True)])
-                return np.concatenate(list(parts))
+                return np.concatenate(list(pool.map(block, itertools.pairwise(edges))))
 
         return exact
     from scipy import sparse  # a dependency of lightgbm

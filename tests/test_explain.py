@@ -306,6 +306,70 @@ def test_deduplicated_path_equals_lightgbm(seed, params, monkeypatch):
         assert sum(explained) < 0.5 * 30 * len(X)
 
 
+def test_explaining_never_changes_concurrent_predictions_on_the_same_booster(seed):
+    """One-tree TreeSHAP calls run on private copies: a score computed meanwhile is the full model's."""
+    import threading
+
+    rng = np.random.default_rng(seed)
+    X = _count_frame(rng, 3_000)
+    y = (X["n_0"] + rng.normal(size=len(X)) > 1).astype(int)
+    booster = lgb.train({"objective": "binary", "num_leaves": 15, "verbose": -1, "num_threads": 1, "seed": seed},
+                        lgb.Dataset(X, y), num_boost_round=40)
+    small = X.iloc[:400]
+    want_raw = booster.predict(X.iloc[:50], raw_score=True)
+    want_small = booster.predict(small, pred_contrib=True)[:, :-1]
+    stop = threading.Event()
+    wrong: list[str] = []
+
+    def explain_big() -> None:
+        while not stop.is_set():
+            contributions(booster, X)  # the deduplicated path, one tree at a time
+
+    worker = threading.Thread(target=explain_big)
+    worker.start()
+    try:
+        for _ in range(30):
+            if not np.allclose(booster.predict(X.iloc[:50], raw_score=True), want_raw, atol=1e-12):
+                wrong.append("raw score")
+            if not np.allclose(contributions(booster, small)[0], want_small, atol=1e-10):
+                wrong.append("contributions")
+    finally:
+        stop.set()
+        worker.join()
+    assert wrong == []
+
+
+def test_caches_go_with_the_booster(seed):
+    import gc
+    import weakref
+
+    from churnml import explain
+
+    X, y = _random_frame(np.random.default_rng(seed), n=2_400)  # the deduplicated path and its caches
+    booster = _train(X, y, seed)
+    contributions(booster, X)
+    assert booster in explain._DEDUP and booster in explain._COPIES
+    ref = weakref.ref(booster)
+    del booster
+    gc.collect()
+    assert ref() is None
+
+
+def test_values_within_lightgbms_zero_threshold_count_as_zero(seed):
+    """LightGBM's zero is |x| <= 1e-35f (1.00000002e-35 as a double), not 1e-35."""
+    rng = np.random.default_rng(seed)
+    n = 3_000
+    x = np.where(rng.random(n) < 0.3, 0.0, rng.uniform(0.01, 10, n))
+    y = ((x == 0) | (x > 5)).astype(int) ^ (rng.random(n) < 0.05)
+    X = pd.DataFrame({"x": x, "z": rng.normal(size=n)})
+    booster = lgb.train({"objective": "binary", "zero_as_missing": True, "verbose": -1, "num_threads": 1,
+                         "num_leaves": 4}, lgb.Dataset(X, y), 3)
+    tiny = 1.0000000001e-35
+    scored = pd.DataFrame({"x": np.r_[np.full(1500, tiny), np.full(1500, -tiny), np.full(1000, 0.02)], "z": 0.0})
+    want = booster.predict(scored, pred_contrib=True)[:, :-1]
+    np.testing.assert_allclose(contributions(booster, scored)[0], want, rtol=0, atol=1e-10)
+
+
 @hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_deduplicated_path_equals_lightgbm_on_any_small_log(data, monkeypatch):
