@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import functools
 import gc
 import json
 import logging
@@ -193,23 +194,43 @@ class _Batcher:
             return taken
 
     def _work(self) -> None:
-        while batch := self._take():
-            score = batch[0][2]
-            try:
-                out = score([r for part, *_ in batch for r in part]) if len(batch) > 1 else None
-            except Exception:  # noqa: BLE001 - each request is retried alone and gets its own error
-                out = None
-            if out is None:
-                for part, _, _, future in batch:
-                    try:
-                        future.set_result(score(part))
-                    except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
-                        future.set_exception(exc)
-                continue
-            start = 0
+        try:
+            while batch := self._take():
+                # A request given up meanwhile (client gone, server stopping) is skipped.
+                live = [item for item in batch if item[3].set_running_or_notify_cancel()]
+                try:
+                    self._answer(live)
+                except BaseException as exc:  # noqa: BLE001 - whatever happens, no request waits forever
+                    for *_, future in live:
+                        if not future.done():
+                            future.set_exception(exc)
+        finally:
+            with self._ready:
+                # Ended by an error while requests were queued: hand them to a new worker.
+                if self._running and self._queue:
+                    threading.Thread(target=self._work, name="churnml-batcher", daemon=True).start()
+                elif self._running:
+                    self._running = False
+
+    def _answer(self, batch: list[tuple]) -> None:
+        if not batch:
+            return
+        score = batch[0][2]
+        try:
+            out = score([r for part, *_ in batch for r in part]) if len(batch) > 1 else None
+        except Exception:  # noqa: BLE001 - each request is retried alone and gets its own error
+            out = None
+        if out is None:
             for part, _, _, future in batch:
-                future.set_result(out[start:start + len(part)])
-                start += len(part)
+                try:
+                    future.set_result(score(part))
+                except Exception as exc:  # noqa: BLE001 - handed to the waiting request
+                    future.set_exception(exc)
+            return
+        start = 0
+        for part, _, _, future in batch:
+            future.set_result(out[start:start + len(part)])
+            start += len(part)
 
 
 @dataclass(frozen=True)
@@ -252,6 +273,11 @@ class Service:
             cache.update(zip(new, texts, strict=True))
         return [cache.get(p, []) for p in rows]
 
+    @functools.cached_property
+    def _categorical(self) -> list[str]:
+        models = [self.scorer.churn] + ([self.scorer.uplift] if self.scorer.uplift is not None else [])
+        return sorted({s.name for m in models for s in m.features if s.kind == "categorical"})
+
     def _word(self, rows: list[int], top: int) -> list[list[str]]:
         codes = self.scorer.reasons(self.snapshot.features.iloc[rows], top=top,
                                     where=f"features of {self.snapshot.date}")
@@ -282,7 +308,7 @@ class Service:
                 raise SchemaMismatchError(f"rows {_span(bad)}: {exc}") from None
 
     def _score_records(self, rows: list[dict], reasons: int) -> list[dict]:
-        scored = self.scorer.score(pd.DataFrame.from_records(rows), reasons=reasons, where="request rows")
+        scored = self.scorer.score(_request_frame(rows, self._categorical), reasons=reasons, where="request rows")
         return _records(_columns(scored, reasons), range(len(rows)))
 
     def warm_reasons(self, top: int, chunk: int = 20_000) -> None:
@@ -302,6 +328,19 @@ class Service:
             self._reasons(todo[start:start + chunk], top)
         log.info("reasons of all %d snapshot users in memory (%d computed in %.1f s)", len(snap.features),
                  len(todo), time.perf_counter() - t0)
+
+
+def _request_frame(rows: list[dict], categorical: list[str]) -> pd.DataFrame:
+    """Feature rows as a frame; categorical values keep their own type.
+
+    pandas infers one dtype per column across the rows, so a level sent as 1
+    beside another request's 2.5 would become "1.0", a level never seen.
+    """
+    frame = pd.DataFrame.from_records(rows)
+    for name in categorical:
+        if name in frame:
+            frame[name] = pd.Series([r.get(name) for r in rows], dtype=object, index=frame.index)
+    return frame
 
 
 def _span(rows: list[int]) -> str:

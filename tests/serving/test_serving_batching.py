@@ -117,3 +117,46 @@ def test_rows_beyond_the_batchers_size_are_scored_in_one_call(make_client, featu
     assert [s["p_churn"] for s in items] == pytest.approx(want["p_churn"].tolist(), rel=1e-12)
     assert [s["reasons"] for s in items] == [[t for t in row if isinstance(t, str)] for row in
                                              want[["reason_1", "reason_2", "reason_3"]].itertuples(index=False)]
+
+
+def test_a_request_given_up_does_not_stop_the_batcher():
+    """A cancelled future (client gone, server stopping) is skipped; later requests are still answered."""
+    started, release = threading.Event(), threading.Event()
+
+    def score(rows: list) -> list:
+        started.set()
+        release.wait(5)
+        return [2 * r for r in rows]
+
+    batcher = _Batcher()
+    first = batcher.submit([1], "k", score)
+    assert started.wait(5)
+    given_up = batcher.submit([2], "k", score)  # queued behind the running batch
+    kept = batcher.submit([3], "k", score)
+    assert given_up.cancel()
+    release.set()
+    assert first.result(5) == [2] and kept.result(5) == [6]
+    assert batcher.run([4], "k", score) == [8]
+
+
+def test_a_categorical_level_keeps_its_type_whatever_else_is_in_the_batch(client, features, json_rows):
+    service = client.app.state.service
+    name = service._categorical[0]
+    level = features[name].dropna().iloc[0]
+    row = json_rows(features.iloc[:1])[0]
+    alone = service._score_records([{**row, name: level}], 3)
+    mixed = service._score_records([{**row, name: level}, {**row, name: None}, {**row, name: 2.5}], 3)
+    assert mixed[0] == alone[0]
+    # A level never seen, and a missing one, are scored alike; neither changes the first row.
+    assert mixed[1]["p_churn"] == pytest.approx(mixed[2]["p_churn"], rel=1e-12)
+
+
+def test_request_rows_keep_each_categorical_values_own_type():
+    from churnml.models.churn import FeatureSpec, to_matrix
+    from serving.app import _request_frame
+
+    rows = [{"tier": 1, "x": 0.5}, {"tier": 2.5, "x": 1}, {"tier": None, "x": 2}]
+    spec = [FeatureSpec("tier", "categorical", ("1", "2.5")), FeatureSpec("x", "numeric")]
+    X = to_matrix(_request_frame(rows, ["tier"]), spec)
+    assert X["tier"].cat.codes.tolist() == [0, 1, -1]
+    assert X["x"].tolist() == [0.5, 1.0, 2.0]
