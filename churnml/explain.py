@@ -365,14 +365,13 @@ def _contribution_fn(booster: lgb.Booster, approximate: bool) -> Callable[[pd.Da
     if not approximate:
 
         def exact(chunk: pd.DataFrame) -> np.ndarray:
-            n = len(chunk)
+            n, A = len(chunk), lightgbm_input(booster, chunk)
             if n >= _DEDUP_MIN_ROWS:
                 with _CACHE_LOCK:
                     dedup = _DEDUP.get(booster)
                     if dedup is None:
                         dedup = _DEDUP[booster] = _DedupTreeShap(booster)
-                return dedup(booster, lightgbm_input(booster, chunk))
-            A = lightgbm_input(booster, chunk)
+                return dedup(booster, A)
             workers = min(_cpu_count(), n // (_PARALLEL_MIN_ROWS // 2))
             if workers < 2:
                 return booster.predict(A, pred_contrib=True)
