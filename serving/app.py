@@ -174,9 +174,12 @@ class _Batcher:
             self._queue.append((rows, key, score, mine))
             if not self._running:
                 self._running = True
-                threading.Thread(target=self._work, name="churnml-batcher", daemon=True).start()
+                self._start_worker()
             self._ready.notify()
         return mine
+
+    def _start_worker(self) -> None:
+        threading.Thread(target=self._work, name="churnml-batcher", daemon=True).start()
 
     def _take(self) -> list[tuple]:
         with self._ready:
@@ -208,7 +211,7 @@ class _Batcher:
             with self._ready:
                 # Ended by an error while requests were queued: hand them to a new worker.
                 if self._running and self._queue:
-                    threading.Thread(target=self._work, name="churnml-batcher", daemon=True).start()
+                    self._start_worker()
                 elif self._running:
                     self._running = False
 
