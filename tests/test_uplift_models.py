@@ -617,3 +617,29 @@ def test_default_candidates_are_unfitted_and_seeded():
         assert model.get_params()["n_jobs"] == 2
         assert not hasattr(model, "propensity_")
     assert default_candidates(seed=7, n_jobs=2).keys() == cands.keys()
+
+
+def test_linear_features_impute_encode_and_standardise_without_touching_the_input():
+    from churnml.models.uplift import _LinearFeatures
+
+    X = pd.DataFrame(
+        {
+            "a": [1.0, np.nan, 3.0, 5.0],  # median of the present values is 3
+            "const": [7.0, 7.0, 7.0, 7.0],
+            "c": pd.Categorical(["x", "y", None, "x"], categories=["x", "y"]),
+        }
+    )
+    before = X.copy()
+    features = _LinearFeatures({"c": pd.Index(["x", "y"])})
+    z = features.fit_transform(X)
+    pd.testing.assert_frame_equal(X, before)
+    # Columns: a (imputed), const, c == x, c == y; worked out by hand before standardising.
+    raw = np.array([[1, 7, 1, 0], [3, 7, 0, 1], [3, 7, 0, 0], [5, 7, 1, 0]], dtype=float)
+    expected = (raw - raw.mean(axis=0)) / np.where(raw.std(axis=0) > 0, raw.std(axis=0), 1.0)
+    np.testing.assert_allclose(z, expected)
+    np.testing.assert_array_equal(z[:, 1], 0.0)  # a constant column is centred, not divided by 0
+    np.testing.assert_allclose(features.transform(X), z)
+    arr = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 9.0]])
+    kept = arr.copy()
+    _LinearFeatures().fit(arr).transform(arr)
+    np.testing.assert_array_equal(arr, kept)

@@ -18,8 +18,9 @@ candidates by cross-validated Qini on the data it is given, and
 The learners assume a randomised experiment: the propensity (the probability of
 being treated) is the known randomisation share, by default the treated
 fraction of the training rows. ``fit`` warns with
-:class:`~churnml.exceptions.DataWarning` when a cross-validated propensity model
-can tell treated rows from control rows (AUC above ``max_propensity_auc``).
+:class:`~churnml.exceptions.DataWarning` when a cross-validated linear propensity
+model (Fisher's discriminant) can tell treated rows from control rows (AUC above
+``max_propensity_auc``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import SplineTransformer, StandardScaler
+from sklearn.preprocessing import SplineTransformer
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 
@@ -87,7 +88,8 @@ _COMMON_PARAMS_DOC = """propensity : float in (0, 1) or None, default=None
         The fewest rows the control and the treated group may each have.
     max_propensity_auc : float in [0.5, 1] or None, default=0.6
         ``fit`` warns (:class:`~churnml.exceptions.DataWarning`) when a
-        cross-validated logistic propensity model reaches a higher ROC AUC, i.e.
+        cross-validated linear propensity model (Fisher's discriminant on the
+        standardised features) reaches a higher ROC AUC, i.e.
         when treatment does not look randomised. None skips the check.
     random_state : int, default=0
         Seed of every random step (LightGBM, fold splits, the check's subsample).
@@ -424,10 +426,18 @@ class _LinearFeatures(TransformerMixin, BaseEstimator):
         return np.asarray(X, dtype=float), []
 
     def fit(self, X, y=None):
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        # The assembled (splined, one-hot) matrix is built once and scaled in place.
         num, codes = self._split(X)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns; handled below
-            self.medians_ = np.nan_to_num(np.nanmedian(num, axis=0)) if num.size else np.zeros(0)
+        if np.isnan(num).any():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns become 0
+                self.medians_ = np.nan_to_num(np.nanmedian(num, axis=0))
+        else:  # nanmedian is twice as slow even without missing values
+            self.medians_ = np.median(num, axis=0) if num.size else np.zeros(num.shape[1])
         num = self._impute(num)
         self.spline_columns_ = []
         if self.spline_knots:
@@ -439,12 +449,24 @@ class _LinearFeatures(TransformerMixin, BaseEstimator):
             self.splines_ = SplineTransformer(
                 n_knots=self.spline_knots, degree=3, knots="quantile"
             ).fit(num[:, self.spline_columns_])
-        self.scaler_ = StandardScaler().fit(self._assemble(num, codes))
-        return self
+        assembled = self._assemble(num, codes)
+        # StandardScaler's statistics in plain numpy (its validation took a quarter of this fit);
+        # constant columns keep scale 1, as there.
+        self.mean_ = assembled.mean(axis=0)
+        std = assembled.std(axis=0)
+        self.scale_ = np.where(
+            std > 10 * np.finfo(float).eps * np.maximum(np.abs(self.mean_), 1), std, 1.0
+        )
+        return self._standardise(assembled)
 
     def transform(self, X):
         num, codes = self._split(X)
-        return self.scaler_.transform(self._assemble(self._impute(num), codes))
+        return self._standardise(self._assemble(self._impute(num), codes))
+
+    def _standardise(self, assembled: np.ndarray) -> np.ndarray:
+        assembled -= self.mean_
+        assembled /= self.scale_
+        return assembled
 
     def _impute(self, num):
         missing = np.isnan(num)
@@ -474,7 +496,14 @@ def _logistic(categories: dict, C: float) -> Pipeline:
 
 
 def _propensity_auc(X, t: np.ndarray, categories: dict, seed: int) -> float:
-    """Cross-validated ROC AUC of a logistic model predicting treatment from ``X``."""
+    """Cross-validated ROC AUC of a linear discriminant telling treated from control rows.
+
+    The discriminant is Fisher's: the direction ``(S + λI)⁻¹ (mean_treated - mean_control)``
+    with ``S`` the pooled within-arm covariance of the standardised features, fitted on one
+    fold and scored on the other. Under random assignment it separates nothing (AUC ≈ 0.5);
+    when assignment follows the features linearly it finds the same direction as a logistic
+    propensity model, in closed form (a few times cheaper than fitting one per fold).
+    """
     idx = np.arange(len(t))
     if len(t) > _CHECK_ROWS:
         idx = np.sort(np.random.default_rng(seed).choice(len(t), _CHECK_ROWS, replace=False))
@@ -484,13 +513,17 @@ def _propensity_auc(X, t: np.ndarray, categories: dict, seed: int) -> float:
     if folds < 2:
         return float("nan")
     # Standardising on all sampled rows before splitting leaks only means and scales into
-    # the held-out folds, which cannot make random assignment look predictable; it is
-    # several times cheaper than a pipeline per fold.
+    # the held-out folds, which cannot make random assignment look predictable.
     z = _LinearFeatures(categories).fit_transform(Xs)
     scores = np.empty(len(ts))
     for train, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(z, ts):
-        model = LogisticRegression(solver="newton-cholesky", max_iter=100).fit(z[train], ts[train])
-        scores[held] = model.decision_function(z[held])
+        zt, tt = z[train], ts[train]
+        treated, control = zt[tt == 1], zt[tt == 0]
+        centred = np.vstack([treated - treated.mean(axis=0), control - control.mean(axis=0)])
+        pooled = centred.T @ centred / max(len(zt) - 2, 1)
+        ridge = 1e-3 * np.eye(z.shape[1])  # one-hot levels are collinear with their sum
+        direction = np.linalg.solve(pooled + ridge, treated.mean(axis=0) - control.mean(axis=0))
+        scores[held] = z[held] @ direction
     return float(roc_auc_score(ts, scores))
 
 
@@ -1046,9 +1079,9 @@ class InteractionLogistic(_UpliftBase):
         Parameters, Returns and Raises are those of :meth:`SLearner.fit`.
         """
         X, y, t = self._fit_inputs(X, y, treatment)
-        self.features_ = _LinearFeatures(self.categories_, self.spline_knots).fit(X)
+        self.features_ = _LinearFeatures(self.categories_, self.spline_knots)
+        z = self.features_.fit_transform(X)
         self.treatment_scale_ = float(t.std())
-        z = self.features_.transform(X)
         self.model_ = LogisticRegression(C=self.C, solver="newton-cholesky", max_iter=1000).fit(
             self._design(z, t), y
         )
