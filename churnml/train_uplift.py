@@ -252,7 +252,10 @@ def train_uplift_job(
     y_tr, t_tr = train[RESPONSE].to_numpy(), train["treated"].to_numpy()
     cands = candidates or learners.default_candidates(seed=cfg.seed, n_jobs=settings.threads or 2)
     best, learner, selection = learners.select_uplift_model(X_tr, y_tr, t_tr, cands, cv=5, seed=cfg.seed)
-    log(f"selected '{best}' by 5-fold cross-validated Qini on the training campaigns")
+    gain = selection.loc[best, ["gain_over_default", "gain_se"]]
+    log(f"selected '{best}' by 5-fold cross-validated Qini on the training campaigns "
+        f"({gain.iloc[0]:+.4f} ± {gain.iloc[1]:.4f} over the default '{next(iter(cands))}', "
+        "which is kept unless beaten by more than one standard error)")
     base = float(train[RESPONSE].mean())
     model = UpliftModel(learner, specs, segment_threshold=0.01, response_threshold=0.5,
                         metadata={"selected": best, "train_campaigns": train_ids, "test_campaigns": test_ids,

@@ -563,6 +563,27 @@ def test_selection_picks_the_informative_candidate_and_reports_mean_and_std(seed
     assert not hasattr(cands[best], "fitted_") and not hasattr(cands["interaction"], "model_")
 
 
+def test_selection_keeps_the_default_unless_another_candidate_beats_it_clearly(seed):
+    X, y, t, _ = make_data(3000, seed)
+    Xid = np.column_stack([np.arange(3000.0), X])
+    cands = {"noise": _Spy(tag="noise"), "x0": _Spy(tag="x0", column=1)}
+    # The planted effect beats random scores by many standard errors: the default goes.
+    chosen, model, table = select_uplift_model(Xid, y, t, cands, cv=3, seed=seed)
+    assert chosen == "x0" and model.column == 1
+    assert table["chosen"].tolist() == [True, False]
+    assert table.loc["noise", "gain_over_default"] == 0.0
+    folds = ["fold_0", "fold_1", "fold_2"]
+    diffs = table.loc["x0", folds].to_numpy(float) - table.loc["noise", folds].to_numpy(float)
+    assert table.loc["x0", "gain_over_default"] == pytest.approx(diffs.mean())
+    assert table.loc["x0", "gain_se"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(3))
+    # Asked for a margin no fold noise could reach, the default stays, whatever the scores.
+    kept, model, table = select_uplift_model(Xid, y, t, cands, cv=3, seed=seed, margin_se=1e9)
+    assert kept == "noise" and model.column is None and table.loc["noise", "chosen"]
+    # Named explicitly, the better candidate is the default and beats nothing.
+    chosen, _, _ = select_uplift_model(Xid, y, t, cands, cv=3, seed=seed, default="x0")
+    assert chosen == "x0"
+
+
 def test_selection_is_deterministic_per_seed(planted):
     cands = {
         "t": TLearner(base="logistic"),
@@ -593,7 +614,12 @@ def test_selection_warns_once_for_non_random_treatment(seed):
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"candidates": {}}, "non-empty dict"), ({"cv": 1}, "`cv` parameter of select_uplift_model")],
+    [
+        ({"candidates": {}}, "non-empty dict"),
+        ({"cv": 1}, "`cv` parameter of select_uplift_model"),
+        ({"default": "x"}, "`default` parameter of select_uplift_model must be one of"),
+        ({"margin_se": -1}, "`margin_se` parameter of select_uplift_model"),
+    ],
 )
 def test_selection_rejects_bad_arguments(kwargs, match, planted):
     args = {"candidates": {"t": TLearner()}, **kwargs}
@@ -643,3 +669,13 @@ def test_linear_features_impute_encode_and_standardise_without_touching_the_inpu
     kept = arr.copy()
     _LinearFeatures().fit(arr).transform(arr)
     np.testing.assert_array_equal(arr, kept)
+
+
+def test_interaction_logistic_outcomes_are_its_regressions_probabilities_at_both_arms(planted):
+    model = InteractionLogistic(interaction_scale=0.3, spline_knots=4)
+    model.fit(planted["X"], planted["y"], planted["t"])
+    z = model.features_.transform(planted["Xte"])
+    n = len(z)
+    p0, p1 = model.predict_outcomes(planted["Xte"])
+    np.testing.assert_allclose(p0, model.model_.predict_proba(model._design(z, np.zeros(n)))[:, 1])
+    np.testing.assert_allclose(p1, model.model_.predict_proba(model._design(z, np.ones(n)))[:, 1])
