@@ -191,10 +191,12 @@ def _timed(fn, *args, repeats: int = 1):
     return out, best
 
 
-def run_split(X, y, t, seed: int, n_jobs: int, cv: int, repeats: int) -> dict:
+def run_split(
+    X, y, t, seed: int, n_jobs: int, cv: int, repeats: int, test_size: float = 0.3
+) -> dict:
     """All methods on one split; returns {method: metrics + seconds} and the selection record."""
     Xtr, Xte, ytr, yte, ttr, tte = train_test_split(
-        X, y, t, test_size=0.3, random_state=seed, stratify=2 * t + y
+        X, y, t, test_size=test_size, random_state=seed, stratify=2 * t + y
     )
     rows: dict[str, dict] = {}
     rng = np.random.default_rng(seed)
@@ -329,6 +331,12 @@ def main() -> None:
     ap.add_argument("--n-jobs", type=int, default=1, help="LightGBM threads for every method (≤ 2)")
     ap.add_argument("--cv", type=int, default=5, help="folds of the model selection")
     ap.add_argument(
+        "--test-size",
+        type=float,
+        default=0.3,
+        help="share of each split held out for testing (the protocol's is 0.3)",
+    )
+    ap.add_argument(
         "--repeats",
         type=int,
         default=3,
@@ -347,6 +355,7 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "started_utc": started.isoformat(timespec="seconds"),
         "protocol": "shared/data/README.md",
+        "test_size": args.test_size,
         "n_jobs": args.n_jobs,
         "blas_threads": 1,
         "timing": f"fastest of {args.repeats} fit+predict runs, wall seconds",
@@ -359,7 +368,9 @@ def main() -> None:
             per_seed = []
             for seed in args.seeds:
                 t0 = time.perf_counter()
-                per_seed.append(run_split(X, y, t, seed, args.n_jobs, args.cv, args.repeats))
+                per_seed.append(
+                    run_split(X, y, t, seed, args.n_jobs, args.cv, args.repeats, args.test_size)
+                )
                 sel = per_seed[-1]["methods"][SELECTED]
                 print(
                     f"[{setting} seed {seed}] chose {sel['chosen']} qini={sel['qini_auc']:.4f} "
