@@ -21,10 +21,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from churn_scale import run_child
 
 HERE = Path(__file__).resolve().parent
 
@@ -66,16 +69,13 @@ PHASES = {"simulate": _phase_simulate, "floor": _phase_floor, "features": _phase
 
 
 def _run_child(phase: str, data: Path, users: int) -> dict:
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", phase, "--data", str(data),
-                             "--users", str(users)], stdout=subprocess.PIPE)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"phase {phase} failed with status {status}")
-    result = json.loads(out.decode().strip().splitlines()[-1])
-    result.update(wall_s=time.perf_counter() - t0, peak_rss_gb=usage.ru_maxrss / 1024**2)
-    return result
+    return run_child(__file__, phase, ["--data", str(data), "--users", str(users)])
+
+
+def _note(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:.1f}"
 
 
 def main() -> None:
@@ -103,8 +103,7 @@ def main() -> None:
     print(f"users: {args.users:,}\n")
     print("| phase | wall s | peak RSS GB | notes |\n|---|---|---|---|")
     for key, r in results.items():
-        notes = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v:.1f}"
-                          for k, v in r.items() if k not in ("wall_s", "peak_rss_gb"))
+        notes = ", ".join(f"{k}={_note(v)}" for k, v in r.items() if k not in ("wall_s", "peak_rss_gb"))
         print(f"| {key} | {r['wall_s']:.1f} | {r['peak_rss_gb']:.2f} | {notes} |")
     print(f"\nfeature build / floor = {results['features']['wall_s'] / floor:.2f} "
           f"(build only: {results['features']['build_only_s'] / floor:.2f})")

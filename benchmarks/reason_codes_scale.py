@@ -48,10 +48,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from churn_scale import run_child
 
 HERE = Path(__file__).resolve().parent
 EVENTS = ["play", "like", "search", "share", "playlist_add", "community_join", "community_post", "visit"]
@@ -250,18 +253,10 @@ def _child(phase: str, data: Path, exact_users: int | None, sample: int) -> dict
 
 
 def _run_child(args: argparse.Namespace, phase: str) -> dict:
-    t0 = time.perf_counter()
-    cmd = [sys.executable, __file__, "--child", phase, "--data", str(args.data), "--sample", str(args.sample)]
+    argv = ["--data", str(args.data), "--sample", str(args.sample)]
     if args.exact_users:
-        cmd += ["--exact-users", str(args.exact_users)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"phase {phase} failed with status {status}")
-    result = json.loads(out.decode().strip().splitlines()[-1])
-    result.update(wall_s=time.perf_counter() - t0, peak_rss_gb=usage.ru_maxrss / 1024**2)
-    return result
+        argv += ["--exact-users", str(args.exact_users)]
+    return run_child(__file__, phase, argv)
 
 
 def main() -> None:
@@ -314,7 +309,7 @@ def main() -> None:
         print(f"users: {args.users:,}, features: {args.features}, trees: {args.trees}, leaves: {args.leaves}\n")
     print("| phase | phase s | wall s | peak RSS GB | notes |\n|---|---|---|---|---|")
     for key, r in results.items():
-        notes = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v:.2g}" if isinstance(v, float) and abs(v) < 0.01
+        notes = ", ".join(f"{k}={v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k}={v:.2g}" if isinstance(v, float) and abs(v) < 0.01
                           else f"{k}={v:.2f}" if isinstance(v, float)
                           else f"{k}={v}" for k, v in r.items()
                           if k not in ("wall_s", "peak_rss_gb", "phase_s"))
