@@ -330,6 +330,16 @@ def _train_uplift(cfg, ds, register: bool = True):
 
 
 def _report_uplift(res) -> None:
+    sel = res.selection
+    default = sel.index[sel["default"]][0]
+    pick = Table(title="learner choice: 5-fold cross-validated Qini on the training campaigns (the default, "
+                       f"{default}, is kept unless beaten by more than one standard error)", show_edge=False)
+    for c in ("learner", "Qini mean ± std", "gain over default ± SE", "chosen"):
+        pick.add_column(c, justify="left" if c == "learner" else "right")
+    for name, row in sel.iterrows():
+        pick.add_row(name, f"{row['mean']:.4f} ± {row['std']:.4f}",
+                     f"{row['gain_over_default']:+.4f} ± {row['gain_se']:.4f}", "✓" if row["chosen"] else "")
+    out.print(pick)
     cols = ["qini_auc", "uplift_auc", "uplift_at_10", "uplift_at_30", "returns_per_1000_observed",
             "returns_per_1000_expected"]
     tab = Table(title=f"targeting the test campaign {', '.join(res.test_campaigns)} ({res.rows['test']:,} exposures)",

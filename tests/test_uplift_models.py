@@ -571,6 +571,7 @@ def test_selection_keeps_the_default_unless_another_candidate_beats_it_clearly(s
     chosen, model, table = select_uplift_model(Xid, y, t, cands, cv=3, seed=seed)
     assert chosen == "x0" and model.column == 1
     assert table["chosen"].tolist() == [True, False]
+    assert table["default"].tolist() == [False, True]
     assert table.loc["noise", "gain_over_default"] == 0.0
     folds = ["fold_0", "fold_1", "fold_2"]
     diffs = table.loc["x0", folds].to_numpy(float) - table.loc["noise", folds].to_numpy(float)

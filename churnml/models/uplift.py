@@ -1228,8 +1228,9 @@ def select_uplift_model(
     table : pandas.DataFrame
         One row per candidate, best mean first: ``mean`` and ``std`` (sample) of
         the fold scores, ``gain_over_default`` and ``gain_se`` (mean paired fold
-        difference to the default and its standard error), ``chosen``, the scores
-        ``fold_0 ...``, and ``cv_seconds`` (fit and predict time summed over folds).
+        difference to the default and its standard error), ``chosen`` and
+        ``default`` (flags), the scores ``fold_0 ...``, and ``cv_seconds`` (fit
+        and predict time summed over folds).
 
     Raises
     ------
@@ -1318,6 +1319,7 @@ def select_uplift_model(
     clear = table.loc[best, "gain_over_default"] > margin_se * table.loc[best, "gain_se"]
     chosen = best if clear and table.loc[best, "gain_over_default"] > 0 else default
     table.insert(4, "chosen", table.index == chosen)
+    table.insert(5, "default", table.index == default)
     fitted = _quiet_clone(candidates[chosen]).fit(X, y, t)
     return chosen, fitted, table
 
