@@ -69,8 +69,9 @@ def _check_campaigns(df: pd.DataFrame, min_group: int) -> None:
     if problems:
         raise TrainingDataError("; ".join(problems))
     if df[RESPONSE].nunique() < 2:
-        raise TrainingDataError(f"the outcome is always {int(df[RESPONSE].iloc[0])} over {len(df):,} exposures: "
-                                "nothing to learn")
+        counts = ", ".join(f"'{cid}' ({n:,})" for cid, n in df.groupby("campaign_id", sort=True).size().items())
+        raise TrainingDataError(f"the outcome (activity in the response window) is always {int(df[RESPONSE].iloc[0])} "
+                                f"over all {len(df):,} exposures of campaigns {counts}: nothing to learn")
 
 
 def uplift_frames(ds: Dataset, *, progress=None) -> tuple[pd.DataFrame, dict]:

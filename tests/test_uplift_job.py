@@ -84,3 +84,20 @@ def test_a_single_campaign_cannot_be_split(small_sim, settings, tmp_path):
     cfg = TrainConfig(kind="uplift", dataset=_variant(small_sim, tmp_path, camp[camp.campaign_id == "recall-2024-03-18"]))
     with pytest.raises(TrainingDataError, match="1 campaign.*recall-2024-03-18.*earlier campaigns and a later one"):
         train_uplift_job(cfg, settings=settings, candidates=_learner())
+
+
+def test_an_outcome_that_never_varies_names_the_campaigns_and_counts():
+    from churnml.features import RESPONSE
+    from churnml.train_uplift import _check_campaigns
+
+    df = pd.DataFrame({
+        "campaign_id": ["a"] * 4 + ["b"] * 6,
+        "treated": [1, 0, 1, 0, 1, 0, 1, 0, 1, 0],
+        RESPONSE: [0] * 10,
+    })
+    with pytest.raises(TrainingDataError, match=r"always 0 over all 10 exposures of campaigns 'a' \(4\), 'b' \(6\)"):
+        _check_campaigns(df, min_group=2)
+    df.loc[0, RESPONSE] = 1
+    _check_campaigns(df, min_group=2)  # one response is enough to learn from
+    with pytest.raises(TrainingDataError, match=r"campaign 'a' has 2 treated and 2 control exposures \(at least 3"):
+        _check_campaigns(df, min_group=3)
