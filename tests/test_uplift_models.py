@@ -680,3 +680,84 @@ def test_interaction_logistic_outcomes_are_its_regressions_probabilities_at_both
     p0, p1 = model.predict_outcomes(planted["Xte"])
     np.testing.assert_allclose(p0, model.model_.predict_proba(model._design(z, np.zeros(n)))[:, 1])
     np.testing.assert_allclose(p1, model.model_.predict_proba(model._design(z, np.ones(n)))[:, 1])
+
+
+def test_linear_features_fitted_by_the_earlier_scaler_still_transform():
+    # Models saved before the features standardised themselves hold a fitted StandardScaler.
+    from sklearn.preprocessing import StandardScaler
+
+    from churnml.models.uplift import _LinearFeatures
+
+    X = np.random.default_rng(3).normal(size=(50, 3))
+    features = _LinearFeatures().fit(X)
+    expected = features.transform(X)
+    features.scaler_ = StandardScaler().fit(X)
+    del features.mean_, features.scale_
+    np.testing.assert_allclose(features.transform(X), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("learner", [InteractionLogistic(), TLearner(base="logistic")])
+def test_infinite_inputs_are_refused_naming_the_column(learner, planted):
+    X = pd.DataFrame(planted["X"]).add_prefix("x")
+    bad = X.copy()
+    bad.loc[3, "x1"] = np.inf
+    with pytest.raises(ValueError, match=r"infinity in column\(s\) x1;"):
+        clone(learner).fit(bad, planted["y"], planted["t"])
+    fitted = clone(learner).fit(X, planted["y"], planted["t"])
+    with pytest.raises(ValueError, match=r"infinity in column\(s\) x1;"):
+        fitted.predict(bad)
+
+
+class _Const(BaseEstimator):
+    """Predicts one constant, so a scoring function can tell the candidates apart."""
+
+    def __init__(self, value=0.0):
+        self.value = value
+
+    def fit(self, X, y, treatment):
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), float(self.value))
+
+
+def _designed_scores(table: dict[float, list[float]]):
+    """A scoring function returning hand-set fold scores per candidate (keyed by its constant)."""
+    calls: dict[float, int] = {}
+
+    def score(y, uplift, t):
+        key = float(uplift[0])
+        i = calls.get(key, 0)
+        calls[key] = i + 1
+        return table[key][i]
+
+    return score
+
+
+def test_a_challenger_ahead_by_less_than_a_standard_error_does_not_replace_the_default(planted):
+    args = (planted["X"], planted["y"], planted["t"])
+    cands = {"default": _Const(1.0), "challenger": _Const(2.0)}
+    # Fold differences +0.03, -0.02, +0.02: mean +0.01, standard error 0.0153.
+    folds = {1.0: [0.10, 0.10, 0.10], 2.0: [0.13, 0.08, 0.12]}
+    chosen, _, table = select_uplift_model(*args, cands, cv=3, scoring=_designed_scores(folds))
+    assert chosen == "default"
+    assert table.loc["challenger", "gain_over_default"] == pytest.approx(0.01)
+    assert table.loc["challenger", "gain_se"] == pytest.approx(np.std([0.03, -0.02, 0.02], ddof=1) / np.sqrt(3))
+    chosen, _, _ = select_uplift_model(*args, cands, cv=3, scoring=_designed_scores(folds), margin_se=0)
+    assert chosen == "challenger"
+    # Fold differences +0.02, +0.02, +0.01: five standard errors ahead.
+    folds = {1.0: [0.10, 0.10, 0.10], 2.0: [0.12, 0.12, 0.11]}
+    chosen, _, _ = select_uplift_model(*args, cands, cv=3, scoring=_designed_scores(folds))
+    assert chosen == "challenger"
+
+
+def test_undefined_fold_scores_are_left_out_with_a_warning(planted):
+    args = (planted["X"], planted["y"], planted["t"])
+    cands = {"default": _Const(1.0), "challenger": _Const(2.0)}
+    folds = {1.0: [np.nan, 0.10, 0.10, 0.10], 2.0: [0.50, 0.12, 0.12, 0.11]}
+    with pytest.warns(DataWarning, match=r"'default' is undefined on 1 of 4 folds"):
+        chosen, _, table = select_uplift_model(*args, cands, cv=4, scoring=_designed_scores(folds))
+    assert chosen == "challenger"  # compared on the three folds both have: five SE ahead
+    assert table.loc["default", "mean"] == pytest.approx(0.10)
+    assert table.loc["challenger", "gain_over_default"] == pytest.approx(np.mean([0.02, 0.02, 0.01]))
+    assert table.loc["challenger", "gain_se"] == pytest.approx(np.std([0.02, 0.02, 0.01], ddof=1) / np.sqrt(3))

@@ -422,9 +422,20 @@ class _LinearFeatures(TransformerMixin, BaseEstimator):
     def _split(self, X):
         cats = self.categories or {}
         if isinstance(X, pd.DataFrame):
-            num = X[[c for c in X.columns if c not in cats]].to_numpy(dtype=float)
-            return num, [X[c].cat.codes.to_numpy() for c in cats]
-        return np.asarray(X, dtype=float), []
+            names = [c for c in X.columns if c not in cats]
+            num = X[names].to_numpy(dtype=float)
+            codes = [X[c].cat.codes.to_numpy() for c in cats]
+        else:
+            num, codes = np.asarray(X, dtype=float), []
+            names = list(range(num.shape[1] if num.ndim == 2 else 0))
+        infinite = np.isinf(num).any(axis=0) if num.size else []
+        if np.any(infinite):
+            bad = [str(n) for n, inf in zip(names, infinite, strict=True) if inf]
+            raise ValueError(
+                f"Input X contains infinity in column(s) {', '.join(bad)}; the linear uplift "
+                "learners need finite values (missing values are imputed)."
+            )
+        return num, codes
 
     def fit(self, X, y=None):
         self.fit_transform(X)
@@ -465,6 +476,8 @@ class _LinearFeatures(TransformerMixin, BaseEstimator):
         return self._standardise(self._assemble(self._impute(num), codes))
 
     def _standardise(self, assembled: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "mean_"):  # fitted before 2026-11-25: a StandardScaler did this
+            return self.scaler_.transform(assembled)
         assembled -= self.mean_
         assembled /= self.scale_
         return assembled
@@ -1299,25 +1312,31 @@ def select_uplift_model(
             uplift = model.predict(_take(X, held))
             seconds += time.perf_counter() - start
             scores.append(float(scoring(y[held], uplift, t[held])))
-        rows.append(
-            {
-                "candidate": name,
-                "mean": float(np.mean(scores)),
-                "std": float(np.std(scores, ddof=1)),
-                **{f"fold_{i}": s for i, s in enumerate(scores)},
-                "cv_seconds": seconds,
-            }
-        )
+        undefined = int(np.isnan(scores).sum())
+        if undefined:
+            warnings.warn(
+                DataWarning(
+                    f"select_uplift_model: the score of '{name}' is undefined on {undefined} of "
+                    f"{cv} folds; they are left out of its mean and of its comparison."
+                ),
+                stacklevel=2,
+            )
+        rows.append({"candidate": name, **{f"fold_{i}": s for i, s in enumerate(scores)}})
+        rows[-1]["cv_seconds"] = seconds
     table = pd.DataFrame(rows).set_index("candidate")
     folds_only = table[[f"fold_{i}" for i in range(cv)]]
+    # Folds where a score is undefined (NaN) are skipped, and standard errors count only the rest.
     gains = folds_only - folds_only.loc[default]
+    table.insert(0, "mean", folds_only.mean(axis=1))
+    table.insert(1, "std", folds_only.std(axis=1, ddof=1))
     table.insert(2, "gain_over_default", gains.mean(axis=1))
-    table.insert(3, "gain_se", gains.std(axis=1, ddof=1) / np.sqrt(cv))
+    table.insert(3, "gain_se", gains.std(axis=1, ddof=1) / np.sqrt(gains.count(axis=1)))
     # A stable sort keeps the listed order on ties, so the choice depends only on the scores.
-    table = table.sort_values("mean", ascending=False, kind="stable")
+    table = table.sort_values("mean", ascending=False, kind="stable", na_position="last")
     best = str(table.index[0])
-    clear = table.loc[best, "gain_over_default"] > margin_se * table.loc[best, "gain_se"]
-    chosen = best if clear and table.loc[best, "gain_over_default"] > 0 else default
+    gain, se = table.loc[best, "gain_over_default"], table.loc[best, "gain_se"]
+    # NaN comparisons are False: without two comparable folds the default stays.
+    chosen = best if gain > 0 and gain > margin_se * se else default
     table.insert(4, "chosen", table.index == chosen)
     table.insert(5, "default", table.index == default)
     fitted = _quiet_clone(candidates[chosen]).fit(X, y, t)
