@@ -692,7 +692,7 @@ def test_linear_features_fitted_by_the_earlier_scaler_still_transform():
     features = _LinearFeatures().fit(X)
     expected = features.transform(X)
     features.scaler_ = StandardScaler().fit(X)
-    del features.mean_, features.scale_
+    del features.mean_, features.scale_, features.lower_, features.upper_
     np.testing.assert_allclose(features.transform(X), expected, atol=1e-12)
 
 
@@ -761,3 +761,37 @@ def test_undefined_fold_scores_are_left_out_with_a_warning(planted):
     assert table.loc["default", "mean"] == pytest.approx(0.10)
     assert table.loc["challenger", "gain_over_default"] == pytest.approx(np.mean([0.02, 0.02, 0.01]))
     assert table.loc["challenger", "gain_se"] == pytest.approx(np.std([0.02, 0.02, 0.01], ddof=1) / np.sqrt(3))
+
+
+def test_linear_features_clip_scoring_values_to_the_training_range():
+    from churnml.models.uplift import _LinearFeatures
+
+    # A count that is almost always 0 in training, and far larger when scored.
+    train = pd.DataFrame({"posts": [0.0] * 98 + [1.0, 2.0], "const": 21.0})
+    features = _LinearFeatures().fit(train)
+    scored = features.transform(pd.DataFrame({"posts": [500.0, -3.0, 1.0], "const": [63.0, 0.0, 21.0]}))
+    at_bounds = features.transform(pd.DataFrame({"posts": [2.0, 0.0, 1.0], "const": 21.0}))
+    np.testing.assert_allclose(scored, at_bounds)
+    np.testing.assert_array_equal(scored[:, 1], 0.0)  # constant in training: no signal when scored
+
+
+def test_interaction_logistic_does_not_extrapolate_beyond_its_training_rows(planted):
+    X = pd.DataFrame(planted["X"]).add_prefix("x")
+    rng = np.random.default_rng(0)
+    X["rare"] = (rng.random(len(X)) < 0.01).astype(float)  # almost always 0
+    model = InteractionLogistic(interaction_scale=1.0, C=100.0).fit(X, planted["y"], planted["t"])
+    far = X.head(50).assign(rare=1_000.0)
+    np.testing.assert_allclose(model.predict(far), model.predict(X.head(50).assign(rare=1.0)))
+
+
+def test_selection_takes_the_best_of_the_candidates_that_beat_the_default(planted):
+    args = (planted["X"], planted["y"], planted["t"])
+    cands = {"default": _Const(1.0), "noisy": _Const(2.0), "steady": _Const(3.0)}
+    folds = {
+        1.0: [0.10, 0.10, 0.10],
+        2.0: [0.20, 0.05, 0.14],  # highest mean (0.13), but within noise of the default
+        3.0: [0.12, 0.12, 0.11],  # lower mean (0.117), ahead on every fold: five standard errors
+    }
+    chosen, _, table = select_uplift_model(*args, cands, cv=3, scoring=_designed_scores(folds))
+    assert table.index[0] == "noisy"
+    assert chosen == "steady"

@@ -409,7 +409,11 @@ class _LinearFeatures(TransformerMixin, BaseEstimator):
     see :func:`_encode`) are one-hot encoded, missing or unseen values being all
     zeros; with ``spline_knots``, numeric columns with more than
     ``_SPLINE_MIN_DISTINCT`` distinct values are replaced by cubic B-splines
-    with knots at quantiles. Everything is then standardised.
+    with knots at quantiles. Everything is then standardised. ``transform``
+    first clips every column to its range in the fitted rows: a count that was
+    almost always 0 in training would otherwise stand hundreds of standard
+    deviations out when scored, and a linear model would extrapolate to uplifts
+    of ±1.
 
     Written in plain numpy because ``ColumnTransformer``'s per-call overhead was
     most of the fit time of a logistic regression on 30,000 rows.
@@ -462,6 +466,9 @@ class _LinearFeatures(TransformerMixin, BaseEstimator):
                 n_knots=self.spline_knots, degree=3, knots="quantile"
             ).fit(num[:, self.spline_columns_])
         assembled = self._assemble(num, codes)
+        # The training range of every column: transform clips to it, so a linear model never
+        # extrapolates beyond what it was fitted on (like trees, and the splines' constant ends).
+        self.lower_, self.upper_ = assembled.min(axis=0), assembled.max(axis=0)
         # StandardScaler's statistics in plain numpy (its validation took a quarter of this fit);
         # constant columns keep scale 1, as there.
         self.mean_ = assembled.mean(axis=0)
@@ -473,7 +480,10 @@ class _LinearFeatures(TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         num, codes = self._split(X)
-        return self._standardise(self._assemble(self._impute(num), codes))
+        assembled = self._assemble(self._impute(num), codes)
+        if hasattr(self, "lower_"):  # fitted before 2026-11-25: no clipping
+            np.clip(assembled, self.lower_, self.upper_, out=assembled)
+        return self._standardise(assembled)
 
     def _standardise(self, assembled: np.ndarray) -> np.ndarray:
         if not hasattr(self, "mean_"):  # fitted before 2026-11-25: a StandardScaler did this
@@ -1205,8 +1215,9 @@ def select_uplift_model(
     training part and keep test rows out.
 
     The choice is a champion/challenger rule on the folds (the one-standard-error
-    rule): the ``default`` candidate is kept unless the best-scoring one beats it
-    by more than ``margin_se`` standard errors of their paired fold differences.
+    rule): the ``default`` candidate is kept unless another beats it by more than
+    ``margin_se`` standard errors of their paired fold differences; of those that
+    do, the one with the highest mean score is chosen.
     Uplift scores of good learners usually differ by less than their fold noise,
     and always taking the highest mean then picks noise: on 30 Hillstrom splits
     it lost to keeping a fixed default in both settings (``BENCHMARKS.md``).
@@ -1235,7 +1246,8 @@ def select_uplift_model(
     Returns
     -------
     chosen_name : str
-        The default, or the best-scoring candidate if it beats the default clearly.
+        The best-scoring candidate among those that beat the default clearly, or
+        the default if none does.
     fitted_chosen : estimator
         A clone of it fitted on all rows given.
     table : pandas.DataFrame
@@ -1333,10 +1345,11 @@ def select_uplift_model(
     table.insert(3, "gain_se", gains.std(axis=1, ddof=1) / np.sqrt(gains.count(axis=1)))
     # A stable sort keeps the listed order on ties, so the choice depends only on the scores.
     table = table.sort_values("mean", ascending=False, kind="stable", na_position="last")
-    best = str(table.index[0])
-    gain, se = table.loc[best, "gain_over_default"], table.loc[best, "gain_se"]
-    # NaN comparisons are False: without two comparable folds the default stays.
-    chosen = best if gain > 0 and gain > margin_se * se else default
+    # The highest mean among the candidates that beat the default clearly, else the default.
+    # NaN comparisons are False: without two comparable folds a candidate cannot beat it.
+    gain, se = table["gain_over_default"], table["gain_se"]
+    clear = table.index[(gain > 0) & (gain > margin_se * se)]
+    chosen = str(clear[0]) if len(clear) else default
     table.insert(4, "chosen", table.index == chosen)
     table.insert(5, "default", table.index == default)
     fitted = _quiet_clone(candidates[chosen]).fit(X, y, t)
