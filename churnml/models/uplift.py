@@ -1333,8 +1333,8 @@ def select_uplift_model(
                 ),
                 stacklevel=2,
             )
-        rows.append({"candidate": name, **{f"fold_{i}": s for i, s in enumerate(scores)}})
-        rows[-1]["cv_seconds"] = seconds
+        folds_of = {f"fold_{i}": s for i, s in enumerate(scores)}
+        rows.append({"candidate": name, **folds_of, "cv_seconds": seconds})
     table = pd.DataFrame(rows).set_index("candidate")
     folds_only = table[[f"fold_{i}" for i in range(cv)]]
     # Folds where a score is undefined (NaN) are skipped, and standard errors count only the rest.
