@@ -19,7 +19,6 @@ import pandas as pd
 
 from churnml.config import ScoreConfig, Settings
 from churnml.exceptions import ModelNotFoundError, SchemaMismatchError
-from churnml.models.churn import lightgbm_input
 
 __all__ = ["Scorer", "holdout_draw", "recall_list"]
 
@@ -96,8 +95,7 @@ class Scorer:
         self.check_schema(features.columns)
         out = pd.DataFrame({"user_id": features["user_id"].to_numpy()}, index=features.index)
         X = self.churn.matrix(features, where=where)
-        raw = self.churn.booster.predict(lightgbm_input(self.churn.booster, X), raw_score=True)
-        out["p_churn"] = self.churn.calibrator.apply(raw)
+        out["p_churn"] = self.churn.calibrator.apply(self.churn.raw_score_matrix(X))
         if self.uplift is not None:
             # Both models usually read the same features: build their input matrix once.
             same = self.uplift.features == self.churn.features

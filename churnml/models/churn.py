@@ -325,7 +325,11 @@ class ChurnModel:
 
     def raw_score(self, df: pd.DataFrame, *, where: str = "scoring data") -> np.ndarray:
         """The booster's log-odds for each row."""
-        return self.booster.predict(lightgbm_input(self.booster, self.matrix(df, where=where)), raw_score=True)
+        return self.raw_score_matrix(self.matrix(df, where=where))
+
+    def raw_score_matrix(self, X: pd.DataFrame) -> np.ndarray:
+        """:meth:`raw_score` of an input matrix already built by :meth:`matrix`."""
+        return self.booster.predict(lightgbm_input(self.booster, X), raw_score=True)
 
     def predict_proba(self, df: pd.DataFrame, *, where: str = "scoring data") -> np.ndarray:
         """Calibrated churn probability for each row of a feature frame."""
