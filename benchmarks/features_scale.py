@@ -65,7 +65,54 @@ def _phase_features(data: Path) -> dict:
             "build_only_s": time.perf_counter() - t0}
 
 
-PHASES = {"simulate": _phase_simulate, "floor": _phase_floor, "features": _phase_features}
+def _phase_bound(data: Path) -> dict:
+    """Lower bounds for this feature set: the few hash passes any build of it must make.
+
+    Each query is materialised (``CREATE TEMP TABLE ... AS``), as the build's are: wrapping it in
+    ``count(*)`` would let DuckDB drop the aggregates and time only the grouping. The floor runs
+    first and last in the same process, so every part is a ratio to it under the same load.
+    """
+    import duckdb
+
+    from churnml.config import load_dataset_config
+
+    cfg = load_dataset_config(data / "dataset.yaml")
+    as_of = cfg.snapshot_instants()[-1]
+    con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'")
+    con.execute("SET memory_limit='3GB'")
+    con.execute("SET preserve_insertion_order=false")
+    con.execute(f"CREATE VIEW ev AS SELECT * FROM read_parquet('{data}/events.parquet')")
+    cut = f"TIMESTAMPTZ '{as_of.isoformat()}'"
+    ep = f"epoch_us({cut})"
+    day = "86400000000"
+    windows = ", ".join(f"count(*) FILTER (WHERE d < {w}) AS n_{w}" for w in cfg.feature_windows_days)
+    before = f"SELECT *, epoch_us(ts) AS us, ({ep} - epoch_us(ts)) // {day} AS d FROM ev WHERE ts < {cut}"
+    queries = {
+        "floor": "SELECT user_id, event, count(*) FROM ev GROUP BY ALL",
+        # Counts per window, first and last event: the per-event features, nothing else.
+        "user x event, windows, first/last": f"SELECT user_id, event, count(*) AS n, {windows}, "
+        f"min(us) AS first_us, max(us) AS last_us FROM ({before}) GROUP BY ALL",
+        # Active days and gaps need the set of active days of each user.
+        "user x active day (distinct)": f"SELECT DISTINCT user_id, d FROM ({before})",
+        "distinct items, last 30 days": f"SELECT user_id, count(DISTINCT item_id) FROM ev WHERE ts < {cut} "
+        f"AND ts > {cut} - INTERVAL 30 DAY GROUP BY ALL",
+        # The one-pass alternative: condense to user x event x day, derive everything from that.
+        "fused: user x event x day": f"SELECT user_id, event, d, count(*) AS n, min(us) AS first_us, "
+        f"max(us) AS last_us FROM ({before}) GROUP BY ALL",
+        "floor again": "SELECT user_id, event, count(*) FROM ev GROUP BY ALL",
+    }
+    out = {}
+    for i, (name, sql) in enumerate(queries.items()):
+        t0 = time.perf_counter()
+        con.execute(f"CREATE TEMP TABLE part{i} AS {sql}")
+        out[name] = time.perf_counter() - t0
+        con.execute(f"DROP TABLE part{i}")
+    return {"parts": out}
+
+
+PHASES = {"simulate": _phase_simulate, "floor": _phase_floor, "features": _phase_features,
+          "bound": _phase_bound}
 
 
 def _run_child(phase: str, data: Path, users: int) -> dict:
@@ -83,11 +130,23 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=1_000_000)
     ap.add_argument("--data", type=Path, default=HERE / "_data" / "sim")
     ap.add_argument("--reuse", action="store_true", help="reuse simulated data already in --data")
+    ap.add_argument("--bound", action="store_true",
+                    help="only time the passes any build of this feature set needs, as ratios to the floor")
     ap.add_argument("--child", choices=PHASES, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         kwargs = {"users": args.users} if args.child == "simulate" else {}
         print(json.dumps(PHASES[args.child](args.data, **kwargs)))
+        return
+
+    if args.bound:
+        r = _run_child("bound", args.data, args.users)
+        parts = r.pop("parts")
+        floor = min(parts["floor"], parts["floor again"])
+        print(", ".join(f"{k}={_note(v)}" for k, v in r.items()))
+        print("| query (materialised) | wall s | / floor |\n|---|---|---|")
+        for name, s in parts.items():
+            print(f"| {name} | {s:.2f} | {s / floor:.2f} |")
         return
 
     results = {}

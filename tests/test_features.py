@@ -120,3 +120,34 @@ def test_event_types_come_from_before_as_of(tmp_path):
     assert not any("share" in c for c in fs.columns)
     _, fs = build_snapshot(ds, "2024-01-09")
     assert "n_share_7d" in fs.columns
+
+
+def test_distinct_counts_window_and_event_filter(tmp_path):
+    # Distinct counts read only their window's events (a filter on the raw timestamp, so the
+    # engine can skip the rest of the log); the window boundary must match the other windows':
+    # an event exactly 30 days before as_of is outside "the last 30 days".
+    ev = [
+        {"user_id": "a", "ts": "2024-01-01T00:00:00Z", "event": "play", "item_id": 1, "community_id": None},
+        {"user_id": "a", "ts": "2024-01-01T00:00:01Z", "event": "play", "item_id": 5, "community_id": None},
+        {"user_id": "a", "ts": "2024-01-20T00:00:00Z", "event": "play", "item_id": 2, "community_id": None},
+        {"user_id": "a", "ts": "2024-01-21T00:00:00Z", "event": "play", "item_id": 2, "community_id": None},
+        {"user_id": "a", "ts": "2024-01-25T00:00:00Z", "event": "like", "item_id": 3, "community_id": None},
+        {"user_id": "a", "ts": "2024-01-26T00:00:00Z", "event": "play", "item_id": None, "community_id": None},
+        {"user_id": "a", "ts": "2024-01-02T00:00:00Z", "event": "join", "item_id": None, "community_id": 7},
+        {"user_id": "a", "ts": "2024-01-28T00:00:00Z", "event": "join", "item_id": None, "community_id": 8},
+        {"user_id": "a", "ts": "2024-01-29T00:00:00Z", "event": "post", "item_id": None, "community_id": 9},
+        {"user_id": "a", "ts": "2024-01-31T00:00:00Z", "event": "join", "item_id": None, "community_id": 10},
+        {"user_id": "b", "ts": "2024-01-30T00:00:00Z", "event": "play", "item_id": 1, "community_id": None},
+    ]
+    distinct = [{"name": "communities_joined", "column": "community_id", "events": ["join"]},
+                {"name": "items_30d", "column": "item_id", "window_days": 30}]
+    ds = open_tiny(tmp_path, ev, distinct_counts=distinct, observed_until="2024-03-01")
+    rows, fs = _rows(ds, as_of="2024-01-31T00:00:00")
+    # items 5 (one second inside the window), 2 (twice) and 3; item 1 at exactly 30 days before
+    # is out, the null item is not counted
+    assert rows["a"]["items_30d"] == 3
+    # communities 7 and 8 (9 was a post, 10 is at as_of: not before it)
+    assert rows["a"]["communities_joined"] == 2
+    assert rows["b"]["items_30d"] == 1 and rows["b"]["communities_joined"] == 0
+    assert {f.name: f.window_days for f in fs.features if f.family == "distinct"} == {
+        "communities_joined": None, "items_30d": 30}

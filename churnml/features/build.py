@@ -175,9 +175,9 @@ def build_features(
         **sums,
     )
     per_event = per_event.mutate(act=_activity(ds, per_event)).cache()
-    days = e.filter(e.act).select(
-        "user_id", "d", od=ibis.ifelse(onb, e.tsec // DAY_US, -1)
-    ).distinct().cache()
+    # Active days come from the events alone (no join to users): the onboarding days, which need
+    # the signup, are a separate small aggregate below.
+    days = ev.filter(_activity(ds, ev)).select("user_id", "d").distinct().cache()
 
     # Level 2: narrow per-user tables, each its own cached query so no single aggregation holds
     # every feature's state at once (that was the memory peak on large logs; see BENCHMARKS.md).
@@ -192,17 +192,20 @@ def build_features(
         for chunk in rest
     ]
 
-    active = days.select("user_id", "d").distinct()
     # The gap (in days) from each active day to the user's previous one.
-    gaps = active.mutate(gap=active.d.lead().over(group_by="user_id", order_by="d") - active.d)
+    gaps = days.mutate(gap=days.d.lead().over(group_by="user_id", order_by="d") - days.d)
     parts.append(gaps.group_by("user_id").aggregate(**{f.name: f.expr(gaps) for f in stage["days"]}).cache())
     optional = []
-    onb_days = days.filter(days.od >= 0).select("user_id", "od").distinct()
+    onb_days = e.filter(onb & e.act).select("user_id", od=e.tsec // DAY_US).distinct()
     optional.append(onb_days.group_by("user_id").aggregate(
         **{f.name: f.expr(onb_days) for f in stage["onboarding_days"]}).cache())
-    if stage["distinct"]:
-        optional.append(ev.group_by("user_id").aggregate(
-            **{f.name: f.expr(ev) for f in stage["distinct"]}).cache())
+    # Distinct counts cannot be condensed. One pass per window, reading only that window's
+    # events: the filter on the raw timestamp lets the engine skip the rest of the log (the
+    # features' own expressions still apply the window exactly).
+    for w in sorted({f.window_days for f in stage["distinct"]}, key=lambda w: w or 0):
+        rows = ev if w is None else ev.filter(ev.ts > ibis.literal(as_of - dt.timedelta(days=w)))
+        optional.append(rows.group_by("user_id").aggregate(
+            **{f.name: f.expr(rows) for f in stage["distinct"] if f.window_days == w}).cache())
     if stage["campaigns"]:
         history, judged = _campaign_history(ds, ev, cut, stage["campaigns"])
         judged.release()

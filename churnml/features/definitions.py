@@ -26,7 +26,8 @@ many features there are). Each feature names the stage it is computed at:
     onboarding window, with activity.
 ``distinct``
     The raw events before ``as_of`` with ``d``: for distinct counts, which
-    cannot be condensed.
+    cannot be condensed. Features sharing a ``window_days`` share one pass,
+    which reads only the events of that window.
 ``campaigns``
     The user's campaign exposures sent before ``as_of`` (``treated``,
     ``sent_ts``, ``closed``, ``responded``).
