@@ -199,13 +199,14 @@ def build_features(
     onb_days = e.filter(onb & e.act).select("user_id", od=e.tsec // DAY_US).distinct()
     optional.append(onb_days.group_by("user_id").aggregate(
         **{f.name: f.expr(onb_days) for f in stage["onboarding_days"]}).cache())
-    # Distinct counts cannot be condensed. One pass per window, reading only that window's
-    # events: the filter on the raw timestamp lets the engine skip the rest of the log (the
-    # features' own expressions still apply the window exactly).
-    for w in sorted({f.window_days for f in stage["distinct"]}, key=lambda w: w or 0):
-        rows = ev if w is None else ev.filter(ev.ts > ibis.literal(as_of - dt.timedelta(days=w)))
-        optional.append(rows.group_by("user_id").aggregate(
-            **{f.name: f.expr(rows) for f in stage["distinct"] if f.window_days == w}).cache())
+    # Distinct counts cannot be condensed. Each reads only the events it counts: filtered in a
+    # WHERE (not only in the aggregate) and, for a window, on the raw timestamp, so the engine
+    # skips the rest of the log. The features' own expressions still apply both exactly.
+    for f in stage["distinct"]:
+        rows = ev if f.window_days is None else ev.filter(
+            ev.ts > ibis.literal(as_of - dt.timedelta(days=f.window_days)))
+        rows = rows if f.rows is None else rows.filter(f.rows(rows))
+        optional.append(rows.group_by("user_id").aggregate(**{f.name: f.expr(rows)}).cache())
     if stage["campaigns"]:
         history, judged = _campaign_history(ds, ev, cut, stage["campaigns"])
         judged.release()

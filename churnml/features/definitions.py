@@ -26,8 +26,8 @@ many features there are). Each feature names the stage it is computed at:
     onboarding window, with activity.
 ``distinct``
     The raw events before ``as_of`` with ``d``: for distinct counts, which
-    cannot be condensed. Features sharing a ``window_days`` share one pass,
-    which reads only the events of that window.
+    cannot be condensed. Each has its own pass, which reads only the events
+    it counts (its ``rows``, and its window by timestamp).
 ``campaigns``
     The user's campaign exposures sent before ``as_of`` (``treated``,
     ``sent_ts``, ``closed``, ``responded``).
@@ -77,6 +77,11 @@ class Feature:
         The trailing window it covers, if any (``None`` = all history).
     fill : float, optional
         Value for eligible users the stage has no rows for (e.g. 0 contacts).
+    rows : callable, optional
+        For ``distinct`` features: a predicate over the stage's table selecting
+        the rows the count reads. The build filters on it before aggregating,
+        so the engine can skip the other rows; ``expr`` must give the same
+        result without it.
     """
 
     name: str
@@ -86,6 +91,7 @@ class Feature:
     expr: Callable[[ibis.Table], ibis.Value]
     window_days: int | None = None
     fill: float | None = None
+    rows: Callable[[ibis.Table], ibis.Value] | None = None
 
 
 def safe_name(value: str) -> str:
@@ -193,18 +199,19 @@ def feature_definitions(
         if dc.column not in event_columns:
             continue
 
-        def _distinct(e, dc=dc):
+        def _counted(e, dc=dc):
             cond = e[dc.column].notnull()
             if dc.events:
                 cond &= e.event.isin(dc.events)
             if dc.window_days:
                 cond &= e.d < dc.window_days
-            return e[dc.column].nunique(where=cond)
+            return cond
 
         what = f"distinct {dc.column}" + (f" in {', '.join(dc.events)} events" if dc.events else "")
         span = f"in the last {dc.window_days} days" if dc.window_days else "so far"
-        add(Feature(dc.name, dc.description or f"{what} {span}", "distinct", "distinct", _distinct,
-                    dc.window_days, fill=0))
+        add(Feature(dc.name, dc.description or f"{what} {span}", "distinct", "distinct",
+                    lambda e, dc=dc, counted=_counted: e[dc.column].nunique(where=counted(e)),
+                    dc.window_days, fill=0, rows=_counted))
     for col in config.sum_columns:
         if col not in event_columns:
             continue
