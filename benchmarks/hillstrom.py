@@ -324,9 +324,11 @@ def _versions() -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="hillstrom.csv of the protocol")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                    help="split seeds (the protocol's are 0-4)")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
     ap.add_argument("--n-jobs", type=int, default=1, help="LightGBM threads for every method (≤ 2)")
     ap.add_argument("--cv", type=int, default=5, help="folds of the model selection")
@@ -342,10 +344,11 @@ def main() -> None:
         default=3,
         help="fit+predict runs per method and split; the fastest is reported",
     )
-    ap.add_argument("--out", type=Path, default=HERE / "_data" / "hillstrom_results.json")
+    ap.add_argument("--out", type=Path, default=HERE / "_data" / "hillstrom_results.json",
+                    help="JSON file for every figure")
     args = ap.parse_args()
     if not args.data.exists():
-        raise SystemExit(f"no data at {args.data}")
+        raise SystemExit(f"no data at {args.data}; give the path of hillstrom.csv with --data")
     # scikit-uplift 0.5.1 calls sklearn's deprecated stable_cumsum on every metric call.
     warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -368,9 +371,10 @@ def main() -> None:
             per_seed = []
             for seed in args.seeds:
                 t0 = time.perf_counter()
-                per_seed.append(
-                    run_split(X, y, t, seed, args.n_jobs, args.cv, args.repeats, args.test_size)
-                )
+                per_seed.append({
+                    "seed": seed,
+                    **run_split(X, y, t, seed, args.n_jobs, args.cv, args.repeats, args.test_size),
+                })
                 sel = per_seed[-1]["methods"][SELECTED]
                 print(
                     f"[{setting} seed {seed}] chose {sel['chosen']} qini={sel['qini_auc']:.4f} "

@@ -86,11 +86,15 @@ def _exit_code(exc: ChurnmlError) -> int:
 def _parse_instants(values: list[str] | None) -> list[dt.datetime] | None:
     if not values:
         return None
-    try:
-        return [utc(v) for v in values]
-    except ValueError:
-        err.print(f"[bold red]error:[/] --as-of must be a date or ISO datetime, got {values!r}")
-        raise typer.Exit(INPUT_ERROR) from None
+    out = []
+    for v in values:
+        try:
+            out.append(utc(v))
+        except ValueError:
+            err.print(f"[bold red]error:[/] --as-of must be a date or ISO datetime such as 2024-04-15, "
+                      f"got {v!r}")
+            raise typer.Exit(INPUT_ERROR) from None
+    return out
 
 
 def _progress() -> Progress:
@@ -338,7 +342,8 @@ def _report_uplift(res) -> None:
         pick.add_column(c, justify="left" if c == "learner" else "right")
     for name, row in sel.iterrows():
         pick.add_row(name, f"{row['mean']:.4f} ± {row['std']:.4f}",
-                     f"{row['gain_over_default']:+.4f} ± {row['gain_se']:.4f}", "✓" if row["chosen"] else "")
+                     f"{row['gain_over_default']:+.4f} ± {row['gain_se']:.4f}",
+                     "✓" if row["chosen"] else ("constant: ranks nobody" if row.get("constant", False) else ""))
     out.print(pick)
     cols = ["qini_auc", "uplift_auc", "uplift_at_10", "uplift_at_30", "returns_per_1000_observed",
             "returns_per_1000_expected"]
@@ -400,7 +405,7 @@ def _report_promotion(res) -> None:
 @_input_errors
 def score(
     config: Annotated[Path, typer.Option("--config", "-c", help="Scoring config (YAML).")] = Path("serving/batch.yaml"),
-    as_of: Annotated[str, typer.Option("--as-of", help="Score as of this date/instant (UTC), e.g. today.")] = ...,
+    as_of: Annotated[str, typer.Option("--as-of", help="Score as of this date/instant (UTC), e.g. 2024-04-30 (usually today's date).")] = ...,
     force: Annotated[bool, typer.Option(help="Replace an existing list for the date.")] = False,
 ):
     """Nightly scoring: the day's ranked recall list by expected incremental returns.
@@ -477,7 +482,9 @@ def _report_drivers(res) -> None:
 @_input_errors
 def run(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the job writes.")] = Path("runs/demo"),
-    users: Annotated[int, typer.Option(help="Simulated users.", min=100)] = 20_000,
+    users: Annotated[int, typer.Option(
+        help="Simulated users (a few hundred at least, so that recall campaigns can be learned from).",
+        min=100)] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     trials: Annotated[int, typer.Option(help="Optuna trials for the churn model.", min=0)] = 10,
 ):
@@ -504,6 +511,8 @@ def run(
               f"(difference {check['z']:+.1f} standard errors); "
               f"{check['unmatched']:,} eligible rows without truth")
     train_cfg = _demo_train_config(cfg_path, res.table_path, sim.truth_dir, trials)
+    # Fail before anything is registered if the uplift step could not learn from the campaigns.
+    _check_campaign_sizes(ds, max(10, train_cfg.min_class_count // 2), users)
     churn = _train_churn(train_cfg, ds)
     _report_churn(churn)
     _report_promotion(_promote(train_cfg, ds))
@@ -518,6 +527,21 @@ def run(
     _report_list(_score(score_cfg, ds, ds.observed_until, True))
     out.print(f"[bold green]done[/] in {time.perf_counter() - t0:.0f}s; outputs under {out_dir}; "
               "MLflow runs and models: `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`")
+
+
+def _check_campaign_sizes(ds, min_group: int, users: int) -> None:
+    from churnml.exceptions import TrainingDataError
+
+    if ds.campaigns is None:
+        raise TrainingDataError(f"{users:,} simulated users received no recall message; use more --users")
+    c = ds.campaigns
+    sizes = c.group_by("campaign_id").aggregate(n1=c.treated.cast("int64").sum(), n0=(~c.treated).cast("int64").sum())
+    small = [r for r in sizes.order_by("campaign_id").to_pyarrow().to_pylist() if min(r["n1"], r["n0"]) < min_group]
+    if small:
+        r = small[0]
+        raise TrainingDataError(
+            f"campaign '{r['campaign_id']}' of {users:,} simulated users has {r['n1']:,} treated and {r['n0']:,} "
+            f"control exposures; the uplift step needs at least {min_group} of each: use more --users")
 
 
 def _demo_train_config(dataset, training_set, truth_dir, trials):

@@ -219,6 +219,13 @@ class DatasetConfig(_Strict):
             raise ValueError("`feature_windows_days` must list at least one window.")
         return sorted(set(v))
 
+    @model_validator(mode="after")
+    def _ordered_snapshots(self):
+        rule = self.snapshots
+        if isinstance(rule, SnapshotRule) and rule.start > rule.end:
+            raise ValueError(f"snapshots: start {rule.start.date()} is after end {rule.end.date()}")
+        return self
+
     def snapshot_instants(self) -> list[dt.datetime]:
         """The configured snapshot instants (empty if none are configured)."""
         if self.snapshots is None:
@@ -241,6 +248,8 @@ def _resolve(source: SourceConfig | None, base: Path) -> SourceConfig | None:
 
 def _read_config(path: Path, schema: type[BaseModel], section: str):
     """Read a YAML file and validate it (or its ``section``) against ``schema``; one line per problem."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; give the config file (YAML) inside it")
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -255,6 +264,7 @@ def _read_config(path: Path, schema: type[BaseModel], section: str):
     except ValidationError as exc:
         lines = [
             f"{path}: {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
+            if e["loc"] else f"{path}: {e['msg'].removeprefix('Value error, ')}"
             for e in exc.errors()
         ]
         raise ConfigError("\n".join(lines)) from None

@@ -146,7 +146,9 @@ def _read(con: ibis.BaseBackend, src: SourceConfig, kind: str) -> ibis.Table:
         p = src.path
         suffix = Path(p.rstrip("*")).suffix.lower() or Path(p).suffix.lower()
         if "*" not in p and not Path(p).exists():
-            raise ContractError([DataProblem(src.label, None, 0, "file not found")])
+            raise ContractError([DataProblem(src.label, None, 0, f"file not found (looked for {p})")])
+        if "*" not in p and Path(p).is_file() and Path(p).stat().st_size == 0:
+            raise ContractError([DataProblem(src.label, None, 0, "file is empty (0 bytes)")])
         if suffix in (".csv", ".tsv", ".txt", ".gz"):
             ts_col = src.columns.get(_TS_COLUMN[kind], _TS_COLUMN[kind])
             try:
@@ -184,8 +186,15 @@ def _example(t: ibis.Table, pred, col: str) -> str:
 def _rename(t: ibis.Table, src: SourceConfig) -> ibis.Table:
     if not src.columns:
         return t
-    present = {c: s for c, s in src.columns.items() if s in t.columns}
-    return t.rename(present) if present else t
+    absent = {c: s for c, s in src.columns.items() if s not in t.columns}
+    if absent:
+        # A mapping to a column that is not there must not fall back on a same-named column.
+        raise ContractError([
+            DataProblem(src.label, s, 0, f"named in 'columns' (as {c!r}) but not in the table "
+                                         f"(columns found: {', '.join(t.columns)})")
+            for c, s in absent.items()
+        ])
+    return t.rename(dict(src.columns))
 
 
 def _normalise_ts(t: ibis.Table, col: str, label: str, problems: list[DataProblem]) -> ibis.Table:
@@ -280,6 +289,7 @@ def _check_events(ev: ibis.Table, label: str, until: dt.datetime, configured: bo
     # Event names are few: judge them on the distinct values, not on every row.
     names = ev.group_by("event").aggregate(k=ev.count()).to_pyarrow().to_pylist()
     stats["bad_event"] = sum(r["k"] for r in names if r["event"] is None or not str(r["event"]).strip())
+    stats["event_counts"] = {r["event"]: r["k"] for r in names if r["event"] is not None}
     problems = []
     if stats["bad_id"]:
         problems.append(DataProblem(label, "user_id", stats["bad_id"], "null or empty user ids"))
@@ -297,6 +307,47 @@ def _check_events(ev: ibis.Table, label: str, until: dt.datetime, configured: bo
             )
         )
     return problems, stats
+
+
+def _check_config_names(
+    config: DatasetConfig, ev: ibis.Table, counts: dict, label: str
+) -> tuple[list[DataProblem], list[str]]:
+    """Event types and columns the config names, against the events table.
+
+    A column the features need that is missing or not numeric is a problem; an
+    event type that never occurs is a warning (a config may list types a log
+    does not have yet), unless no activity event occurs at all, which leaves
+    nothing to build.
+    """
+    problems: list[DataProblem] = []
+    notes: list[str] = []
+    found = sorted(str(e) for e in counts)
+    shown = ", ".join(found[:12]) + (", ..." if len(found) > 12 else "")
+    named = [("sum_columns", c) for c in config.sum_columns]
+    named += [(f"distinct_counts '{d.name}'", d.column) for d in config.distinct_counts]
+    for key, col in named:
+        if col not in ev.columns:
+            problems.append(DataProblem(label, col, 0, f"named in {key} but not in the table "
+                                                       f"(columns found: {', '.join(ev.columns)})"))
+    for col in config.sum_columns:
+        if col in ev.columns and not ev.schema()[col].is_numeric():
+            bad = ev[col].notnull() & ev[col].cast("string").try_cast("float64").isnull()
+            n_bad = _scalar(bad.sum())
+            problems.append(DataProblem(label, col, n_bad, "sum_columns needs numbers; values that are not",
+                                        _example(ev, bad, col)))
+    activity = config.activity_events or []
+    if activity and not any(a in counts for a in activity):
+        problems.append(DataProblem(label, "event", 0, f"none of the activity_events {activity} occurs "
+                                                       f"(event types found: {shown})"))
+    else:
+        notes += [f"{label}: activity event {a!r} never occurs (event types found: {shown})"
+                  for a in activity if a not in counts]
+    notes += [f"{label}: event type {e!r} in event_types never occurs; its features will be empty "
+              f"(event types found: {shown})" for e in config.event_types or [] if e not in counts]
+    for d in config.distinct_counts:
+        notes += [f"{label}: event type {e!r} of distinct_counts '{d.name}' never occurs"
+                  for e in d.events or [] if e not in counts]
+    return problems, notes
 
 
 def open_dataset(
@@ -353,6 +404,8 @@ def open_dataset(
     ev_label = srcs.events.label
     p, stats = _check_events(events, ev_label, until, config.observed_until is not None)
     problems += p
+    p, notes = _check_config_names(config, events, stats["event_counts"], ev_label)
+    problems += p
     # Rows with missing or unparsable timestamps were reported above (and fail the run).
     events = events.filter(events.ts.notnull())
 
@@ -370,7 +423,8 @@ def open_dataset(
     n_events = stats["n"]
     n_distinct = _scalar(events.distinct().count())
     n_dup = n_events - n_distinct
-    notes = []
+    for msg in notes:
+        warnings.warn(msg, DataWarning, stacklevel=2)
     if n_dup:
         events = events.distinct()
         msg = f"{ev_label}: {n_dup:,} exact duplicate events dropped"

@@ -18,6 +18,7 @@ import yaml
 
 from churnml.config import DatasetConfig, load_dataset_config, utc
 from churnml.data import Dataset, open_dataset
+from churnml.exceptions import ContractError, DataProblem
 from churnml.features import LABEL, FeatureSet, build_snapshot, build_training_set
 from churnml.io import write_json, write_parquet, write_text
 from churnml.simulator import EVENT_TYPES
@@ -101,6 +102,11 @@ def simulate_job(sim, out_dir: str | Path, *, truth: bool = True,
             eligibility_days=ds_cfg.eligibility_days,
         )
     result = simulator.simulate(sim, out_dir, truth=spec, progress=progress)
+    if not result.n_exposures:
+        # Too few users for any recall campaign to reach someone: an empty campaigns table would
+        # fail every later command's contract check, so the config leaves it out.
+        raw["sources"].pop("campaigns", None)
+        (out_dir / "campaigns.parquet").unlink(missing_ok=True)
     header = (
         f"# Dataset config for a simulated music app (seed {sim.seed}, {sim.n_users:,} users, "
         f"{sim.days} days).\n# Written by `churnml simulate`; paths are relative to this file.\n"
@@ -197,6 +203,12 @@ def build_features_job(
         from churnml.exceptions import ConfigError
 
         raise ConfigError("no snapshots: give --as-of or configure `snapshots` in the dataset config")
+    late = [a for a in instants if a > ds.observed_until]
+    if late:
+        raise ContractError([DataProblem(
+            "snapshots", None, len(late),
+            f"as_of {late[0].isoformat()} is after the data ends ({ds.observed_until.isoformat()}); "
+            "no user would be active before it")])
     labels = (not as_of) if labels is None else labels
     # Fixed once so every snapshot has the same columns (and the schema file says which).
     types = ds.event_types(before=max(instants))

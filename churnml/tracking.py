@@ -57,8 +57,9 @@ def configure(settings: Settings | None = None) -> str:
 
     import mlflow
 
-    # Database migrations on a new store are MLflow's business, not the user's.
-    for name in ("mlflow.store.db.utils", "alembic"):
+    # Database migrations on a new store and the check of a model's input example are MLflow's
+    # business, not the user's.
+    for name in ("mlflow.store.db.utils", "alembic", "mlflow.pyfunc", "mlflow.models"):
         logging.getLogger(name).setLevel(logging.WARNING)
     s = settings or get_settings()
     uri = s.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")

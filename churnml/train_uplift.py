@@ -252,11 +252,19 @@ def train_uplift_job(
     X_tr = to_matrix(train, specs, where="training exposures").reset_index(drop=True)
     y_tr, t_tr = train[RESPONSE].to_numpy(), train["treated"].to_numpy()
     cands = candidates or learners.default_candidates(seed=cfg.seed, n_jobs=settings.threads or 2)
-    best, learner, selection = learners.select_uplift_model(X_tr, y_tr, t_tr, cands, cv=5, seed=cfg.seed)
+    log(f"cross-validating {len(cands)} uplift learners on the training campaigns (5 folds each)")
+    best, learner, selection = learners.select_uplift_model(
+        X_tr, y_tr, t_tr, cands, cv=5, seed=cfg.seed,
+        progress=lambda name, score, sec: log(f"  {name}: Qini {score:.4f} ({sec:.1f}s)"))
     gain = selection.loc[best, ["gain_over_default", "gain_se"]]
-    log(f"selected '{best}' by 5-fold cross-validated Qini on the training campaigns "
-        f"({gain.iloc[0]:+.4f} ± {gain.iloc[1]:.4f} over the default '{next(iter(cands))}', "
-        "which is kept unless beaten by more than one standard error)")
+    default = next(iter(cands))
+    if best == default:
+        log(f"kept the default learner '{best}': no other beat its 5-fold cross-validated Qini on the "
+            "training campaigns by more than one standard error")
+    else:
+        log(f"selected '{best}' by 5-fold cross-validated Qini on the training campaigns "
+            f"({gain.iloc[0]:+.4f} ± {gain.iloc[1]:.4f} over the default '{default}', "
+            "which is kept unless beaten by more than one standard error)")
     base = float(train[RESPONSE].mean())
     model = UpliftModel(learner, specs, segment_threshold=0.01, response_threshold=0.5,
                         metadata={"selected": best, "train_campaigns": train_ids, "test_campaigns": test_ids,
@@ -273,6 +281,9 @@ def train_uplift_job(
     churn = _churn_scores(test, settings)
     if churn is not None:
         scores["churn risk"] = churn
+    else:
+        log("no registered churn-risk model scores these features: targeting by churn risk is not compared "
+            "(train one with `churnml train churn`)")
     true = _truth(test, cfg.truth) if cfg.truth is not None else None
     true_train = _truth(train, cfg.truth) if true is not None else None
     if true_train is not None:

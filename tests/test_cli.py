@@ -116,3 +116,42 @@ def test_main_job_end_to_end(tmp_path):
     assert (tmp_path / "data" / "truth" / "churn.parquet").exists()
     assert (tmp_path / "retention" / "retention_report.html").exists()
     assert "done" in res.output
+
+
+def test_features_build_refuses_a_snapshot_after_the_data(tmp_path):
+    cfg = write_dataset(tmp_path, TINY_EVENTS, TINY_USERS, observed_until="2024-02-01")
+    res = invoke("features", "build", "-c", cfg, "--as-of", "2025-01-01", "--out", tmp_path / "f.parquet")
+    assert res.exit_code == 2, res.output
+    assert "snapshots: 1 as_of 2025-01-01T00:00:00+00:00 is after the data ends (2024-02-01" in res.output
+    assert not (tmp_path / "f.parquet").exists()
+    res = invoke("features", "build", "-c", cfg, "--as-of", "2024-01-06", "--as-of", "yesterday")
+    assert res.exit_code == 2 and "got 'yesterday'" in res.output
+
+
+def test_bad_config_value_is_one_line(tmp_path):
+    events = [{**r, "amount": "abc" if i == 2 else "3"} for i, r in enumerate(TINY_EVENTS)]
+    cfg = write_dataset(tmp_path, events, TINY_USERS, observed_until="2024-02-01", sum_columns=["amount"])
+    for args in (("validate", "-c", cfg), ("features", "build", "-c", cfg, "--out", tmp_path / "f.parquet")):
+        res = invoke(*args)
+        assert res.exit_code == 2, res.output
+        assert "events.csv: column 'amount': 1 sum_columns needs numbers" in res.output
+        assert "Traceback" not in res.output
+    res = invoke("validate", "-c", tmp_path)
+    assert res.exit_code == 2 and "is a folder; give the config file" in res.output
+
+
+def test_simulating_too_few_users_for_a_campaign_leaves_campaigns_out(tmp_path):
+    res = invoke("simulate", "--out", tmp_path, "--users", 1, "--days", 30, "--no-truth")
+    assert res.exit_code == 0, res.output
+    assert "campaigns" not in (tmp_path / "dataset.yaml").read_text()
+    assert not (tmp_path / "campaigns.parquet").exists()
+    res = invoke("validate", "-c", tmp_path / "dataset.yaml")
+    assert res.exit_code == 0, res.output
+
+
+def test_main_job_stops_before_registering_when_campaigns_are_too_small(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = invoke("run", "--out", tmp_path / "out", "--users", 100, "--trials", 1)
+    assert res.exit_code == 2, res.output
+    assert "the uplift step needs at least 25 of each: use more --users" in res.output
+    assert "registered" not in res.output and not (tmp_path / "mlruns").exists()

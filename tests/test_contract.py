@@ -46,7 +46,7 @@ def test_empty_table(tmp_path):
 def test_missing_file(tmp_path):
     cfg = write_dataset(tmp_path, TINY_EVENTS, **UNTIL)
     (tmp_path / "events.csv").unlink()
-    with pytest.raises(ContractError, match="^events.csv: file not found$"):
+    with pytest.raises(ContractError, match=r"^events.csv: file not found \(looked for .*events.csv\)$"):
         open_dataset(load_dataset_config(cfg))
 
 
@@ -186,3 +186,63 @@ def test_shipped_job_config_matches_the_simulator(tmp_path):
             "onboarding_days", "response_window_days", "distinct_counts", "observed_until")
     assert {k: getattr(shipped, k) for k in same} == {k: getattr(sim, k) for k in same}
     assert shipped.sources.events.path.endswith("data/sim/events.parquet")
+
+
+def test_zero_byte_file(tmp_path):
+    cfg = write_dataset(tmp_path, TINY_EVENTS, TINY_USERS, **UNTIL)
+    (tmp_path / "events.csv").write_text("")
+    with pytest.raises(ContractError, match=r"^events.csv: file is empty \(0 bytes\)$"):
+        open_dataset(load_dataset_config(cfg))
+
+
+def test_column_mapping_to_an_absent_column(tmp_path):
+    # The mapping names a column the file lacks: it must not fall back on the file's own 'ts'.
+    cfg = write_dataset(tmp_path, TINY_EVENTS, TINY_USERS, **UNTIL)
+    doc = load_dataset_config(cfg).model_dump(mode="json", exclude_none=True)
+    doc["sources"]["events"]["columns"] = {"ts": "event_time"}
+    (tmp_path / "dataset.yaml").write_text(__import__("yaml").safe_dump(doc))
+    with pytest.raises(ContractError) as info:
+        open_dataset(load_dataset_config(tmp_path / "dataset.yaml"))
+    assert [str(p) for p in info.value.problems] == [
+        "events.csv: column 'event_time': named in 'columns' (as 'ts') but not in the table "
+        "(columns found: user_id, ts, event, item_id)"]
+
+
+def test_sum_column_must_exist_and_be_numeric(tmp_path):
+    events = [{**r, "amount": "12.5"} for r in TINY_EVENTS]
+    events[2] = {**events[2], "amount": "abc"}
+    lines = _problems(tmp_path / "a", events, sum_columns=["amount"])
+    assert lines == ["events.csv: column 'amount': 1 sum_columns needs numbers; values that are not "
+                     "(e.g. 'abc')"]
+    lines = _problems(tmp_path / "b", sum_columns=["amout"],
+                      distinct_counts=[{"name": "dx", "column": "nosuch"}])
+    assert lines == [
+        "events.csv: column 'amout': named in sum_columns but not in the table "
+        "(columns found: user_id, ts, event, item_id)",
+        "events.csv: column 'nosuch': named in distinct_counts 'dx' but not in the table "
+        "(columns found: user_id, ts, event, item_id)"]
+
+
+def test_event_names_in_the_config_are_checked(tmp_path):
+    lines = _problems(tmp_path / "a", activity_events=["plya"])
+    assert lines == ["events.csv: column 'event': none of the activity_events ['plya'] occurs "
+                     "(event types found: like, play)"]
+    with pytest.warns(DataWarning) as record:
+        ds = open_tiny(tmp_path / "b", TINY_EVENTS, TINY_USERS, TINY_CAMPAIGNS, **UNTIL,
+                       activity_events=["play", "add_to_cart"], event_types=["play", "like", "veiw"])
+    said = [str(w.message) for w in record]
+    assert "events.csv: activity event 'add_to_cart' never occurs (event types found: like, play)" in said
+    assert any("event type 'veiw' in event_types never occurs" in m for m in said)
+    assert len(ds.warnings) == 2
+
+
+def test_config_path_is_a_folder(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder; give the config file"):
+        load_dataset_config(tmp_path)
+
+
+def test_snapshot_range_must_be_ordered(tmp_path):
+    cfg = write_dataset(tmp_path, TINY_EVENTS, TINY_USERS, **UNTIL,
+                        snapshots={"start": "2024-04-01", "end": "2024-02-01", "every_days": 7})
+    with pytest.raises(ConfigError, match=r"dataset.yaml: snapshots: start 2024-04-01 is after end 2024-02-01$"):
+        load_dataset_config(cfg)

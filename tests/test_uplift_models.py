@@ -709,16 +709,22 @@ def test_infinite_inputs_are_refused_naming_the_column(learner, planted):
 
 
 class _Const(BaseEstimator):
-    """Predicts one constant, so a scoring function can tell the candidates apart."""
+    """Predicts its constant first, so a scoring function can tell the candidates apart.
 
-    def __init__(self, value=0.0):
+    The other rows get a tiny ramp: a prediction that is exactly constant ranks
+    nobody, and selection never chooses it (tested below with ``flat=True``).
+    """
+
+    def __init__(self, value=0.0, flat=False):
         self.value = value
+        self.flat = flat
 
     def fit(self, X, y, treatment):
         return self
 
     def predict(self, X):
-        return np.full(len(X), float(self.value))
+        ramp = 0.0 if self.flat else np.arange(len(X)) * 1e-12
+        return np.full(len(X), float(self.value)) + ramp
 
 
 def _designed_scores(table: dict[float, list[float]]):
@@ -795,3 +801,31 @@ def test_selection_takes_the_best_of_the_candidates_that_beat_the_default(plante
     chosen, _, table = select_uplift_model(*args, cands, cv=3, scoring=_designed_scores(folds))
     assert table.index[0] == "noisy"
     assert chosen == "steady"
+
+
+def test_a_candidate_that_ranks_nobody_is_never_chosen(planted):
+    # A learner that predicts one value for every row (e.g. trees whose leaves need more rows
+    # than a small campaign has) scores 0 or less on Qini-like metrics only by luck of ties;
+    # here it is given the best fold scores and must still not be chosen.
+    args = (planted["X"], planted["y"], planted["t"])
+    cands = {"default": _Const(1.0), "flat": _Const(2.0, flat=True), "other": _Const(3.0)}
+    folds = {1.0: [0.10, 0.10, 0.10], 2.0: [0.50, 0.50, 0.50], 3.0: [0.30, 0.31, 0.29]}
+    with pytest.warns(DataWarning, match="'flat' predicted one uplift for every held-out row on all 3 folds"):
+        chosen, _, table = select_uplift_model(*args, cands, cv=3, scoring=_designed_scores(folds))
+    assert chosen == "other"
+    assert table["constant"].to_dict() == {"flat": True, "other": False, "default": False}
+    # A flat default is replaced by the best candidate that ranks, even without a clear gain.
+    cands = {"default": _Const(2.0, flat=True), "weak": _Const(1.0), "other": _Const(3.0)}
+    folds = {2.0: [0.50, 0.50, 0.50], 1.0: [0.10, 0.12, 0.11], 3.0: [0.09, 0.10, 0.12]}
+    with pytest.warns(DataWarning):
+        chosen, _, _ = select_uplift_model(*args, cands, cv=3, scoring=_designed_scores(folds))
+    assert chosen == "weak"
+
+
+def test_selection_reports_progress(planted):
+    args = (planted["X"], planted["y"], planted["t"])
+    seen = []
+    folds = {1.0: [0.1, 0.2, 0.3], 3.0: [0.3, 0.3, 0.3]}
+    select_uplift_model(*args, {"a": _Const(1.0), "b": _Const(3.0)}, cv=3, scoring=_designed_scores(folds),
+                        progress=lambda name, score, sec: seen.append((name, round(score, 6), sec >= 0)))
+    assert seen == [("a", 0.2, True), ("b", 0.3, True)]

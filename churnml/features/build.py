@@ -272,7 +272,7 @@ def churn_labels(ds: Dataset, as_of: dt.datetime) -> ibis.Table:
     end = as_of + dt.timedelta(days=ds.config.horizon_days)
     if end > ds.observed_until:
         raise ContractError([DataProblem(
-            "snapshots", "as_of", 0,
+            "snapshots", None, 0,
             f"label window of {as_of.date()} ends {end.date()}, after the data ends "
             f"({ds.observed_until.isoformat()}); use an earlier snapshot or a shorter horizon",
         )])

@@ -1206,6 +1206,7 @@ def select_uplift_model(
     scoring: Callable = qini_auc_score,
     default: str | None = None,
     margin_se: float = 1.0,
+    progress: Callable[[str, float, float], None] | None = None,
 ):
     """Choose among uplift learners by cross-validated score, then refit the choice.
 
@@ -1242,6 +1243,9 @@ def select_uplift_model(
     margin_se : float >= 0, default=1.0
         How clearly: the mean paired fold difference must exceed this many of its
         standard errors. 0 takes the highest mean score (the default on ties).
+    progress : callable, optional
+        Called as ``progress(name, mean_score, seconds)`` after each candidate
+        is cross-validated (for logs of long selections).
 
     Returns
     -------
@@ -1255,7 +1259,9 @@ def select_uplift_model(
         the fold scores, ``gain_over_default`` and ``gain_se`` (mean paired fold
         difference to the default and its standard error), ``chosen`` and
         ``default`` (flags), the scores ``fold_0 ...``, and ``cv_seconds`` (fit
-        and predict time summed over folds).
+        and predict time summed over folds), ``constant`` (the candidate predicted
+        one value for all held-out rows on every fold: it ranks nobody and is
+        never chosen while another candidate ranks).
 
     Raises
     ------
@@ -1316,7 +1322,7 @@ def select_uplift_model(
     split = list(folds.split(np.zeros(len(y)), 2 * t + y))
     rows = []
     for name in names:
-        scores, seconds = [], 0.0
+        scores, seconds, flat = [], 0.0, 0
         for train, held in split:
             model = _quiet_clone(candidates[name])
             start = time.perf_counter()
@@ -1324,6 +1330,16 @@ def select_uplift_model(
             uplift = model.predict(_take(X, held))
             seconds += time.perf_counter() - start
             scores.append(float(scoring(y[held], uplift, t[held])))
+            flat += bool(np.ptp(uplift) == 0)
+        if flat == cv:
+            warnings.warn(
+                DataWarning(
+                    f"select_uplift_model: '{name}' predicted one uplift for every held-out row on "
+                    f"all {cv} folds (too few rows for its settings?); it ranks nobody and is not "
+                    "chosen."
+                ),
+                stacklevel=2,
+            )
         undefined = int(np.isnan(scores).sum())
         if undefined:
             warnings.warn(
@@ -1333,8 +1349,10 @@ def select_uplift_model(
                 ),
                 stacklevel=2,
             )
+        if progress is not None:
+            progress(name, float(np.nanmean(scores)) if undefined < cv else float("nan"), seconds)
         folds_of = {f"fold_{i}": s for i, s in enumerate(scores)}
-        rows.append({"candidate": name, **folds_of, "cv_seconds": seconds})
+        rows.append({"candidate": name, **folds_of, "cv_seconds": seconds, "constant": flat == cv})
     table = pd.DataFrame(rows).set_index("candidate")
     folds_only = table[[f"fold_{i}" for i in range(cv)]]
     # Folds where a score is undefined (NaN) are skipped, and standard errors count only the rest.
@@ -1348,8 +1366,12 @@ def select_uplift_model(
     # The highest mean among the candidates that beat the default clearly, else the default.
     # NaN comparisons are False: without two comparable folds a candidate cannot beat it.
     gain, se = table["gain_over_default"], table["gain_se"]
-    clear = table.index[(gain > 0) & (gain > margin_se * se)]
+    ranks = ~table["constant"]
+    clear = table.index[(gain > 0) & (gain > margin_se * se) & ranks]
     chosen = str(clear[0]) if len(clear) else default
+    if table.loc[chosen, "constant"] and ranks.any():
+        # A default that ranks nobody is no default: the best mean among those that rank.
+        chosen = str(table.index[ranks][0])
     table.insert(4, "chosen", table.index == chosen)
     table.insert(5, "default", table.index == default)
     fitted = _quiet_clone(candidates[chosen]).fit(X, y, t)
