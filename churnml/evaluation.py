@@ -74,7 +74,7 @@ def tenure_band(tenure_days: pd.Series) -> pd.Series:
 def signup_cohort(as_of: pd.Series, tenure_days: pd.Series) -> pd.Series:
     """The ISO week (Monday) each user signed up in, from the snapshot instant and tenure."""
     signup = pd.to_datetime(as_of, utc=True) - pd.to_timedelta(pd.to_numeric(tenure_days), unit="D")
-    monday = (signup - pd.to_timedelta(signup.dt.weekday, unit="D")).dt.floor("D")
+    monday = (signup - pd.to_timedelta(signup.dt.day_of_week, unit="D")).dt.floor("D")
     return monday.dt.strftime("%Y-%m-%d").rename("signup_week")
 
 
