@@ -275,7 +275,8 @@ def _train_churn(cfg, ds, register: bool = True):
     from churnml.train import train_churn_job
 
     with _progress() as bar:
-        snaps = bar.add_task("building snapshots", total=None, visible=cfg.training_set is None)
+        total = len(ds.config.snapshot_instants()) if ds is not None else None
+        snaps = bar.add_task("building snapshots", total=total, visible=cfg.training_set is None)
         trials = bar.add_task("Optuna trials", total=cfg.tuning.trials, visible=cfg.tuning.trials > 0)
         return train_churn_job(cfg, dataset=ds, register=register, log=lambda line: bar.console.print(line),
                                on_snapshot=lambda s: bar.advance(snaps),
