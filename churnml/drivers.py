@@ -64,7 +64,7 @@ def _direction(dep: pd.DataFrame) -> str:
 
 
 def _describe(name: str, glossary: dict) -> str:
-    return (glossary.get(name) or {}).get("description") or name
+    return explain.one_day((glossary.get(name) or {}).get("description") or name)
 
 
 def _pair(ranked: list[str], glossary: dict, X: pd.DataFrame) -> tuple[str, str] | None:

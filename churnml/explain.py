@@ -73,6 +73,7 @@ __all__ = [
     "glossary_from_features",
     "glossary_from_schema",
     "interaction_table",
+    "one_day",
     "plot_beeswarm",
     "plot_dependence",
     "plot_interaction",
@@ -603,10 +604,14 @@ _QUOTED = re.compile(r"(?<!\w)'([^']+)'(?!\w)")
 _TAIL = re.compile(r"\s*\((?:empty|1/0)[^)]*\)\s*$")
 
 
+def one_day(text: str) -> str:
+    """Say "the last day", not "the last 1 days" (feature descriptions are generated per window)."""
+    return re.sub(r"\b(last|first) 1 days\b", r"\1 day", text)
+
+
 def _normalise(description: str) -> str:
     """Drop a trailing "(empty if never)"-style note and say "the last day", not "the last 1 days"."""
-    text = _TAIL.sub("", description.strip())
-    return re.sub(r"\b(last|first) 1 days\b", r"\1 day", text)
+    return one_day(_TAIL.sub("", description.strip()))
 
 
 def _since_template(thing: str, quoted: str | None) -> _Template:

@@ -75,3 +75,13 @@ def test_planted_causal_drivers_rank_high_and_associations_are_labelled(drivers_
 def test_recall_section_is_labelled_as_randomised(drivers):
     _, html = drivers
     assert "Learned from randomised campaigns" in html
+
+
+def test_one_day_windows_read_naturally():
+    from churnml.drivers import _describe
+
+    glossary = {"n_events_1d": {"description": "number of activity events in the last 1 days"},
+                "n_events_14d": {"description": "number of activity events in the last 14 days"}}
+    assert _describe("n_events_1d", glossary) == "number of activity events in the last day"
+    assert _describe("n_events_14d", glossary) == "number of activity events in the last 14 days"
+    assert _describe("unknown", glossary) == "unknown"
