@@ -149,7 +149,9 @@ def validate(config: ConfigOpt):
     _, ds = _open(config)
     out.print(f"[green]ok[/]: {ds.n_events:,} events, {ds.n_users:,} users"
               + (f", {ds.campaigns.count().to_pyarrow().as_py():,} campaign rows" if ds.campaigns is not None else "")
-              + f"; data until {ds.observed_until.isoformat()}")
+              + (f"; data until {ds.observed_until.isoformat()}" if ds.config.observed_until else
+                 f"; last event at {(ds.observed_until - dt.timedelta(microseconds=1)).isoformat()} "
+                 "(set observed_until in the config if the log runs later)"))
 
 
 @features_app.command("build")

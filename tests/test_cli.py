@@ -155,3 +155,12 @@ def test_main_job_stops_before_registering_when_campaigns_are_too_small(tmp_path
     assert res.exit_code == 2, res.output
     assert "the uplift step needs at least 25 of each: use more --users" in res.output
     assert "registered" not in res.output and not (tmp_path / "mlruns").exists()
+
+
+def test_validate_says_where_the_log_ends(tmp_path):
+    cfg = write_dataset(tmp_path / "a", TINY_EVENTS, TINY_USERS)
+    res = invoke("validate", "-c", cfg)
+    assert res.exit_code == 0, res.output
+    assert "last event at 2024-01-09T08:00:00+00:00 (set observed_until" in res.output
+    cfg = write_dataset(tmp_path / "b", TINY_EVENTS, TINY_USERS, observed_until="2024-02-01")
+    assert "data until 2024-02-01T00:00:00+00:00" in invoke("validate", "-c", cfg).output
