@@ -276,7 +276,7 @@ class RetentionJobResult:
     notes: list[str]
 
 
-def _headlines(table, headline, series, gap_summary, readout, days) -> list[str]:
+def _headlines(table, headline, series, gap_summary, readout, days, horizon_days=None) -> list[str]:
     import pandas as pd
 
     out = []
@@ -301,8 +301,11 @@ def _headlines(table, headline, series, gap_summary, readout, days) -> list[str]
         out.append(f"On {last['date']}, {int(last['dau']):,} users were active that day and "
                    f"{int(last['mau']):,} in the last 30 days (stickiness {last['stickiness']:.0%}).")
     if gap_summary.get("gap_p95") is not None:
+        rec = gap_summary["recommended_horizon_days"]
+        now = (f" (the dataset config uses {horizon_days} days: `horizon_days`)"
+               if horizon_days is not None and horizon_days != rec else "")
         out.append(f"95% of returns happen within {gap_summary['gap_p95']} days: a churn horizon of "
-                   f"{gap_summary['recommended_horizon_days']} days fits this product, and "
+                   f"{rec} days fits this product{now}, and "
                    f"{gap_summary['recommended_metric']} retention is the metric to watch.")
     for r in readout.itertuples():
         if r.window_complete and r.n_control > 0:
@@ -404,7 +407,7 @@ def retention_job(
     ranked = beh["thresholds"].dropna(subset=["adjusted_diff"])
     beh_lines = beh["summary"][1:3] if len(ranked) else []
     headlines = (_anomaly_headlines(flagged, mix) + beh_lines
-                 + _headlines(table, headline, series, gap_summary, readout, tuple(days)))
+                 + _headlines(table, headline, series, gap_summary, readout, tuple(days), cfg.horizon_days))
     if not len(ranked):
         notes.append("No behaviour could be compared with retention: too few users have a complete "
                      "first week and second week in the log, or the groups are too small.")

@@ -509,3 +509,17 @@ def test_spark_parity_on_hand_log(tmp_path):
     for key in ("cohorts", "headline", "series", "gaps", "campaigns"):
         pd.testing.assert_frame_equal(duck[key], spk[key], check_dtype=False)
     assert duck["gap_summary"] == spk["gap_summary"]
+
+
+def test_horizon_headline_names_the_configured_horizon_when_it_differs():
+    from churnml.jobs import _headlines
+
+    empty_table = pd.DataFrame({"day": [], "eligible": [], "retained_nday": []})
+    args = (empty_table, pd.DataFrame(), pd.DataFrame({"mau": []}),
+            {"gap_p95": 5, "recommended_horizon_days": 6, "recommended_metric": "D7"}, pd.DataFrame(), (1, 7))
+    differs = [line for line in _headlines(*args, horizon_days=14) if "churn horizon" in line]
+    assert differs == ["95% of returns happen within 5 days: a churn horizon of 6 days fits this product "
+                       "(the dataset config uses 14 days: `horizon_days`), and D7 retention is the metric to watch."]
+    same = [line for line in _headlines(*args, horizon_days=6) if "churn horizon" in line]
+    assert same == ["95% of returns happen within 5 days: a churn horizon of 6 days fits this product, "
+                    "and D7 retention is the metric to watch."]
