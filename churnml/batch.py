@@ -127,6 +127,9 @@ def score_job(
         fs.release()
     features = table.to_pandas()
     log(f"features: {len(features):,} users active in the {cfg.eligibility.lapsed_max_days} days before {as_of.date()}")
+    if features.empty:
+        raise StaleDataError(f"no user was active in the {cfg.eligibility.lapsed_max_days} days before "
+                             f"{as_of.isoformat()} (the data ends {ds.observed_until.isoformat()}): nothing to score")
     where = f"features as of {as_of.date()}"
     scored = scorer.score(features, reasons=0, where=where)
     campaign_id = cfg.campaign_id.format(as_of=as_of.date().isoformat())

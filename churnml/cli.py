@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import signal
 import sys
 import time
 import warnings
@@ -62,6 +63,12 @@ def _input_errors(fn):
                 for line in str(exc).splitlines():
                     err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
                 raise typer.Exit(_exit_code(exc)) from None
+            except Exception as exc:
+                # Ctrl-C inside a DuckDB query surfaces as DuckDB's InterruptException: an interrupt,
+                # not a bug, so it ends like Ctrl-C anywhere else.
+                if type(exc).__name__ == "InterruptException":
+                    raise KeyboardInterrupt from None
+                raise
             finally:
                 for w in caught:
                     if issubclass(w.category, DataWarning):
@@ -554,7 +561,14 @@ def _demo_train_config(dataset, training_set, truth_dir, trials):
                        tuning=TuningConfig(trials=trials, timeout_seconds=120))
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM (a scheduler's timeout or stop) unwinds like an exception, so that atomic outputs
+    remove their temporary files and folders; the default action would kill the process as is."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:  # pragma: no cover - console entry point
+    signal.signal(signal.SIGTERM, _terminate)
     app()
 
 

@@ -260,7 +260,7 @@ def resolve(name: str, alias: str, settings: Settings | None = None) -> ModelRef
     except MlflowException:
         raise ModelNotFoundError(
             f"no model '{name}' with alias '{alias}' in the MLflow store {uri}; train one first "
-            f"(churnml train ...) or promote a version (churnml promote {name})") from None
+            f"(churnml train ...) or promote a version (churnml promote --config <its training config>)") from None
     return ModelRef(name, str(mv.version), mv.run_id, tuple(mv.aliases))
 
 

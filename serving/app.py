@@ -303,6 +303,13 @@ class Service:
         return self.batcher.submit(rows, reasons, lambda batch: self._score_records(batch, reasons))
 
     def _check_rows(self, rows: list[dict]) -> None:
+        # JSON numbers beyond float range (1e309) or Infinity parse to inf: no model can score them.
+        infinite = [(i, k) for i, r in enumerate(rows) for k, v in r.items()
+                    if isinstance(v, float) and math.isinf(v)]
+        if infinite:
+            names = sorted({k for _, k in infinite})
+            raise SchemaMismatchError(f"rows {_span(sorted({i for i, _ in infinite}))}: infinite value in "
+                                      f"{', '.join(names)}; send a finite number, or null for missing")
         for keys in {frozenset(r) for r in rows}:
             try:
                 self.scorer.check_schema(keys)

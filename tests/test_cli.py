@@ -164,3 +164,37 @@ def test_validate_says_where_the_log_ends(tmp_path):
     assert "last event at 2024-01-09T08:00:00+00:00 (set observed_until" in res.output
     cfg = write_dataset(tmp_path / "b", TINY_EVENTS, TINY_USERS, observed_until="2024-02-01")
     assert "data until 2024-02-01T00:00:00+00:00" in invoke("validate", "-c", cfg).output
+
+
+def test_sigterm_unwinds_so_atomic_outputs_clean_up(tmp_path):
+    # A scheduler's SIGTERM must not leave a half-built list folder behind: the handler the
+    # console entry point installs turns it into SystemExit, and atomic_dir removes its folder.
+    import os
+    import signal
+
+    from churnml.cli import _terminate
+    from churnml.io import atomic_dir
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with pytest.raises(SystemExit) as info, atomic_dir(tmp_path / "2024-04-30") as tmp:
+            (tmp / "recall_list.parquet").write_text("half")
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs at the next bytecode boundary
+                pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert info.value.code == 143
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_duckdb_query_ends_like_ctrl_c(monkeypatch):
+    import duckdb
+
+    import churnml.cli as cli
+
+    def interrupted(*args, **kwargs):
+        raise duckdb.InterruptException("Query interrupted")
+
+    with pytest.raises(KeyboardInterrupt):
+        cli._input_errors(interrupted)()

@@ -124,6 +124,15 @@ def test_stale_data_missing_champion_and_schema_mismatch_are_refused(trained_sto
     assert not score_cfg.output.exists()
 
 
+def test_a_date_with_nobody_recently_active_is_refused_not_a_crash(trained_store, score_cfg):
+    # Staleness allowed for months: the date passes the freshness check, but no user was active in
+    # the eligibility window before it.
+    lax = score_cfg.model_copy(update={"max_staleness_hours": 24 * 400})
+    with pytest.raises(StaleDataError, match=r"no user was active in the 60 days before 2025-01-01.*nothing to score"):
+        score_job(lax, "2025-01-01", settings=trained_store["settings"])
+    assert not score_cfg.output.exists()
+
+
 def test_cli_exit_codes_for_the_scheduler(trained_store, tmp_path, monkeypatch):
     import yaml
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pandas as pd
@@ -156,6 +157,18 @@ def test_text_in_a_numeric_feature_is_422(client, features, json_rows, still_ser
     r = client.post("/score", json={"rows": [row]})
     assert r.status_code == 422
     assert "feature 'tenure_days' holds text" in r.json()["detail"]
+    still_serving(client)
+
+
+def test_infinite_numbers_are_422_naming_them(client, features, json_rows, still_serving):
+    rows = json_rows(features.iloc[:3])
+    rows[2]["tenure_days"] = "__INF__"
+    # 1e309 is valid JSON that parses to infinity; the test client's encoder would refuse inf itself.
+    body = json.dumps({"rows": rows}).replace('"__INF__"', "1e309")
+    r = client.post("/score", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == ("rows 2: infinite value in tenure_days; send a finite number, "
+                                  "or null for missing")
     still_serving(client)
 
 
