@@ -59,7 +59,7 @@ def test_planted_causal_drivers_rank_high_and_associations_are_labelled(drivers_
     ranked = list(res.churn_drivers["feature"])
     risk = dict(zip(res.churn_drivers["feature"], res.churn_drivers["risk_with_more"], strict=True))
     assert {"days_since_last_activity", "days_since_last_visit"} & set(ranked[:2])  # recency leads
-    # among the 15 strongest of 83 features, in the planted direction (first-week likes share their signal
+    # among the 15 strongest of 82 features, in the planted direction (first-week likes share their signal
     # with first-week plays, which they come from, so their rank moves between samples)
     assert "onboard_n_like_7d" in ranked[:15] and risk["onboard_n_like_7d"] == "lower"
     assert any("community" in f for f in ranked[:15])

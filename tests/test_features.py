@@ -151,3 +151,17 @@ def test_distinct_counts_window_and_event_filter(tmp_path):
     assert rows["b"]["items_30d"] == 1 and rows["b"]["communities_joined"] == 0
     assert {f.name: f.window_days for f in fs.features if f.family == "distinct"} == {
         "communities_joined": None, "items_30d": 30}
+
+
+def test_trend_uses_the_window_count_and_no_copy_of_it(tiny_dataset, tmp_path):
+    rows, fs = _rows(tiny_dataset)
+    names = [f.name for f in fs.features]
+    # 7 is a configured window: the last week's count is n_events_7d, not a duplicate column
+    assert "n_events_7d" in names and "n_events_last_7d" not in names
+    assert rows["u1"]["activity_trend_7d"] == pytest.approx(__import__("math").log((3 + 1) / (0 + 1)))
+    # without a 7-day window the trend brings its own count of the last week
+    ds = open_tiny(tmp_path, TINY_EVENTS, TINY_USERS, feature_windows_days=[1, 30], observed_until="2024-01-12")
+    rows, fs = _rows(ds)
+    assert "n_events_last_7d" in [f.name for f in fs.features]
+    assert rows["u1"]["n_events_last_7d"] == 3
+    assert rows["u1"]["activity_trend_7d"] == pytest.approx(__import__("math").log(4))

@@ -181,12 +181,17 @@ def feature_definitions(
     add(Feature(f"n_events_prev_{trend}d", f"activity events {trend + 1}-{2 * trend} days ago", "trend",
                 "per_event",
                 lambda p: (p[f"n_{2 * trend}"] - p[f"n_{trend}"]).sum(where=p.act).fill_null(0), 2 * trend))
-    add(Feature(f"n_events_last_{trend}d", f"activity events in the last {trend} days", "trend",
-                "per_event", active(f"n_{trend}"), trend))
+    # The last week's count is the activity feature of that window when the config has it (a copy
+    # would only split its importance in explanations); otherwise a trend feature of its own.
+    last = f"n_events_{trend}d"
+    if trend not in windows:
+        last = f"n_events_last_{trend}d"
+        add(Feature(last, f"activity events in the last {trend} days", "trend",
+                    "per_event", active(f"n_{trend}"), trend))
     add(Feature(f"activity_trend_{trend}d",
                 f"log ratio of activity in the last {trend} days to the {trend} before (below 0 = slowing)",
                 "trend", "derived",
-                lambda t: ((t[f"n_events_last_{trend}d"] + 1) / (t[f"n_events_prev_{trend}d"] + 1)).ln(),
+                lambda t: ((t[last] + 1) / (t[f"n_events_prev_{trend}d"] + 1)).ln(),
                 2 * trend))
 
     # --- depth ------------------------------------------------------------------------------
