@@ -123,3 +123,17 @@ def test_report_on_a_single_day_and_a_one_user_cohort(tmp_path):
     text = res.report_path.read_text()
     assert "too young" in text and "too few cohorts" in text.lower()
     assert "No behaviour could be compared with retention" in text
+
+
+def test_partly_observed_cohort_cells_say_how_many_users_they_cover(tmp_path):
+    # Weekly cohort of 2024-01-01: u1 signs up on Monday (day 7 = 01-08, observed), u2 on Sunday
+    # (day 7 = 01-14, after the log ends on 01-10). Its D7 is over 1 of its 2 users.
+    users = [{"user_id": "u1", "signup_ts": "2024-01-01T09:00:00Z"},
+             {"user_id": "u2", "signup_ts": "2024-01-07T09:00:00Z"}]
+    events = [{"user_id": "u1", "ts": "2024-01-01T09:30:00Z", "event": "play"},
+              {"user_id": "u1", "ts": "2024-01-08T09:30:00Z", "event": "play"},
+              {"user_id": "u2", "ts": "2024-01-07T09:30:00Z", "event": "play"}]
+    cfg = write_dataset(tmp_path / "data", events, users, observed_until="2024-01-10")
+    res = retention_job(cfg, tmp_path / "out", period="week")
+    text = res.report_path.read_text()
+    assert "1 of 2 users observed so far" in text
