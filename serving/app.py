@@ -32,7 +32,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churnml.config import Settings
@@ -106,10 +106,11 @@ class ServeSettings(BaseSettings):
         if v is None:
             return v
         token = v.get_secret_value().strip()
-        if len(token) < 16 or _PLACEHOLDER.search(token):
-            got = "a placeholder value" if _PLACEHOLDER.search(token) else f"{len(token)} characters"
-            raise ValueError("The `api_token` parameter of `ServeSettings` must be `a random secret of at "
-                             f"least 16 characters (e.g. openssl rand -hex 32)`. Got `{got}` instead.")
+        if len(token) < 16 or _PLACEHOLDER.search(token) or len(set(token)) < 8:
+            got = ("a placeholder value" if _PLACEHOLDER.search(token) else
+                   f"{len(token)} characters" if len(token) < 16 else f"only {len(set(token))} distinct characters")
+            raise ValueError(f"must be a random secret of at least 16 characters (e.g. `openssl rand -hex 32`); "
+                             f"got {got}")
         return v
 
 
@@ -625,8 +626,21 @@ def _unprocessable(request: Request, exc: SchemaMismatchError) -> JSONResponse:
 
 
 def create_app(settings: ServeSettings | None = None, scorer: Scorer | None = None) -> FastAPI:
-    """Build the API; ``settings`` default to the environment, ``scorer`` to the registry champions."""
-    settings = settings or ServeSettings()
+    """Build the API; ``settings`` default to the environment, ``scorer`` to the registry champions.
+
+    Raises
+    ------
+    SystemExit
+        With one line per bad setting (named as its environment variable), when
+        ``settings`` come from the environment and do not validate.
+    """
+    if settings is None:
+        try:
+            settings = ServeSettings()
+        except ValidationError as exc:
+            lines = [f"CHURNML_SERVE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
+                     for e in exc.errors()]
+            raise SystemExit("churnml API: bad settings\n" + "\n".join(lines)) from None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -638,7 +652,12 @@ def create_app(settings: ServeSettings | None = None, scorer: Scorer | None = No
         app.state.service.retired.set()
         gc.unfreeze()
 
-    app = FastAPI(title="churnml scoring API", version="1", lifespan=lifespan)
+    # With a token, the interactive docs and the OpenAPI schema (feature names included) are not
+    # served: every route but /health needs the token, and those pages cannot send one.
+    open_docs = settings.api_token is None
+    app = FastAPI(title="churnml scoring API", version="1", lifespan=lifespan,
+                  docs_url="/docs" if open_docs else None, redoc_url="/redoc" if open_docs else None,
+                  openapi_url="/openapi.json" if open_docs else None)
     app.state.settings = settings
     app.state.reload_lock = threading.Lock()
     app.add_exception_handler(SchemaMismatchError, _unprocessable)
