@@ -444,6 +444,11 @@ def _report_list(res) -> None:
               f"({c['contact']:,} to contact, {c['holdout']:,} random holdout) of {c['eligible']:,} eligible "
               f"({c['eligible_lapsed']:,} lapsed, {c['eligible_at_risk']:,} at risk) among {c['scored']:,} scored")
     out.print("excluded: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["excluded"].items()))
+    if not c["selected"]:
+        err.print("[yellow]warning:[/] the list is empty: no eligible user is worth contacting under these "
+                  "exclusions and costs (see 'excluded' above)", highlight=False)
+        out.print(f"models: {', '.join(f'{k} v{v}' for k, v in res.versions.items())}; list: {res.folder}")
+        return
     out.print("segments on the list: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["segments"].items()))
     out.print(f"expected incremental returns from the contacts: {c['expected_incremental_returns']:.0f} users")
     tab = Table(title="top of the list", show_edge=False)

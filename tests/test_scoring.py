@@ -151,3 +151,19 @@ def test_cli_exit_codes_for_the_scheduler(trained_store, tmp_path, monkeypatch):
     get_settings.cache_clear()
     res = run(app, ["score", "--config", str(cfg), "--as-of", "2024-04-29"])
     assert res.exit_code == 3 and "Traceback" not in res.output
+
+
+def test_an_empty_list_is_said_not_shown_as_an_empty_table(trained_store, tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.setenv("CHURNML_MLRUNS_DIR", trained_store["settings"].mlruns_dir)
+    get_settings.cache_clear()
+    cfg = tmp_path / "batch.yaml"
+    # A contact costing more than a returning user is worth: nobody has an expected gain.
+    cfg.write_text(yaml.safe_dump({"dataset": str(trained_store["config"]), "output": str(tmp_path / "lists"),
+                                   "value_per_user": 1.0, "contact_cost": 5.0}))
+    res = CliRunner().invoke(app, ["score", "--config", str(cfg), "--as-of", AS_OF])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "0 users selected" in text and "warning: the list is empty" in text
+    assert "top of the list" not in text
