@@ -10,6 +10,7 @@ Usage::
 
     python benchmarks/features_scale.py --users 1000000            # everything
     python benchmarks/features_scale.py --users 1000000 --reuse    # keep the simulated data
+    python benchmarks/features_scale.py --reuse --bound            # the passes any build needs
 
 Figures go to stdout as a Markdown table; copy them to BENCHMARKS.md with the
 machine, date and command.
