@@ -546,17 +546,17 @@ def run(
 
 def _check_campaign_sizes(ds, min_group: int, users: int) -> None:
     from churnml.exceptions import TrainingDataError
+    from churnml.train_uplift import small_campaigns
 
     if ds.campaigns is None:
         raise TrainingDataError(f"{users:,} simulated users received no recall message; use more --users")
     c = ds.campaigns
     sizes = c.group_by("campaign_id").aggregate(n1=c.treated.cast("int64").sum(), n0=(~c.treated).cast("int64").sum())
-    small = [r for r in sizes.order_by("campaign_id").to_pyarrow().to_pylist() if min(r["n1"], r["n0"]) < min_group]
-    if small:
-        r = small[0]
-        raise TrainingDataError(
-            f"campaign '{r['campaign_id']}' of {users:,} simulated users has {r['n1']:,} treated and {r['n0']:,} "
-            f"control exposures; the uplift step needs at least {min_group} of each: use more --users")
+    rows = sizes.order_by("campaign_id").to_pyarrow().to_pylist()
+    problems = small_campaigns([(r["campaign_id"], r["n1"], r["n0"]) for r in rows], min_group)
+    if problems:
+        raise TrainingDataError(f"{problems[0]} among {users:,} simulated users: the uplift step could not "
+                                "learn from it; use more --users")
 
 
 def _demo_train_config(dataset, training_set, truth_dir, trials):

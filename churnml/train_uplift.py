@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,13 +59,20 @@ class UpliftTrainResult:
     warnings: list[str] = field(default_factory=list)
 
 
+def small_campaigns(sizes: Iterable[tuple[str, int, int]], min_group: int) -> list[str]:
+    """One message per campaign with fewer than ``min_group`` treated or control exposures.
+
+    ``sizes`` holds ``(campaign_id, n_treated, n_control)``, in the order to report them.
+    """
+    return [f"campaign '{cid}' has {n1:,} treated and {n0:,} control exposures "
+            f"(at least {min_group:,} of each are needed)"
+            for cid, n1, n0 in sizes if n0 < min_group or n1 < min_group]
+
+
 def _check_campaigns(df: pd.DataFrame, min_group: int) -> None:
-    problems = []
-    for cid, g in df.groupby("campaign_id", sort=True):
-        n1, n0 = int((g["treated"] == 1).sum()), int((g["treated"] == 0).sum())
-        if n0 < min_group or n1 < min_group:
-            problems.append(f"campaign '{cid}' has {n1:,} treated and {n0:,} control exposures "
-                            f"(at least {min_group:,} of each are needed)")
+    sizes = [(cid, int((g["treated"] == 1).sum()), int((g["treated"] == 0).sum()))
+             for cid, g in df.groupby("campaign_id", sort=True)]
+    problems = small_campaigns(sizes, min_group)
     if problems:
         raise TrainingDataError("; ".join(problems))
     if df[RESPONSE].nunique() < 2:

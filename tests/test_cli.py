@@ -153,7 +153,8 @@ def test_main_job_stops_before_registering_when_campaigns_are_too_small(tmp_path
     monkeypatch.chdir(tmp_path)
     res = invoke("run", "--out", tmp_path / "out", "--users", 100, "--trials", 1)
     assert res.exit_code == 2, res.output
-    assert "the uplift step needs at least 25 of each: use more --users" in res.output
+    assert "(at least 25 of each are needed) among 100 simulated users" in " ".join(res.output.split())
+    assert "use more --users" in res.output
     assert "registered" not in res.output and not (tmp_path / "mlruns").exists()
 
 

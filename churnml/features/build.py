@@ -176,7 +176,7 @@ def build_features(
     )
     per_event = per_event.mutate(act=_activity(ds, per_event)).cache()
     # Active days come from the events alone (no join to users): the onboarding days, which need
-    # the signup, are a separate small aggregate below.
+    # the signup, are their own aggregate below.
     days = ev.filter(_activity(ds, ev)).select("user_id", "d").distinct().cache()
 
     # Level 2: narrow per-user tables, each its own cached query so no single aggregation holds
