@@ -254,7 +254,14 @@ def resolve(name: str, alias: str, settings: Settings | None = None) -> ModelRef
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    uri = configure(settings)
+    s = settings or get_settings()
+    if not (s.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        db = Path(s.mlruns_dir).absolute() / "mlflow.db"
+        if not db.exists():  # looking a model up must not create an empty store where there was none
+            raise ModelNotFoundError(
+                f"no model '{name}' with alias '{alias}': there is no MLflow store at {db}; train one "
+                "first (churnml train ...) or set CHURNML_MLRUNS_DIR / MLFLOW_TRACKING_URI to the store")
+    uri = configure(s)
     try:
         mv = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException:

@@ -151,6 +151,8 @@ def test_cli_exit_codes_for_the_scheduler(trained_store, tmp_path, monkeypatch):
     get_settings.cache_clear()
     res = run(app, ["score", "--config", str(cfg), "--as-of", "2024-04-29"])
     assert res.exit_code == 3 and "Traceback" not in res.output
+    assert "there is no MLflow store at" in " ".join(res.output.split())
+    assert not (tmp_path / "empty").exists()  # looking a model up created no store
 
 
 def test_an_empty_list_is_said_not_shown_as_an_empty_table(trained_store, tmp_path, monkeypatch):

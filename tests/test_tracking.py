@@ -90,3 +90,10 @@ def test_registered_model_loads_through_pyfunc_without_pickles(parts, settings):
 def test_missing_alias_names_the_model_and_what_to_do(settings):
     with pytest.raises(ModelNotFoundError, match="no model 'churn-risk' with alias 'champion'.*churnml train"):
         tracking.resolve("churn-risk", "champion", settings)
+
+
+def test_a_missing_store_is_reported_not_created(settings, tmp_path):
+    s = settings.model_copy(update={"mlruns_dir": str(tmp_path / "nowhere"), "mlflow_tracking_uri": None})
+    with pytest.raises(ModelNotFoundError, match=r"there is no MLflow store at .*nowhere/mlflow.db"):
+        tracking.resolve("churn-risk", "champion", s)
+    assert not (tmp_path / "nowhere").exists()
