@@ -447,17 +447,17 @@ def _report_list(res) -> None:
     if not c["selected"]:
         err.print("[yellow]warning:[/] the list is empty: no eligible user is worth contacting under these "
                   "exclusions and costs (see 'excluded' above)", highlight=False)
-        out.print(f"models: {', '.join(f'{k} v{v}' for k, v in res.versions.items())}; list: {res.folder}")
-        return
-    out.print("segments on the list: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["segments"].items()))
-    out.print(f"expected incremental returns from the contacts: {c['expected_incremental_returns']:.0f} users")
-    tab = Table(title="top of the list", show_edge=False)
-    for col in ("rank", "user_id", "group", "uplift", "p_churn", "segment", "reason_1"):
-        tab.add_column(col)
-    for _, r in res.top.head(5).iterrows():
-        tab.add_row(str(r["rank"]), str(r["user_id"]), r["group"], f"{r['uplift']:+.3f}", f"{r['p_churn']:.2f}",
-                    r["segment"], str(r.get("reason_1", "")))
-    out.print(tab)
+    else:
+        out.print("segments on the list: "
+                  + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["segments"].items()))
+        out.print(f"expected incremental returns from the contacts: {c['expected_incremental_returns']:.0f} users")
+        tab = Table(title="top of the list", show_edge=False)
+        for col in ("rank", "user_id", "group", "uplift", "p_churn", "segment", "reason_1"):
+            tab.add_column(col)
+        for _, r in res.top.head(5).iterrows():
+            tab.add_row(str(r["rank"]), str(r["user_id"]), r["group"], f"{r['uplift']:+.3f}", f"{r['p_churn']:.2f}",
+                        r["segment"], str(r.get("reason_1", "")))
+        out.print(tab)
     out.print(f"models: {', '.join(f'{k} v{v}' for k, v in res.versions.items())}; list: {res.folder}")
 
 

@@ -264,7 +264,7 @@ def train_uplift_job(
         X_tr, y_tr, t_tr, cands, cv=5, seed=cfg.seed,
         progress=lambda name, score, sec: log(f"  {name}: Qini {score:.4f} ({sec:.1f}s)"))
     gain = selection.loc[best, ["gain_over_default", "gain_se"]]
-    default = next(iter(cands))
+    default = selection.index[selection["default"]][0]
     if best == default:
         log(f"kept the default learner '{best}': no other beat its 5-fold cross-validated Qini on the "
             "training campaigns by more than one standard error")
