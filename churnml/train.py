@@ -417,10 +417,7 @@ def promote_job(
         res = PromotionResult(name, chall_ref.version, champ_ref.version, False,
                               "the challenger already is the champion", metric)
     else:
-        from churnml.models.store import load_model_dir
-
-        models = {k: load_model_dir(tracking.download_model(r)) for k, r in
-                  (("challenger", chall_ref), ("champion", champ_ref))}
+        models = {k: tracking.load_version(r) for k, r in (("challenger", chall_ref), ("champion", champ_ref))}
         if holdout_scores is None and cfg.kind == "uplift":
             from churnml.train_uplift import uplift_holdout_scores as holdout_scores
         scores, as_of, n = (holdout_scores or _holdout_scores)(models, cfg, dataset, metric)

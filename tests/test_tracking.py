@@ -71,12 +71,12 @@ def test_gate_accepts_better_refuses_worse_and_logs_each_decision(small_sim, par
     assert sorted(runs["tags.decision"]) == ["kept", "promoted", "promoted"]
 
 
-def test_registered_model_loads_through_pyfunc_without_pickles(parts, settings):
+def test_registered_model_loads_through_pyfunc_without_pickles(parts, settings, tmp_path):
     import mlflow
 
     ref, model = _register(parts, settings)
     _, valid, features = parts
-    folder = tracking.download_model(ref)
+    folder = tracking.download_model(ref, tmp_path / "copy")
     root = folder.parents[1]
     assert not [p for p in root.rglob("*") if p.suffix in (".pkl", ".pickle", ".joblib", ".cloudpickle")]
     loaded, got = tracking.load_model("churn-risk", "challenger", settings)
