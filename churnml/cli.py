@@ -288,7 +288,7 @@ def train_churn(
     from churnml.config import load_train_config
 
     cfg = _with_tuning(load_train_config(config), trials, timeout, study)
-    _report_churn(_train_churn(cfg, None))
+    _report_churn(_train_churn(cfg, None, register))
 
 
 def _with_tuning(cfg, trials, timeout, study):
@@ -344,7 +344,7 @@ def train_uplift(
     cfg = load_train_config(config)
     if cfg.kind != "uplift":
         raise _config_error(f"{config}: kind is '{cfg.kind}', expected 'uplift'")
-    _report_uplift(_train_uplift(cfg, None))
+    _report_uplift(_train_uplift(cfg, None, register))
 
 
 def _config_error(message):

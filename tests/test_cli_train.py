@@ -51,3 +51,36 @@ def test_promote_without_a_model_says_what_to_do(tmp_path, small_sim):
     res = invoke("promote", "--config", _config(tmp_path, small_sim))
     assert res.exit_code == 3
     assert "no model 'churn-risk' with alias 'challenger'" in res.output
+
+
+def test_no_register_registers_nothing(tmp_path, small_sim):
+    # `--no-register` used to be ignored: a smoke model became 'challenger' and could be promoted (#15).
+    import mlflow
+
+    from churnml import tracking
+
+    res = invoke("train", "churn", "--config", _config(tmp_path, small_sim), "--trials", 0, "--no-register")
+    assert res.exit_code == 0, res.output
+    assert "not registered" in res.output and "registered churn-risk" not in res.output
+    tracking.configure()
+    assert mlflow.MlflowClient().search_registered_models() == []
+    res = invoke("promote", "--config", _config(tmp_path, small_sim))
+    assert res.exit_code == 3 and "no model 'churn-risk' with alias 'challenger'" in res.output
+
+
+def test_no_register_reaches_the_uplift_job(tmp_path, small_sim, monkeypatch):
+    # The uplift job itself honours register=False (tests/test_uplift_job.py); here: the flag gets there.
+    import churnml.train_uplift
+
+    seen = []
+
+    def job(cfg, *, register=True, **kwargs):
+        seen.append(register)
+        raise churnml.train_uplift.TrainingDataError("stop here")
+
+    monkeypatch.setattr(churnml.train_uplift, "train_uplift_job", job)
+    cfg = _config(tmp_path, small_sim, kind="uplift")
+    for flag, expected in (("--no-register", False), ("--register", True)):
+        res = invoke("train", "uplift", "--config", cfg, flag)
+        assert res.exit_code == 2 and "stop here" in res.output, res.output
+        assert seen.pop() is expected
