@@ -14,11 +14,23 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
+import string
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churnml.exceptions import ConfigError
@@ -54,15 +66,64 @@ def utc(value: dt.datetime | dt.date | str) -> dt.datetime:
     """
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
+    if isinstance(value, bool) or not isinstance(value, dt.date):
+        raise ValueError(f"expected a date or an ISO datetime such as 2024-04-30, got {value!r}")
     if not isinstance(value, dt.datetime):
         value = dt.datetime(value.year, value.month, value.day)
     if value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
+    offset = value.utcoffset()
+    if abs(offset) > MAX_UTC_OFFSET:
+        raise ValueError(f"UTC offset {_offset_text(offset)} of {value.isoformat()} is outside ±14:00; "
+                         "no time zone is that far from UTC")
     return value.astimezone(dt.UTC)
 
 
+# The farthest any time zone is from UTC (Kiribati, +14:00; the farthest west is -12:00).
+MAX_UTC_OFFSET = dt.timedelta(hours=14)
+
+
+def _offset_text(offset: dt.timedelta) -> str:
+    minutes = int(offset.total_seconds() // 60)
+    return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _bool_as_number(value, annotation) -> bool:
+    """Whether ``value`` holds a boolean (also inside lists and mappings) where ``annotation`` wants a number.
+
+    YAML reads ``true`` as a boolean, and Python counts booleans as the integers 1 and 0: without
+    this check ``horizon_days: true`` became a one-day horizon.
+    """
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _bool_as_number(value, args[0])
+    if origin in (typing.Union, types.UnionType):
+        if any(a is bool for a in args):
+            return False
+        return any(_bool_as_number(value, a) for a in args if a is not type(None))
+    if isinstance(value, bool):
+        return annotation in (int, float)
+    if origin is list and isinstance(value, list) and args:
+        return any(_bool_as_number(v, args[0]) for v in value)
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        return any(_bool_as_number(v, args[1]) for v in value.values())
+    return False
+
+
 class _Strict(BaseModel):
+    """Base of every config section: unknown keys are refused (naming them) and so are booleans given
+    for numbers; values are frozen once validated."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value, info: ValidationInfo):
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and _bool_as_number(value, field.annotation):
+            got = "the boolean" if isinstance(value, bool) else "a boolean in"
+            raise ValueError(f"must be a number, got {got} {json.dumps(value, default=str)}")
+        return value
 
 
 class SourceConfig(_Strict):
@@ -251,23 +312,77 @@ def _read_config(path: Path, schema: type[BaseModel], section: str):
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder; give the config file (YAML) inside it")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_bytes().decode("utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                          "save the file as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise ConfigError(f"{path}: not valid YAML{where} ({what})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
     raw = raw.get(section, raw)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings under '{section}', got {type(raw).__name__}")
     try:
         return schema.model_validate(raw)
     except ValidationError as exc:
-        lines = [
-            f"{path}: {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-            if e["loc"] else f"{path}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        ]
-        raise ConfigError("\n".join(lines)) from None
+        lines = [f"{path}: {_where(e['loc'])}: {_message(e)}" if _where(e["loc"]) else f"{path}: {_message(e)}"
+                 for e in _distinct_errors(exc.errors())]
+        raise ConfigError("\n".join(dict.fromkeys(lines))) from None
+
+
+# Errors that only say "this value is not the other shape a field may take" (a mapping given where
+# a list would also do): beside the error about the shape it does have, they are noise.
+_SHAPE_ERRORS = {"list_type", "dict_type", "model_type", "model_attributes_type", "is_instance_of"}
+
+
+def _distinct_errors(errors: list[dict]) -> list[dict]:
+    """One error per problem: drop a union member's shape mismatch when the field has a real error."""
+    def field(e):
+        return tuple(str(p) for p in e["loc"][:1])
+
+    real = {field(e) for e in errors if e["type"] not in _SHAPE_ERRORS}
+    out, shaped = [], set()
+    for e in errors:
+        if e["type"] in _SHAPE_ERRORS:
+            if field(e) in real or field(e) in shaped:
+                continue
+            shaped.add(field(e))
+        out.append(e)
+    return out
+
+
+def _where(loc: tuple) -> str:
+    """A validation error's location as the keys of the YAML file (without pydantic's union member names)."""
+    models = {c.__name__ for c in _Strict.__subclasses__()}
+    keys = [str(p) for p in loc if not (isinstance(p, str) and (p in models or "[" in p))]
+    return ".".join(keys)
+
+
+def _message(error: dict) -> str:
+    msg = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return "unknown key (not a setting here; check its spelling and indentation)"
+    return msg
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_dataset_config(path: str | Path) -> DatasetConfig:
@@ -472,6 +587,24 @@ class ScoreConfig(_Strict):
     reasons: Annotated[int, Field(ge=0, le=3)] = 3
     max_staleness_hours: Annotated[float, Field(gt=0)] = 24.0
     source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("campaign_id")
+    @classmethod
+    def _known_placeholders(cls, v: str) -> str:
+        # Checked when the config is read, not after the night's scoring work (a KeyError then).
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(v) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"{v!r} is not a valid template ({exc}); write braces as {{{{ and }}}}") from None
+        unknown = [n for n in names if n != "as_of"]
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}} in {v!r}; the only placeholder is {{as_of}} "
+                             "(the scoring date)")
+        try:
+            v.format(as_of="2024-04-30")
+        except (ValueError, LookupError) as exc:  # a format spec or conversion the date text refuses
+            raise ValueError(f"{v!r} cannot be filled in with the date ({exc})") from None
+        return v
 
 
 def load_score_config(path: str | Path) -> ScoreConfig:

@@ -46,6 +46,8 @@ _TS_COLUMN = {"events": "ts", "users": "signup_ts", "campaigns": "sent_ts"}
 _UTC = dtypes.Timestamp(timezone="UTC")
 # Strings with an explicit offset ("Z", "+02:00", "+0200") versus naive ones.
 _OFFSET_RE = r"(Z|[+-]\d\d(:?\d\d)?)$"
+# A time followed by a UTC offset beyond ±14:00, which no time zone has (DuckDB accepts up to ±99:59).
+_FAR_OFFSET_RE = r"\d:\d\d(:\d\d(\.\d*)?)?\s*[+-](1[5-9]|[2-9]\d|14:?(0[1-9]|[1-5]\d))(:?\d\d)?$"
 
 
 @dataclass(frozen=True)
@@ -156,9 +158,16 @@ def _read(con: ibis.BaseBackend, src: SourceConfig, kind: str) -> ibis.Table:
                 if ts_col in t.columns and con.name == "duckdb":
                     # Read timestamps as text so that bad values are reported, not guessed.
                     t = con.read_csv(p, types={ts_col: "VARCHAR"}, header=True)
-                return t
             except Exception as exc:  # noqa: BLE001 - duckdb raises many types
-                raise ContractError([DataProblem(src.label, None, 0, _first_line(exc))]) from None
+                raise ContractError([_ragged_rows(p, src.label) or DataProblem(src.label, None, 0, _first_line(exc))]) \
+                    from None
+            if len(t.columns) == 1 and any(d in t.columns[0] for d in ",;\t|"):
+                # DuckDB could not settle on a delimiter and read each line as one value: rows with
+                # another number of fields than the header make it give up.
+                ragged = _ragged_rows(p, src.label)
+                if ragged is not None:
+                    raise ContractError([ragged])
+            return t
         try:
             return con.read_parquet(p)
         except Exception as exc:  # noqa: BLE001
@@ -172,6 +181,52 @@ def _read(con: ibis.BaseBackend, src: SourceConfig, kind: str) -> ibis.Table:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"cannot read ({text[0] if text else exc.__class__.__name__})"
+
+
+def _ragged_rows(pattern: str, label: str) -> DataProblem | None:
+    """Rows of a CSV file (or glob of files) with another number of fields than the header, if any.
+
+    Read with Python's csv module, so that it works whatever stopped DuckDB's
+    reader; only called once a read has failed.
+    """
+    import csv
+    import glob
+    import gzip
+
+    for path in sorted(glob.glob(pattern)) if "*" in pattern else [pattern]:
+        opener = gzip.open if path.endswith(".gz") else open
+        try:
+            with opener(path, "rt", newline="", errors="replace") as f:
+                sample = f.read(65536)
+                f.seek(0)
+                delimiter = max(",;\t|", key=sample.split("\n", 1)[0].count)
+                rows = csv.reader(f, delimiter=delimiter)
+                width = len(next(rows, []))
+                count, first = 0, None
+                for row in rows:
+                    if row and len(row) != width:
+                        count += 1
+                        first = first or (rows.line_num, len(row), delimiter.join(row))
+        except (OSError, csv.Error):
+            return None
+        if count:
+            line, n, text = first
+            where = f"{Path(path).name}: " if "*" in pattern else ""
+            return DataProblem(label, None, count, f"rows with another number of fields than the header's {width} "
+                                                   f"({where}the first at line {line} has {n})", text[:200])
+    return None
+
+
+def _csv_error(exc: BaseException, label: str, path: str | None) -> DataProblem | None:
+    """A CSV reading error met while scanning a table (DuckDB reads lazily) as one problem line."""
+    text = str(exc)
+    if "CSV Error on Line" not in text and "Expected Number of Columns" not in text:
+        return None
+    if path is not None:
+        ragged = _ragged_rows(path, label)
+        if ragged is not None:
+            return ragged
+    return DataProblem(label, None, 0, _first_line(exc).replace("Invalid Input Error: ", ""))
 
 
 def _scalar(expr) -> object:
@@ -211,12 +266,17 @@ def _normalise_ts(t: ibis.Table, col: str, label: str, problems: list[DataProble
         bad = present & parsed.isnull()
         has_offset = raw.strip().re_search(_OFFSET_RE)
         ok = present & parsed.notnull()
+        far = ok & raw.strip().re_search(_FAR_OFFSET_RE)
         stats = t.aggregate(
             missing=(~present).sum(),
             bad=bad.sum(),
+            far=far.sum(),
             aware=(ok & has_offset).sum(),
             naive=(ok & ~has_offset).sum(),
         ).to_pyarrow().to_pylist()[0]
+        if stats["far"]:
+            problems.append(DataProblem(label, col, stats["far"], "timestamps with a UTC offset beyond ±14:00, "
+                                        "which no time zone has", _example(t, far, col)))
         if stats["missing"]:
             problems.append(DataProblem(label, col, stats["missing"], "missing timestamps"))
         if stats["bad"]:
@@ -268,7 +328,13 @@ def _load_table(con, src: SourceConfig, kind: str) -> tuple[ibis.Table, list[Dat
     fatal = _check_columns(t, kind, src.label)
     if fatal:
         return t, fatal, []
-    n = _scalar(t.count())
+    try:
+        n = _scalar(t.count())  # the first full read: a bad row far into a CSV file shows here
+    except Exception as exc:  # noqa: BLE001 - whatever the engine raises
+        problem = _csv_error(exc, src.label, src.path)
+        if problem is None:
+            raise
+        return t, [problem], []
     if n == 0:
         return t, [DataProblem(src.label, None, 0, "table is empty (no rows)")], []
     values: list[DataProblem] = []
@@ -398,6 +464,9 @@ def open_dataset(
         problems += p
     if fatal:
         raise ContractError(fatal + problems)
+    tables, p = _align_ids(tables, srcs)
+    if p:
+        raise ContractError(p + problems)
     events, users, campaigns = tables["events"], tables["users"], tables["campaigns"]
 
     until = config.observed_until or utc(now or dt.datetime.now(dt.timezone.utc))
@@ -444,6 +513,35 @@ def open_dataset(
         n_duplicates=n_dup,
         warnings=notes,
     )
+
+
+def _align_ids(tables: dict, srcs) -> tuple[dict, list[DataProblem]]:
+    """Give ``user_id`` one type across the tables, whose ids are compared with each other.
+
+    When some tables hold numbers and others text (a CSV column with one text id
+    among numbers is read as text), text ids that are all integers are read as
+    integers; any other text id is a problem, reported with an example.
+    """
+    present = {k: t for k, t in tables.items() if t is not None}
+    text = [k for k, t in present.items() if t.schema()["user_id"].is_string()]
+    numeric = [k for k in present if k not in text and present[k].schema()["user_id"].is_numeric()]
+    if not text or not numeric:
+        return tables, []
+    other = getattr(srcs, numeric[0]).label
+    out, problems = dict(tables), []
+    for kind in text:
+        t = present[kind]
+        uid = t.user_id.strip()
+        as_int = uid.try_cast("int64")
+        bad = t.user_id.notnull() & (uid != "") & as_int.isnull()
+        n_bad = _scalar(bad.sum())
+        if n_bad:
+            problems.append(DataProblem(getattr(srcs, kind).label, "user_id", n_bad,
+                                        f"user ids that are not integers, while {other}'s are integers",
+                                        _example(t, bad, "user_id")))
+        else:
+            out[kind] = t.mutate(user_id=as_int)
+    return out, problems
 
 
 def _check_users(users: ibis.Table, events: ibis.Table, label: str, ev_label: str) -> list[DataProblem]:
