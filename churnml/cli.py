@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import signal
 import sys
 import time
@@ -50,6 +51,7 @@ CANNOT_WRITE = 7
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Dataset config (YAML).")]
 TrainConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config (YAML), e.g. training/churn.yaml.")]
+UpliftConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config (YAML), e.g. training/uplift.yaml.")]
 
 
 def _input_errors(fn):
@@ -298,15 +300,23 @@ def _with_tuning(cfg, trials, timeout, study):
 
 
 def _train_churn(cfg, ds, register: bool = True):
+    from churnml.config import load_dataset_config
     from churnml.train import train_churn_job
 
     with _progress() as bar:
-        total = len(ds.config.snapshot_instants()) if ds is not None else None
-        snaps = bar.add_task("building snapshots", total=total, visible=cfg.training_set is None)
-        trials = bar.add_task("Optuna trials", total=cfg.tuning.trials, visible=cfg.tuning.trials > 0)
+        snaps = None
+        if cfg.training_set is None:  # built from the dataset config's snapshots, one step each
+            total = len((ds.config if ds is not None else load_dataset_config(cfg.dataset)).snapshot_instants())
+            snaps = bar.add_task("building snapshots", total=total)
+        # Shown once tuning runs, so that nothing about trials is printed before a data error.
+        trials = bar.add_task("Optuna trials", total=cfg.tuning.trials, visible=False)
+
+        def on_trial(n, value):
+            bar.update(trials, visible=True, advance=1)
+
         return train_churn_job(cfg, dataset=ds, register=register, log=lambda line: bar.console.print(line),
-                               on_snapshot=lambda s: bar.advance(snaps),
-                               on_trial=lambda n, v: bar.advance(trials))
+                               on_snapshot=lambda s: bar.advance(snaps) if snaps is not None else None,
+                               on_trial=on_trial)
 
 
 def _report_churn(res) -> None:
@@ -329,7 +339,7 @@ def _report_churn(res) -> None:
 @train_app.command("uplift")
 @_input_errors
 def train_uplift(
-    config: TrainConfigOpt = Path("training/uplift.yaml"),
+    config: UpliftConfigOpt = Path("training/uplift.yaml"),
     register: Annotated[bool, typer.Option(help="Register the model as the 'challenger'.")] = True,
 ):
     """Train the recall-uplift model on randomised campaigns: who returns because they were contacted.
@@ -498,9 +508,14 @@ def explain(
 def _explain(config, ds, output, alias="champion", uplift=True):
     from churnml.drivers import drivers_job
 
-    with err.status("explaining the models with SHAP"):
+    with _progress() as bar:
+        task = bar.add_task("drivers report", total=None)
+
+        def step(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, description=what)
+
         return drivers_job(config, output, alias=alias, uplift_model="recall-uplift" if uplift else None, ds=ds,
-                           log=lambda line: err.print(line))
+                           log=lambda line: bar.console.print(line), progress=step)
 
 
 def _report_drivers(res) -> None:
@@ -532,6 +547,8 @@ def run(
     from churnml.jobs import compare_with_truth
 
     t0 = time.perf_counter()
+    for line in _rerun_notes(out_dir):
+        out.print(f"[yellow]note:[/] {line}", highlight=False)
     sim, cfg_path = _simulate(out_dir / "data", users, 120, seed, True, True)
     cfg, ds = _open(cfg_path)  # validated once, used by both steps
     _report_retention(_retention(cfg, ds, out_dir / "retention", "day"))
@@ -556,9 +573,62 @@ def run(
 
     _report_drivers(_explain(cfg_path, ds, out_dir / "drivers_report.html"))
     score_cfg = ScoreConfig(dataset=cfg_path, output=out_dir / "lists", channel="push")
+    replaced = (out_dir / "lists" / ds.observed_until.date().isoformat()).exists()
     _report_list(_score(score_cfg, ds, ds.observed_until, True))
-    out.print(f"[bold green]done[/] in {time.perf_counter() - t0:.0f}s; outputs under {out_dir}; "
-              "MLflow runs and models: `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`")
+    if replaced:
+        out.print(f"(replaced the earlier list of {ds.observed_until.date()})")
+    configs = _write_demo_configs(out_dir, train_cfg, uplift_cfg, score_cfg)
+    out.print(f"[bold green]done[/] in {time.perf_counter() - t0:.0f}s; outputs under {out_dir}; the configs of "
+              f"each step, to rerun it alone: {', '.join(str(c) for c in configs)}; MLflow runs and models: "
+              "`mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`")
+
+
+def _rerun_notes(out_dir: Path) -> list[str]:
+    """What a run over an earlier one replaces (its outputs, the list) and adds (model versions)."""
+    from churnml import tracking
+    from churnml.exceptions import ModelNotFoundError
+
+    notes = []
+    lists = sorted(p.name for p in (out_dir / "lists").glob("[0-9]*")) if (out_dir / "lists").is_dir() else []
+    if (out_dir / "data").exists() or lists:
+        notes.append(f"{out_dir} holds an earlier run: its data, reports and features are rewritten"
+                     + (f", and the recall list of {', '.join(lists)} replaced" if lists else ""))
+    champions = []
+    for name in ("churn-risk", "recall-uplift"):
+        try:
+            champions.append(f"{name} v{tracking.resolve(name, 'champion').version}")
+        except ModelNotFoundError:
+            pass
+    if champions:
+        notes.append(f"the MLflow store has champions ({', '.join(champions)}): this run registers new versions "
+                     "and promotes each only if the gate finds it not worse")
+    return notes
+
+
+def _write_demo_configs(out_dir: Path, churn, uplift, score) -> list[Path]:
+    """The training and scoring configs the run used, beside its outputs (paths relative to them), so
+    that each step can be rerun alone (the README's command table uses them)."""
+    import yaml
+
+    from churnml.io import write_text
+
+    base = out_dir.absolute()
+
+    def rel(path: Path | None):
+        return None if path is None else os.path.relpath(Path(path).absolute(), base)
+
+    docs = {
+        "churn.yaml": {"kind": "churn", "dataset": rel(churn.dataset), "training_set": rel(churn.training_set),
+                       "truth": rel(churn.truth), "tuning": {"trials": churn.tuning.trials, "timeout_seconds": None}},
+        "uplift.yaml": {"kind": "uplift", "dataset": rel(uplift.dataset), "truth": rel(uplift.truth)},
+        "batch.yaml": {"dataset": rel(score.dataset), "output": rel(score.output), "channel": score.channel},
+    }
+    paths = []
+    for name, doc in docs.items():
+        text = "# Written by `churnml run`: the config of this step, to rerun it alone.\n" + yaml.safe_dump(
+            doc, sort_keys=False)
+        paths.append(write_text(text, out_dir / name))
+    return paths
 
 
 def _check_campaign_sizes(ds, min_group: int, users: int) -> None:
@@ -579,8 +649,10 @@ def _check_campaign_sizes(ds, min_group: int, users: int) -> None:
 def _demo_train_config(dataset, training_set, truth_dir, trials):
     from churnml.config import TrainConfig, TuningConfig
 
+    # A fixed number of trials and no time limit: the same seed gives the same model on any machine
+    # and under any load (a time limit made the number of trials depend on both).
     return TrainConfig(dataset=dataset, training_set=training_set, truth=truth_dir / "churn.parquet",
-                       tuning=TuningConfig(trials=trials, timeout_seconds=120))
+                       tuning=TuningConfig(trials=trials, timeout_seconds=None))
 
 
 def _terminate(signum, frame) -> None:

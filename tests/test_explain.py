@@ -701,12 +701,15 @@ def fact_model(seed):
         [9.2, 9.6, 12.5, 0, 0, 40.0, 2],
         # b: the visit was 9 days ago but the user played 2 days ago: the visit is not the last activity
         [2.5, 9.1, 2.5, 0, 3, 40.0, 5],
-        # c: nothing restates anything
-        [0.5, 0.5, 31.0, 4, 6, 3.0, 0],
-    ], columns=names, index=["a", "b", "c"])
+        # c: no play in the last 30 days, and the last play 31 days ago: one fact (the user stopped playing)
+        [0.5, 0.5, 31.0, 4, 6, 40.0, 0],
+        # d: nothing restates anything
+        [0.5, 0.5, 3.0, 4, 6, 40.0, 9],
+    ], columns=names, index=["a", "b", "c", "d"])
     contrib = np.array([
         [0.8, 0.9, 0.5, 0.7, 0.6, 0.4, 0.1],
         [0.8, 0.9, 0.1, 0.7, 0.05, 0.4, 0.2],
+        [0.1, 0.05, 0.3, 0.0, 0.0, 0.9, 0.5],
         [0.1, 0.05, 0.3, 0.0, 0.0, 0.9, 0.5],
     ])
     return booster, rows, contrib, glossary_from_schema(FACT_SCHEMA)
@@ -729,8 +732,12 @@ def test_reasons_state_three_different_facts(fact_model):
     # window at 0 is implied by the visit 9 days ago
     assert out.loc["b", ["reason_1", "reason_2", "reason_3"]].tolist() == [
         "last 'visit' event 9 days ago", "no activity for 2 days", "signed up 40 days ago"]
-    # c: the same as without de-duplication
-    pd.testing.assert_series_equal(out.loc["c"], plain.loc["c"])
+    # c: the window at 0 came first; the recency that says the same is skipped
+    assert plain.loc["c", "reason_3"] == "last 'play' event 31 days ago"
+    assert out.loc["c", ["reason_1", "reason_2", "reason_3"]].tolist() == [
+        "signed up 40 days ago", "no 'play' events in the last 30 days", "active in the last day"]
+    # d: the same as without de-duplication
+    pd.testing.assert_series_equal(out.loc["d"], plain.loc["d"])
 
 
 def test_distinct_reasons_on_a_random_model_never_repeat_a_moment(random_model):
