@@ -23,8 +23,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from churnml.exceptions import ChurnmlError, DataWarning, storage_problem
 
@@ -123,7 +121,15 @@ def _parse_instants(values: list[str] | None) -> list[dt.datetime] | None:
     return out
 
 
-def _progress() -> Progress:
+def _table(**kwargs):
+    from rich.table import Table  # imported when a command prints one, not on every start (--help)
+
+    return Table(**kwargs)
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=err,
@@ -223,7 +229,7 @@ def _build(cfg, ds, output, instants, labels):
 
 
 def _report_features(res) -> None:
-    tab = Table(title="feature table", show_edge=False)
+    tab = _table(title="feature table", show_edge=False)
     tab.add_column("as_of")
     tab.add_column("eligible users", justify="right")
     if res.churn_rate:
@@ -321,7 +327,7 @@ def _train_churn(cfg, ds, register: bool = True):
 
 def _report_churn(res) -> None:
     cols = ["roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_at_10", "capture_at_10"]
-    tab = Table(title=f"churn model on the test snapshot {res.split.test[-1].date()} ({res.rows['test']:,} users)",
+    tab = _table(title=f"churn model on the test snapshot {res.split.test[-1].date()} ({res.rows['test']:,} users)",
                 show_edge=False)
     tab.add_column("scorer")
     for c in cols:
@@ -373,7 +379,7 @@ def _train_uplift(cfg, ds, register: bool = True):
 def _report_uplift(res) -> None:
     sel = res.selection
     default = sel.index[sel["default"]][0]
-    pick = Table(title="learner choice: 5-fold cross-validated Qini on the training campaigns (the default, "
+    pick = _table(title="learner choice: 5-fold cross-validated Qini on the training campaigns (the default, "
                        f"{default}, is kept unless beaten by more than one standard error)", show_edge=False)
     for c in ("learner", "Qini mean ± std", "gain over default ± SE", "chosen"):
         pick.add_column(c, justify="left" if c == "learner" else "right")
@@ -384,7 +390,7 @@ def _report_uplift(res) -> None:
     out.print(pick)
     cols = ["qini_auc", "uplift_auc", "uplift_at_10", "uplift_at_30", "returns_per_1000_observed",
             "returns_per_1000_expected"]
-    tab = Table(title=f"targeting the test campaign {', '.join(res.test_campaigns)} ({res.rows['test']:,} exposures)",
+    tab = _table(title=f"targeting the test campaign {', '.join(res.test_campaigns)} ({res.rows['test']:,} exposures)",
                 show_edge=False)
     tab.add_column("targeting by")
     for c in cols:
@@ -478,7 +484,7 @@ def _report_list(res) -> None:
         out.print("segments on the list: "
                   + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["segments"].items()))
         out.print(f"expected incremental returns from the contacts: {c['expected_incremental_returns']:.0f} users")
-        tab = Table(title="top of the list", show_edge=False)
+        tab = _table(title="top of the list", show_edge=False)
         for col in ("rank", "user_id", "group", "uplift", "p_churn", "segment", "reason_1"):
             tab.add_column(col)
         for _, r in res.top.head(5).iterrows():

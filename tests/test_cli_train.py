@@ -84,3 +84,34 @@ def test_no_register_reaches_the_uplift_job(tmp_path, small_sim, monkeypatch):
         res = invoke("train", "uplift", "--config", cfg, flag)
         assert res.exit_code == 2 and "stop here" in res.output, res.output
         assert seen.pop() is expected
+
+
+def test_uplift_help_names_the_uplift_config():
+    res = invoke("train", "uplift", "--help")
+    assert res.exit_code == 0
+    text = " ".join(res.output.split())
+    assert "training/uplift.yaml" in text and "training/churn.yaml" not in text
+
+
+def test_a_data_error_prints_no_trial_counter_and_bars_know_their_total(tmp_path):
+    # "Optuna trials 0/30" was printed before a data error, and the snapshot bar read "11/?" (#15).
+    from conftest import TINY_EVENTS, TINY_USERS, write_dataset
+
+    data = write_dataset(tmp_path / "data", TINY_EVENTS, TINY_USERS, observed_until="2024-01-12",
+                         horizon_days=3, snapshots={"start": "2024-01-04", "end": "2024-01-08", "every_days": 2})
+    cfg = tmp_path / "churn.yaml"
+    cfg.write_text(yaml.safe_dump({"kind": "churn", "dataset": str(data), "tuning": {"trials": 30}}))
+    res = invoke("train", "churn", "--config", cfg)
+    assert res.exit_code == 2, res.output
+    assert "building snapshots" in res.output and "3/3" in res.output and "/?" not in res.output
+    assert "Optuna" not in res.output
+
+
+def test_the_main_job_tunes_a_fixed_number_of_trials():
+    # A 120 s cap made the number of trials, and so the model, depend on the machine's load (#15).
+    from pathlib import Path
+
+    from churnml.cli import _demo_train_config
+
+    cfg = _demo_train_config(Path("d.yaml"), Path("t.parquet"), Path("truth"), 10)
+    assert cfg.tuning.trials == 10 and cfg.tuning.timeout_seconds is None
