@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +27,10 @@ import pyarrow as pa
 
 from churnml.config import ScoreConfig, Settings, load_dataset_config, utc
 from churnml.data import Dataset, open_dataset
-from churnml.exceptions import ConfigError, OutputExistsError, StaleDataError
+from churnml.exceptions import ConfigError, DataWarning, OutputExistsError, StaleDataError
 from churnml.features import build_features
 from churnml.io import atomic_dir, write_json, write_parquet
-from churnml.scoring import Scorer, recall_list
+from churnml.scoring import RANKED_BY_RISK, RANKED_BY_UPLIFT, Scorer, recall_list
 
 __all__ = ["EXIT_CODES", "ScoreJobResult", "score_job"]
 
@@ -53,6 +54,7 @@ class ScoreJobResult:
     counts: dict
     versions: dict
     top: pd.DataFrame
+    ranking: dict | None = None
 
 
 def _check_fresh(ds: Dataset, as_of: dt.datetime, hours: float) -> dt.datetime:
@@ -78,6 +80,26 @@ def _opt_out(path: Path | None) -> set:
     if "user_id" not in df:
         raise ConfigError(f"opt-out list {path} has no 'user_id' column")
     return set(df["user_id"].astype(str)) | set(df["user_id"])
+
+
+def risk_ranking_note(cfg: ScoreConfig, scorer: Scorer) -> dict:
+    """How the list will be ranked and why, for the manifest and the summary.
+
+    Returns ``{"by": "uplift" | "churn_risk", "why": ..., "note": ...}``; ``why`` is
+    ``uplift_model``, ``configured`` (``ranking: risk`` or no ``uplift_model``)
+    or ``auto_no_uplift_model`` (``ranking: auto`` and none registered).
+    """
+    value = f"{cfg.value_column} (per user)" if cfg.value_column else f"value_per_user {cfg.value_per_user:g}"
+    if scorer.uplift is not None and cfg.ranking != "risk":
+        return {"by": RANKED_BY_UPLIFT, "why": "uplift_model", "value": value,
+                "note": f"ranked by expected incremental returns (uplift x {value})"}
+    configured = cfg.ranking == "risk" or not cfg.uplift_model
+    why = "configured" if configured else "auto_no_uplift_model"
+    cause = ("as configured" if configured else
+             f"no uplift model '{cfg.uplift_model}' with alias '{cfg.alias}' is registered")
+    return {"by": RANKED_BY_RISK, "why": why, "value": value,
+            "note": f"ranked by churn risk x {value}, not by uplift ({cause}); the random holdout makes this "
+                    "list a randomised campaign the uplift model can later learn from"}
 
 
 def _sha256(path: Path) -> str:
@@ -116,8 +138,12 @@ def score_job(
         raise OutputExistsError(f"a recall list for {as_of.date()} exists at {folder}; pass --force to replace it")
     ds = dataset or open_dataset(load_dataset_config(cfg.dataset))
     latest = _check_fresh(ds, as_of, cfg.max_staleness_hours)
-    scorer = scorer or Scorer.from_registry(churn_model=cfg.churn_model, uplift_model=cfg.uplift_model,
-                                            alias=cfg.alias, settings=settings)
+    scorer = scorer or Scorer.from_registry(
+        churn_model=cfg.churn_model, uplift_model=None if cfg.ranking == "risk" else cfg.uplift_model,
+        alias=cfg.alias, settings=settings, uplift_optional=cfg.ranking == "auto")
+    ranking = risk_ranking_note(cfg, scorer)
+    if ranking["why"] == "auto_no_uplift_model":
+        warnings.warn(ranking["note"], DataWarning, stacklevel=2)
     log(f"models: {', '.join(f'{k} v{v}' for k, v in scorer.versions.items())}")
     fs = build_features(ds, as_of, event_types=scorer.event_types,
                         max_inactive_days=cfg.eligibility.lapsed_max_days)
@@ -150,12 +176,13 @@ def score_job(
             "data": {"dataset": ds.config.name, "latest_event_before_as_of": latest.isoformat(),
                      "feature_window_days": max(ds.config.feature_windows_days),
                      "observed_until": ds.observed_until.isoformat()},
+            "ranking": ranking,
             "counts": counts,
             "config": cfg.model_dump(mode="json"),
             "files": {name: _sha256(tmp / name) for name in (LIST_FILE, LIST_CSV, SCORES_FILE, FEATURES_FILE)},
         }
         write_json(manifest, tmp / MANIFEST_FILE)
-    return ScoreJobResult(folder, as_of, campaign_id, counts, dict(scorer.versions), lst.head(10))
+    return ScoreJobResult(folder, as_of, campaign_id, counts, dict(scorer.versions), lst.head(10), ranking)
 
 
 def read_manifest(folder: Path) -> dict:

@@ -420,7 +420,8 @@ def score(
 ):
     """Nightly scoring: the day's ranked recall list by expected incremental returns.
 
-    Writes <output>/<date>/ atomically: recall_list.parquet and .csv, scores,
+    Without a registered uplift model (no randomised campaign yet) the list is
+    ranked by churn risk (x value), with a warning, and says so. Writes <output>/<date>/ atomically: recall_list.parquet and .csv, scores,
     features and a manifest. Exit codes: 0 written; 2 bad input; 3 no champion
     model; 4 stale data; 5 features differ from the models'; 6 list exists
     (use --force).
@@ -443,20 +444,28 @@ def _report_list(res) -> None:
     out.print(f"[bold]recall list {res.campaign_id}[/] ({res.as_of.date()}): {c['selected']:,} users selected "
               f"({c['contact']:,} to contact, {c['holdout']:,} random holdout) of {c['eligible']:,} eligible "
               f"({c['eligible_lapsed']:,} lapsed, {c['eligible_at_risk']:,} at risk) among {c['scored']:,} scored")
+    if res.ranking:
+        out.print(f"{res.ranking['note']}", highlight=False)
     out.print("excluded: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["excluded"].items()))
+    by_uplift = c.get("ranked_by", "uplift") == "uplift"
     if not c["selected"]:
         err.print("[yellow]warning:[/] the list is empty: no eligible user is worth contacting under these "
                   "exclusions and costs (see 'excluded' above)", highlight=False)
     else:
-        out.print("segments on the list: "
-                  + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["segments"].items()))
-        out.print(f"expected incremental returns from the contacts: {c['expected_incremental_returns']:.0f} users")
+        if by_uplift:
+            out.print("segments on the list: "
+                      + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["segments"].items()))
+            out.print(f"expected incremental returns from the contacts: {c['expected_incremental_returns']:.0f} users")
+        else:
+            out.print(f"expected churners among the contacts: {c['expected_churners_contacted']:.0f} users")
+        cols = ("rank", "user_id", "group") + (("uplift", "p_churn", "segment") if by_uplift else ("priority", "p_churn"))
         tab = Table(title="top of the list", show_edge=False)
-        for col in ("rank", "user_id", "group", "uplift", "p_churn", "segment", "reason_1"):
+        for col in (*cols, "reason_1"):
             tab.add_column(col)
         for _, r in res.top.head(5).iterrows():
-            tab.add_row(str(r["rank"]), str(r["user_id"]), r["group"], f"{r['uplift']:+.3f}", f"{r['p_churn']:.2f}",
-                        r["segment"], str(r.get("reason_1", "")))
+            cells = [f"{r[k]:+.3f}" if k == "uplift" else f"{r[k]:.2f}" if k in ("p_churn", "priority") else str(r[k])
+                     for k in cols]
+            tab.add_row(*cells, str(r.get("reason_1", "")))
         out.print(tab)
     out.print(f"models: {', '.join(f'{k} v{v}' for k, v in res.versions.items())}; list: {res.folder}")
 
