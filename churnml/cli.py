@@ -147,6 +147,36 @@ def simulate(
 
 @app.command()
 @_input_errors
+def init(
+    events: Annotated[Path, typer.Option("--events", help="The event log: Parquet or CSV (a glob is fine).")],
+    users: Annotated[Path | None, typer.Option("--users", help="The users table (signup times, attributes).")] = None,
+    subscriptions: Annotated[Path | None, typer.Option("--subscriptions", help="A subscriptions table.")] = None,
+    output: Annotated[Path, typer.Option("--out", "-o", help="The config file to write.")] = Path("dataset.yaml"),
+    horizon_days: Annotated[int | None, typer.Option(
+        "--horizon-days", min=1, help="The churn horizon you are asked about (default: chosen from the return gaps).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing config file.")] = False,
+):
+    """Write a commented config chosen from the data: column mapping, eligibility, horizon, windows, snapshots.
+
+    Reads the log with DuckDB, infers which column is the user, the time, the
+    event type, amounts and items, checks the data contract, and chooses every
+    window from the gaps between users' active days, the span of the log and
+    its timestamp granularity; each choice is explained in a comment. The file
+    has dataset, training and scoring sections: `churnml train churn -c FILE`
+    and `churnml score -c FILE` read it as it is.
+    """
+    from churnml.init import init_config
+
+    with err.status("reading the log and measuring it"):
+        res = init_config(events, output, users=users, subscriptions=subscriptions, horizon_days=horizon_days,
+                          force=force, log=lambda line: err.print(line, highlight=False))
+    for key in ("horizon_days", "eligibility_days", "feature_windows_days", "snapshots"):
+        out.print(f"  • {res.choices[key].why}", highlight=False)
+    out.print(f"wrote {res.path}; next: [bold]churnml train churn -c {res.path}[/]")
+
+
+@app.command()
+@_input_errors
 def validate(config: ConfigOpt):
     """Check the sources of a dataset config against the data contract.
 

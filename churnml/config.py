@@ -72,7 +72,9 @@ class SourceConfig(_Strict):
     ``table`` (a table in the DuckDB database ``database``) or ``query`` (SQL
     run against ``database``, or against an in-memory DuckDB) is given.
     ``columns`` renames source columns to contract names, e.g.
-    ``{user_id: customer_id}``.
+    ``{user_id: customer_id}``. ``event_type`` gives every row that event
+    type, for a log of one kind of event without an event column (a purchase
+    log); it is an error if the table has an ``event`` column too.
     """
 
     path: str | None = None
@@ -80,6 +82,7 @@ class SourceConfig(_Strict):
     query: str | None = None
     database: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)
+    event_type: str | None = None
 
     @model_validator(mode="after")
     def _one_location(self) -> SourceConfig:
