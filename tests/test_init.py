@@ -163,14 +163,14 @@ def test_an_existing_config_is_not_overwritten_without_force(purchase_log, tmp_p
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
 
 
-def _synthetic_purchases(path, seed: int, n: int = 500):
+def _synthetic_purchases(path, seed: int, n: int = 400):
     """Customers who buy at their own rate until they drop out (a BG/NBD-like world), date-only."""
     rng = np.random.default_rng(seed)
-    start, days = dt.date(2022, 1, 1), 730
+    start, days = dt.date(2023, 1, 1), 365
     rows = []
     for i in range(n):
-        t = float(rng.integers(0, 90))
-        rate = rng.gamma(2.0, 1 / 40)  # purchases per day
+        t = float(rng.integers(0, 60))
+        rate = rng.gamma(2.0, 1 / 20)  # purchases per day
         p_drop = rng.beta(1, 6)
         while t < days:
             rows.append({"customer_id": f"c{i}", "InvoiceDate": (start + dt.timedelta(days=int(t))).isoformat(),
@@ -190,7 +190,8 @@ def test_init_then_train_then_score_without_hand_tuning(tmp_path, monkeypatch):
     res = run(app, ["train", "churn", "-c", "dataset.yaml", "--trials", "0"])
     assert res.exit_code == 0, res.output
     assert run(app, ["promote", "-c", "dataset.yaml"]).exit_code == 0
-    res = run(app, ["score", "-c", "dataset.yaml", "--as-of", "2024-01-01"])
+    as_of = (pd.to_datetime(pd.read_csv("orders.csv")["InvoiceDate"]).max() + pd.Timedelta(days=1)).date()
+    res = run(app, ["score", "-c", "dataset.yaml", "--as-of", as_of.isoformat()])
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
     assert "ranked by churn risk x sum_price_all" in text and "warning:" in text
