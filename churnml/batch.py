@@ -82,7 +82,7 @@ def _opt_out(path: Path | None) -> set:
     return set(df["user_id"].astype(str)) | set(df["user_id"])
 
 
-def risk_ranking_note(cfg: ScoreConfig, scorer: Scorer) -> dict:
+def ranking_note(cfg: ScoreConfig, scorer: Scorer) -> dict:
     """How the list will be ranked and why, for the manifest and the summary.
 
     Returns ``{"by": "uplift" | "churn_risk", "why": ..., "note": ...}``; ``why`` is
@@ -141,9 +141,11 @@ def score_job(
     scorer = scorer or Scorer.from_registry(
         churn_model=cfg.churn_model, uplift_model=None if cfg.ranking == "risk" else cfg.uplift_model,
         alias=cfg.alias, settings=settings, uplift_optional=cfg.ranking == "auto")
-    ranking = risk_ranking_note(cfg, scorer)
+    ranking = ranking_note(cfg, scorer)
     if ranking["why"] == "auto_no_uplift_model":
-        warnings.warn(ranking["note"], DataWarning, stacklevel=2)
+        warnings.warn(f"no uplift model '{cfg.uplift_model}' with alias '{cfg.alias}' is registered: this list is "
+                      "ranked by churn risk, not by who a message brings back (see the README, 'Recall lists "
+                      "before any campaign')", DataWarning, stacklevel=2)
     log(f"models: {', '.join(f'{k} v{v}' for k, v in scorer.versions.items())}")
     fs = build_features(ds, as_of, event_types=scorer.event_types,
                         max_inactive_days=cfg.eligibility.lapsed_max_days)
