@@ -197,3 +197,13 @@ def test_init_then_train_then_score_without_hand_tuning(tmp_path, monkeypatch):
     assert "ranked by churn risk x sum_price_all" in text and "warning:" in text
     lists = list((tmp_path / "lists").glob("*/recall_list.parquet"))
     assert len(lists) == 1 and len(pd.read_parquet(lists[0])) > 0
+
+
+def test_a_users_table_gets_its_own_mapping(event_log, tmp_path):
+    users = tmp_path / "accounts.csv"
+    pd.DataFrame({"User": ["u1", "u2", "u3", "u4"], "Registered At": ["2023-12-31 08:00:00"] * 4,
+                  "Country": ["FR", "DE", "FR", "IT"]}).to_csv(users, index=False)
+    res = init_config(event_log, tmp_path / "dataset.yaml", users=users)
+    cfg = load_dataset_config(tmp_path / "dataset.yaml")
+    assert cfg.sources.users.columns == {"user_id": "User", "signup_ts": "Registered At"}
+    assert res.facts.n_users == 4
