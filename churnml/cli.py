@@ -172,6 +172,8 @@ def init(
                           force=force, log=lambda line: err.print(line, highlight=False))
     for key in ("horizon_days", "eligibility_days", "feature_windows_days", "snapshots"):
         out.print(f"  • {res.choices[key].why}", highlight=False)
+    if horizon_days is None:
+        out.print("  (asked about a given horizon? run init again with --horizon-days N --force)", highlight=False)
     out.print(f"wrote {res.path}; next: [bold]churnml train churn -c {res.path}[/]")
 
 
