@@ -195,8 +195,8 @@ def test_init_then_train_then_score_without_hand_tuning(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
     assert "ranked by churn risk x sum_price_all" in text and "warning:" in text
-    lists = list((tmp_path / "lists").glob("*/recall_list.parquet"))
-    assert len(lists) == 1 and len(pd.read_parquet(lists[0])) > 0
+    listed = pd.read_parquet(tmp_path / "lists" / as_of.isoformat() / "recall_list.parquet")
+    assert len(listed) > 0 and set(listed["group"]) <= {"contact", "holdout"}
 
 
 def test_a_users_table_gets_its_own_mapping(event_log, tmp_path):
