@@ -172,6 +172,38 @@ def simulate(
 
 @app.command()
 @_input_errors
+def init(
+    events: Annotated[Path, typer.Option("--events", help="The event log: Parquet or CSV (a glob is fine).")],
+    users: Annotated[Path | None, typer.Option("--users", help="The users table (signup times, attributes).")] = None,
+    subscriptions: Annotated[Path | None, typer.Option("--subscriptions", help="A subscriptions table.")] = None,
+    output: Annotated[Path, typer.Option("--out", "-o", help="The config file to write.")] = Path("dataset.yaml"),
+    horizon_days: Annotated[int | None, typer.Option(
+        "--horizon-days", min=1, help="The churn horizon you are asked about (default: chosen from the return gaps).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing config file.")] = False,
+):
+    """Write a commented config chosen from the data: column mapping, eligibility, horizon, windows, snapshots.
+
+    Reads the log with DuckDB, infers which column is the user, the time, the
+    event type, amounts and items, checks the data contract, and chooses every
+    window from the gaps between users' active days, the span of the log and
+    its timestamp granularity; each choice is explained in a comment. The file
+    has dataset, training and scoring sections: `churnml train churn -c FILE`
+    and `churnml score -c FILE` read it as it is.
+    """
+    from churnml.init import init_config
+
+    with err.status("reading the log and measuring it"):
+        res = init_config(events, output, users=users, subscriptions=subscriptions, horizon_days=horizon_days,
+                          force=force, log=lambda line: err.print(line, highlight=False))
+    for key in ("horizon_days", "eligibility_days", "feature_windows_days", "snapshots"):
+        out.print(f"  • {res.choices[key].why}", highlight=False)
+    if horizon_days is None:
+        out.print("  (asked about a given horizon? run init again with --horizon-days N --force)", highlight=False)
+    out.print(f"wrote {res.path}; next: [bold]churnml train churn -c {res.path}[/]")
+
+
+@app.command()
+@_input_errors
 def validate(config: ConfigOpt):
     """Check the sources of a dataset config against the data contract.
 
@@ -453,7 +485,8 @@ def score(
 ):
     """Nightly scoring: the day's ranked recall list by expected incremental returns.
 
-    Writes <output>/<date>/ atomically: recall_list.parquet and .csv, scores,
+    Without a registered uplift model (no randomised campaign yet) the list is
+    ranked by churn risk (x value), with a warning, and says so. Writes <output>/<date>/ atomically: recall_list.parquet and .csv, scores,
     features and a manifest. Exit codes: 0 written; 2 bad input; 3 no champion
     model; 4 stale data; 5 features differ from the models'; 6 list exists
     (use --force).
@@ -476,20 +509,28 @@ def _report_list(res) -> None:
     out.print(f"[bold]recall list {res.campaign_id}[/] ({res.as_of.date()}): {c['selected']:,} users selected "
               f"({c['contact']:,} to contact, {c['holdout']:,} random holdout) of {c['eligible']:,} eligible "
               f"({c['eligible_lapsed']:,} lapsed, {c['eligible_at_risk']:,} at risk) among {c['scored']:,} scored")
+    if res.ranking:
+        out.print(f"{res.ranking['note']}", highlight=False)
     out.print("excluded: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["excluded"].items()))
+    by_uplift = c.get("ranked_by", "uplift") == "uplift"
     if not c["selected"]:
         err.print("[yellow]warning:[/] the list is empty: no eligible user is worth contacting under these "
                   "exclusions and costs (see 'excluded' above)", highlight=False)
     else:
-        out.print("segments on the list: "
-                  + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["segments"].items()))
-        out.print(f"expected incremental returns from the contacts: {c['expected_incremental_returns']:.0f} users")
+        if by_uplift:
+            out.print("segments on the list: "
+                      + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["segments"].items()))
+            out.print(f"expected incremental returns from the contacts: {c['expected_incremental_returns']:.0f} users")
+        else:
+            out.print(f"expected churners among the contacts: {c['expected_churners_contacted']:.0f} users")
+        cols = ("rank", "user_id", "group") + (("uplift", "p_churn", "segment") if by_uplift else ("priority", "p_churn"))
         tab = _table(title="top of the list", show_edge=False)
-        for col in ("rank", "user_id", "group", "uplift", "p_churn", "segment", "reason_1"):
+        for col in (*cols, "reason_1"):
             tab.add_column(col)
         for _, r in res.top.head(5).iterrows():
-            tab.add_row(str(r["rank"]), str(r["user_id"]), r["group"], f"{r['uplift']:+.3f}", f"{r['p_churn']:.2f}",
-                        r["segment"], str(r.get("reason_1", "")))
+            cells = [f"{r[k]:+.3f}" if k == "uplift" else f"{r[k]:.2f}" if k in ("p_churn", "priority") else str(r[k])
+                     for k in cols]
+            tab.add_row(*cells, str(r.get("reason_1", "")))
         out.print(tab)
     out.print(f"models: {', '.join(f'{k} v{v}' for k, v in res.versions.items())}; list: {res.folder}")
 

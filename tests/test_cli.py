@@ -134,7 +134,7 @@ def test_main_job_end_to_end(tmp_path):
 
     commands = [[a.replace("runs/demo", str(tmp_path)) for a in c] for c in _readme_commands()
                 if c[0] not in ("run", "simulate")]
-    assert len(commands) == 9
+    assert len(commands) == 10
     for args in commands:
         if args[:2] == ["train", "uplift"] or args[0] == "explain" or (
                 args[:2] == ["features", "build"] and "--as-of" not in args):
