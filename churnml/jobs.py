@@ -19,7 +19,8 @@ import yaml
 from churnml.config import DatasetConfig, load_dataset_config, utc
 from churnml.data import Dataset, open_dataset
 from churnml.exceptions import ContractError, DataProblem
-from churnml.features import LABEL, FeatureSet, build_snapshot, build_training_set
+from churnml.features import CHURN_TS, LABEL, FeatureSet, build_snapshot, build_training_set, churn_definition
+from churnml.features import label_window_days
 from churnml.io import write_json, write_parquet, write_text
 from churnml.simulator import EVENT_TYPES
 
@@ -131,6 +132,7 @@ class FeatureJobResult:
 
 def _schema_doc(ds: Dataset, fs: FeatureSet, table: pa.Table, snapshots, labelled: bool) -> dict:
     described = {f.name: f for f in fs.features}
+    definition = churn_definition(ds.config)
     cols = []
     for name in table.column_names:
         f = described.get(name)
@@ -143,7 +145,9 @@ def _schema_doc(ds: Dataset, fs: FeatureSet, table: pa.Table, snapshots, labelle
             entry.update(description=f"user attribute '{name}' from the users table", family="attribute",
                          window_days=None)
         elif name == LABEL:
-            entry.update(description=f"1 if no activity in the {ds.config.horizon_days} days from as_of",
+            entry.update(description=definition.describe(), family="label", window_days=ds.config.horizon_days)
+        elif name == CHURN_TS:
+            entry.update(description="instant of the churn event (UTC), empty if not churned; not a feature",
                          family="label", window_days=ds.config.horizon_days)
         else:
             entry.update(description={"user_id": "user id", "as_of": "snapshot instant (UTC)"}[name],
@@ -154,6 +158,8 @@ def _schema_doc(ds: Dataset, fs: FeatureSet, table: pa.Table, snapshots, labelle
         "snapshots": [s.isoformat() for s in sorted(snapshots)],
         "label": LABEL if labelled else None,
         "horizon_days": ds.config.horizon_days,
+        "churn_definition": definition.name,
+        "label_window_days": label_window_days(ds.config),
         "eligibility_days": ds.config.eligibility_days,
         "signup_inferred_from_first_event": ds.signup_inferred,
         "feature_columns": fs.columns,
