@@ -156,6 +156,9 @@ def validate(config: ConfigOpt):
     _, ds = _open(config)
     out.print(f"[green]ok[/]: {ds.n_events:,} events, {ds.n_users:,} users"
               + (f", {ds.campaigns.count().to_pyarrow().as_py():,} campaign rows" if ds.campaigns is not None else "")
+              + (f", {ds.subscriptions.count().to_pyarrow().as_py():,} subscription rows"
+                 if ds.subscriptions is not None else "")
+              + f"; churn: {ds.config.churn.definition}"
               + (f"; data until {ds.observed_until.isoformat()}" if ds.config.observed_until else
                  f"; last event at {(ds.observed_until - dt.timedelta(microseconds=1)).isoformat()} "
                  "(set observed_until in the config if the log runs later)"))

@@ -355,6 +355,27 @@ def _anomaly_headlines(flagged, mix) -> list[str]:
     return out
 
 
+def _subscription_retention(ds: Dataset, period: str) -> dict | None:
+    """Retention by subscription start cohort, its headline and plot (None without a subscriptions table)."""
+    if ds.subscriptions is None:
+        return None
+    from churnml.retention import retention_headline
+    from churnml.retention_subscriptions import plot_subscription_retention, subscription_retention
+
+    table = subscription_retention(ds, period=period, days=(30, 90, 180, 365))
+    seen = table.groupby("day")[["eligible", "retained_nday"]].sum()
+    days = [int(d) for d in seen.index if seen.loc[d, "eligible"] > 0] or [int(seen.index.min())]
+    table = table[table["day"].isin(days)].reset_index(drop=True)
+    rates = ", ".join(f"{seen.loc[d, 'retained_nday'] / seen.loc[d, 'eligible']:.0%} after {d} days"
+                      for d in days if seen.loc[d, "eligible"] > 0)
+    grace = ds.config.churn.grace_days
+    line = (f"Of all subscribers, these shares were still covered by their first subscription: {rates} "
+            f"(a gap of up to {grace} days counts as covered)." if rates else
+            "No subscriber has been subscribed long enough to measure subscription retention yet.")
+    return {"table": table, "rows": retention_headline(table, days=days), "days": days, "headline": line,
+            "grace_days": grace, "plot": plot_subscription_retention(table)}
+
+
 def retention_job(
     config: DatasetConfig | str | Path,
     out_dir: str | Path,
@@ -424,10 +445,17 @@ def retention_job(
         notes.append("Too few cohorts with enough users to compare each against a trailing baseline: "
                      "no anomaly test was run.")
 
+    subs = _subscription_retention(ds, period)
+    if subs is not None:
+        headlines = [subs["headline"]] + headlines if cfg.churn.definition == "subscription" else (
+            headlines + [subs["headline"]])
+
     tables = {"cohort_retention": table, "retention_headline": headline, "anomalous_cohorts": anomalies,
               "anomaly_attributes": mix, "behaviour_thresholds": beh["thresholds"],
               "behaviour_curves": beh["curves"], "behaviour_pairs": beh["pairs"], "activity": series,
               "activity_gaps": dist, "campaign_readout": readout}
+    if subs is not None:
+        tables.update(subscription_retention=subs["table"], subscription_retention_headline=subs["rows"])
     paths = {}
     for name, df in tables.items():
         paths[name] = write_parquet(pa.Table.from_pandas(df, preserve_index=False), out_dir / "tables" / f"{name}.parquet")
@@ -452,6 +480,7 @@ def retention_job(
         behaviour_summary=beh["summary"], confounding_note=beh["confounding_note"],
         thresholds=_records(beh["thresholds"]), pairs=_records(beh["pairs"]),
         behaviour_plot=report.plot_behaviour_curves(beh["curves"], list(ranked["event"][:4])),
+        subscriptions=None if subs is None else {**subs, "rows": _records(subs["rows"])},
     )
     report_path = write_text(html, out_dir / "retention_report.html")
     return RetentionJobResult(report_path=report_path, tables=paths, headlines=headlines, notes=notes)

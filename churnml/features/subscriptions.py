@@ -183,7 +183,7 @@ def subscription_features(
         _implicit=cur._implicit.sum(),
         sub_spells=cur.spell.max(),
     )
-    latest = r.filter(r._rank == 1)
+    latest = r.filter(r._rank == 0)  # ibis numbers rows from 0
     latest_cols = {"_latest_start_us": latest._start_us, "_latest_running": latest.end.isnull()}
     latest_cols.update({f"sub_{c}": latest[c] for c in terms})
     latest = latest.select("user_id", **latest_cols)
