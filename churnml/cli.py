@@ -111,18 +111,21 @@ def _progress() -> Progress:
     )
 
 
-def _simulate(out_dir: Path, users: int, days: int, seed: int, promotion: bool, truth: bool):
+def _simulate(out_dir: Path, users: int, days: int, seed: int, promotion: bool, truth: bool,
+              subscriptions: bool = False):
     from churnml.jobs import simulate_job
-    from churnml.simulator import SimulationConfig
+    from churnml.simulator import SimulationConfig, SubscriptionConfig
 
     sim = SimulationConfig(n_users=users, days=days, seed=seed,
-                           **({} if promotion else {"promotion_days": []}))
+                           **({} if promotion else {"promotion_days": []}),
+                           **({"subscriptions": SubscriptionConfig()} if subscriptions else {}))
     with _progress() as bar:
         task = bar.add_task("simulating days", total=days)
         result, cfg_path = simulate_job(sim, out_dir, truth=truth,
                                         progress=lambda d, n: bar.update(task, completed=d + 1))
     out.print(f"simulated [bold]{result.n_users:,}[/] users, [bold]{result.n_events:,}[/] events, "
-              f"{result.n_exposures:,} campaign exposures -> {out_dir}")
+              f"{result.n_exposures:,} campaign exposures"
+              + (f", {result.n_subscriptions:,} subscription periods" if subscriptions else "") + f" -> {out_dir}")
     out.print(f"dataset config: {cfg_path}")
     return result, cfg_path
 
@@ -136,13 +139,16 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
     promotion: Annotated[bool, typer.Option(help="Plant the 2-day low-intent signup promotion.")] = True,
     truth: Annotated[bool, typer.Option(help="Write ground-truth churn probabilities per snapshot.")] = True,
+    subscriptions: Annotated[bool, typer.Option(
+        help="Add the subscription layer (monthly and yearly plans); the dataset.yaml then uses "
+             "churn: subscription.")] = False,
 ):
     """Simulate a music-streaming app with known ground truth.
 
     Writes events, users and campaigns as Parquet, the ground truth under
     truth/, and a dataset.yaml that the other commands take with --config.
     """
-    _simulate(out_dir, users, days, seed, promotion, truth)
+    _simulate(out_dir, users, days, seed, promotion, truth, subscriptions)
 
 
 @app.command()

@@ -45,20 +45,29 @@ def simulation_dataset_config(sim, data_dir: str | Path = ".", *, horizon_days: 
     """The dataset config (as a dict) that fits a simulation's output.
 
     Snapshots run weekly from day 35 (so users have history) to the last day
-    whose label window still fits in the simulated period.
+    whose label window still fits in the simulated period. With the
+    subscription layer on, the config reads ``subscriptions.parquet`` and
+    uses the ``subscription`` churn definition (its label window adds the
+    grace).
     """
     start = utc(sim.start)
     end = start + dt.timedelta(days=sim.days)
     first = start + dt.timedelta(days=35 if sim.days >= 70 else max(sim.days // 4, 1))
-    last = end - dt.timedelta(days=horizon_days)
+    subs = getattr(sim, "subscriptions", None)
+    last = end - dt.timedelta(days=horizon_days + (subs.grace_days if subs is not None else 0))
     data_dir = Path(data_dir)
+    sources = {
+        "events": {"path": str(data_dir / "events.parquet")},
+        "users": {"path": str(data_dir / "users.parquet")},
+        "campaigns": {"path": str(data_dir / "campaigns.parquet")},
+    }
+    extra = {}
+    if subs is not None:
+        sources["subscriptions"] = {"path": str(data_dir / "subscriptions.parquet")}
+        extra = {"churn": {"definition": "subscription", "grace_days": subs.grace_days}}
     return {
         "name": "music-sim",
-        "sources": {
-            "events": {"path": str(data_dir / "events.parquet")},
-            "users": {"path": str(data_dir / "users.parquet")},
-            "campaigns": {"path": str(data_dir / "campaigns.parquet")},
-        },
+        "sources": sources,
         "event_types": SIMULATOR_EVENT_TYPES,
         "activity_events": None,
         "eligibility_days": eligibility_days,
@@ -75,6 +84,7 @@ def simulation_dataset_config(sim, data_dir: str | Path = ".", *, horizon_days: 
              "description": "distinct songs played, liked or saved in the last 30 days"},
         ],
         "observed_until": end.isoformat(),
+        **extra,
     }
 
 
@@ -108,10 +118,18 @@ def simulate_job(sim, out_dir: str | Path, *, truth: bool = True,
         # fail every later command's contract check, so the config leaves it out.
         raw["sources"].pop("campaigns", None)
         (out_dir / "campaigns.parquet").unlink(missing_ok=True)
+    if result.subscriptions_path is not None and not result.n_subscriptions:
+        # Likewise for a subscription layer nobody subscribed in: the config falls back to inactivity.
+        raw["sources"].pop("subscriptions", None)
+        raw.pop("churn", None)
+        result.subscriptions_path.unlink(missing_ok=True)
     header = (
         f"# Dataset config for a simulated music app (seed {sim.seed}, {sim.n_users:,} users, "
         f"{sim.days} days).\n# Written by `churnml simulate`; paths are relative to this file.\n"
     )
+    if "subscriptions" in raw["sources"]:
+        header += ("# Subscription layer on: churn is a subscription cancelled at a renewal; the exact truth is "
+                   "truth/subscription_churn.parquet.\n")
     write_text(header + yaml.safe_dump(raw, sort_keys=False), cfg_path)
     return result, cfg_path
 
