@@ -344,20 +344,14 @@ def _check_config_names(
             n_bad = _scalar(bad.sum())
             problems.append(DataProblem(label, col, n_bad, "sum_columns needs numbers; values that are not",
                                         _example(ev, bad, col)))
-    activity = config.activity_events or []
-    if activity and not any(a in counts for a in activity):
-        problems.append(DataProblem(label, "event", 0, f"none of the activity_events {activity} occurs "
-                                                       f"(event types found: {shown})"))
-    else:
-        notes += [f"{label}: activity event {a!r} never occurs (event types found: {shown})"
-                  for a in activity if a not in counts]
-    churn_events = config.churn.events or []
-    if churn_events and not any(e in counts for e in churn_events):
-        problems.append(DataProblem(label, "event", 0, f"none of the churn events {churn_events} (churn: events) "
-                                                       f"occurs (event types found: {shown})"))
-    else:
-        notes += [f"{label}: churn event {e!r} never occurs (event types found: {shown})"
-                  for e in churn_events if e not in counts]
+    for key, one, named in (("activity_events", "activity event", config.activity_events or []),
+                            ("churn.events", "churn event", config.churn.events or [])):
+        if named and not any(a in counts for a in named):
+            problems.append(DataProblem(label, "event", 0, f"none of the {key} {named} occurs "
+                                                           f"(event types found: {shown})"))
+        else:
+            notes += [f"{label}: {one} {a!r} never occurs (event types found: {shown})"
+                      for a in named if a not in counts]
     notes += [f"{label}: event type {e!r} in event_types never occurs; its features will be empty "
               f"(event types found: {shown})" for e in config.event_types or [] if e not in counts]
     for d in config.distinct_counts:

@@ -89,10 +89,11 @@ def simulation_dataset_config(sim, data_dir: str | Path = ".", *, horizon_days: 
 
 
 def simulate_job(sim, out_dir: str | Path, *, truth: bool = True,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None, horizon_days: int = 14):
     """Simulate the music app into ``out_dir`` and write ``dataset.yaml`` beside the data.
 
-    Ground truth is computed for the snapshots of that dataset config.
+    Ground truth is computed for the snapshots of that dataset config, with
+    its ``horizon_days``.
 
     Returns
     -------
@@ -102,7 +103,7 @@ def simulate_job(sim, out_dir: str | Path, *, truth: bool = True,
     from churnml import simulator
 
     out_dir = Path(out_dir)
-    raw = simulation_dataset_config(sim, ".")
+    raw = simulation_dataset_config(sim, ".", horizon_days=horizon_days)
     cfg_path = out_dir / "dataset.yaml"
     spec = None
     if truth:
