@@ -50,7 +50,7 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def monthly_metrics(data: Path, rows) -> "pd.DataFrame":
+def monthly_metrics(data: Path, rows):
     """The baseline's features for the (as_of, user_id) rows: monthly aggregates, computed with DuckDB."""
     import duckdb
 
@@ -116,12 +116,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", type=Path, default=HERE / "_data" / "subscription_sim.json")
     a = ap.parse_args(argv)
 
-    import numpy as np
     import pandas as pd
 
     from churnml.config import Settings, TrainConfig, TuningConfig
     from churnml.evaluation import churn_metrics
-    from churnml.features import LABEL
     from churnml.jobs import build_features_job, simulate_job
     from churnml.simulator import SimulationConfig, SubscriptionConfig
     from churnml.train import train_churn_job

@@ -57,13 +57,13 @@ do from the log).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from math import exp, factorial
+from math import factorial
 
 import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["SUBSCRIPTION_SCHEMA", "SUBSCRIPTION_TRUTH_README", "SubscriptionConfig"]
+__all__ = ["SUBSCRIPTION_SCHEMA", "SUBSCRIPTION_TRUTH_README", "SUBSCRIPTION_TRUTH_SCHEMA", "SubscriptionConfig"]
 
 _DAY_US = 86_400_000_000
 PLANS = ("monthly", "yearly")
@@ -77,7 +77,7 @@ SUBSCRIPTION_SCHEMA = pa.schema([
     ("period_days", pa.int64()),
     ("discount", pa.float64()),
 ])
-_TRUTH_SCHEMA = pa.schema([
+SUBSCRIPTION_TRUTH_SCHEMA = pa.schema([
     ("as_of", pa.timestamp("us", tz="UTC")),
     ("user_id", pa.int64()),
     ("p_churn", pa.float64()),
@@ -290,7 +290,7 @@ class SubscriptionLayer:
             pa.array(idx + 1), pa.array(p_true), pa.array(p_obs),
             pa.array(w.STATES).take(pa.array(world.state[idx])), pa.array(PLANS).take(pa.array(self.plan[idx])),
             pa.array(n_ren.astype(np.int64)),
-        ], schema=_TRUTH_SCHEMA)
+        ], schema=SUBSCRIPTION_TRUTH_SCHEMA)
 
     def _no_cancel(self, world, idx: np.ndarray, day: int, horizon: int, init: np.ndarray) -> np.ndarray:
         """P(no cancellation at any renewal in the horizon), from state probabilities ``init`` (n, 3).

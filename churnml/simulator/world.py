@@ -93,7 +93,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from churnml.simulator.subscriptions import SUBSCRIPTION_TRUTH_README, SubscriptionConfig, SubscriptionLayer
+from churnml.simulator.subscriptions import (
+    SUBSCRIPTION_TRUTH_README,
+    SUBSCRIPTION_TRUTH_SCHEMA,
+    SubscriptionConfig,
+    SubscriptionLayer,
+)
 
 __all__ = ["SimulationConfig", "SimulationResult", "TruthSpec", "simulate"]
 
@@ -1306,8 +1311,7 @@ def simulate(
         n_subscriptions = sub_table.num_rows
         pq.write_table(sub_table, subscriptions_path)
         if truth is not None:
-            pq.write_table(pa.concat_tables(sub_churn) if sub_churn else layer.truth(world, 0, 1).slice(0, 0),
-                           truth_dir / "subscription_churn.parquet")
+            pq.write_table(_concat(sub_churn, SUBSCRIPTION_TRUTH_SCHEMA), truth_dir / "subscription_churn.parquet")
         readme += SUBSCRIPTION_TRUTH_README
     (truth_dir / "README.md").write_text(readme)
     return SimulationResult(
