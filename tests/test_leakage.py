@@ -113,7 +113,7 @@ def _features(folder: Path, events, campaigns, extra_users, subscriptions, churn
 
 
 @pytest.mark.filterwarnings("ignore::churnml.exceptions.DataWarning")
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     past=st.lists(past_event, min_size=1, max_size=25),
     future=st.lists(future_event, min_size=1, max_size=25),
