@@ -136,18 +136,21 @@ def _progress():
     )
 
 
-def _simulate(out_dir: Path, users: int, days: int, seed: int, promotion: bool, truth: bool):
+def _simulate(out_dir: Path, users: int, days: int, seed: int, promotion: bool, truth: bool,
+              subscriptions: bool = False):
     from churnml.jobs import simulate_job
-    from churnml.simulator import SimulationConfig
+    from churnml.simulator import SimulationConfig, SubscriptionConfig
 
     sim = SimulationConfig(n_users=users, days=days, seed=seed,
-                           **({} if promotion else {"promotion_days": []}))
+                           **({} if promotion else {"promotion_days": []}),
+                           **({"subscriptions": SubscriptionConfig()} if subscriptions else {}))
     with _progress() as bar:
         task = bar.add_task("simulating days", total=days)
         result, cfg_path = simulate_job(sim, out_dir, truth=truth,
                                         progress=lambda d, n: bar.update(task, completed=d + 1))
     out.print(f"simulated [bold]{result.n_users:,}[/] users, [bold]{result.n_events:,}[/] events, "
-              f"{result.n_exposures:,} campaign exposures -> {out_dir}")
+              f"{result.n_exposures:,} campaign exposures"
+              + (f", {result.n_subscriptions:,} subscription periods" if subscriptions else "") + f" -> {out_dir}")
     out.print(f"dataset config: {cfg_path}")
     return result, cfg_path
 
@@ -161,13 +164,16 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
     promotion: Annotated[bool, typer.Option(help="Plant the 2-day low-intent signup promotion.")] = True,
     truth: Annotated[bool, typer.Option(help="Write ground-truth churn probabilities per snapshot.")] = True,
+    subscriptions: Annotated[bool, typer.Option(
+        help="Add the subscription layer (monthly and yearly plans); the dataset.yaml then uses "
+             "churn: subscription.")] = False,
 ):
     """Simulate a music-streaming app with known ground truth.
 
     Writes events, users and campaigns as Parquet, the ground truth under
     truth/, and a dataset.yaml that the other commands take with --config.
     """
-    _simulate(out_dir, users, days, seed, promotion, truth)
+    _simulate(out_dir, users, days, seed, promotion, truth, subscriptions)
 
 
 @app.command()
@@ -213,6 +219,9 @@ def validate(config: ConfigOpt):
     _, ds = _open(config)
     out.print(f"[green]ok[/]: {ds.n_events:,} events, {ds.n_users:,} users"
               + (f", {ds.campaigns.count().to_pyarrow().as_py():,} campaign rows" if ds.campaigns is not None else "")
+              + (f", {ds.subscriptions.count().to_pyarrow().as_py():,} subscription rows"
+                 if ds.subscriptions is not None else "")
+              + f"; churn: {ds.config.churn.definition}"
               + (f"; data until {ds.observed_until.isoformat()}" if ds.config.observed_until else
                  f"; last event at {(ds.observed_until - dt.timedelta(microseconds=1)).isoformat()} "
                  "(set observed_until in the config if the log runs later)"))

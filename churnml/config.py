@@ -36,6 +36,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from churnml.exceptions import ConfigError
 
 __all__ = [
+    "ChurnConfig",
     "DatasetConfig",
     "DistinctCount",
     "Settings",
@@ -168,11 +169,64 @@ class SourceConfig(_Strict):
 
 
 class SourcesConfig(_Strict):
-    """The three tables of the data contract; only ``events`` is required."""
+    """The tables of the data contract; only ``events`` is required.
+
+    ``subscriptions`` (``user_id, start, end``; optional ``plan, price,
+    period_days, discount``) is needed by the ``subscription`` churn
+    definition and adds subscription features to any definition.
+    """
 
     events: SourceConfig
     users: SourceConfig | None = None
     campaigns: SourceConfig | None = None
+    subscriptions: SourceConfig | None = None
+
+    def named(self) -> dict[str, SourceConfig]:
+        """The configured sources by table name, in contract order."""
+        return {k: getattr(self, k) for k in ("events", "users", "campaigns", "subscriptions")
+                if getattr(self, k) is not None}
+
+
+class ChurnConfig(_Strict):
+    """What churn means for this product (``DatasetConfig.churn``).
+
+    Parameters
+    ----------
+    definition : {"inactivity", "subscription", "event"}
+        ``inactivity`` (default): an eligible user with no activity event in
+        ``[as_of, as_of + horizon_days)``. ``subscription``: a user covered by
+        a subscription at ``as_of`` whose coverage ends in
+        ``[as_of, as_of + horizon_days)`` and does not start again within
+        ``grace_days``. ``event``: an eligible user (not already churned) with
+        one of ``events`` in ``[as_of, as_of + horizon_days)``. See
+        :mod:`churnml.features.labels` for the exact rules.
+    events : list of str, optional
+        The explicit churn event types (``cancel``, ``uninstall``, ...); only
+        for ``event``, and required there.
+    grace_days : int
+        Only for ``subscription``: a new subscription starting at most this
+        many days after coverage ends continues it (a renewal paid late, a
+        plan switch); a longer gap is churn. Labels need ``grace_days`` of
+        data after the horizon.
+    """
+
+    definition: Literal["inactivity", "subscription", "event"] = "inactivity"
+    events: list[str] | None = None
+    grace_days: Annotated[int, Field(ge=0)] = 7
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        return {"definition": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _fits_definition(self) -> ChurnConfig:
+        if self.definition == "event" and not self.events:
+            raise ValueError("churn: definition `event` needs `events`, the churn event types "
+                             "(e.g. [cancel, uninstall])")
+        if self.definition != "event" and self.events is not None:
+            raise ValueError(f"churn: `events` is only used by definition `event`, not `{self.definition}`")
+        return self
 
 
 class SnapshotRule(_Strict):
@@ -230,7 +284,11 @@ class DatasetConfig(_Strict):
         A user is eligible at ``as_of`` if signed up before it and active in
         ``[as_of - eligibility_days, as_of)``.
     horizon_days : int
-        Churned = eligible and no activity in ``[as_of, as_of + horizon_days)``.
+        The label looks at ``[as_of, as_of + horizon_days)``; with the default
+        churn definition, churned = eligible and no activity in it.
+    churn : ChurnConfig
+        The churn definition: ``inactivity`` (default), ``subscription`` or
+        ``event``. A bare name (``churn: subscription``) is accepted.
     snapshots : SnapshotRule or list of datetime
         Snapshot instants for stacked training sets.
     feature_windows_days : list of int
@@ -263,6 +321,7 @@ class DatasetConfig(_Strict):
     sum_columns: list[str] = Field(default_factory=list)
     observed_until: dt.datetime | None = None
     engine: Literal["duckdb", "pyspark"] = "duckdb"
+    churn: ChurnConfig = Field(default_factory=ChurnConfig)
 
     @field_validator("observed_until", mode="before")
     @classmethod
@@ -288,6 +347,9 @@ class DatasetConfig(_Strict):
         rule = self.snapshots
         if isinstance(rule, SnapshotRule) and rule.start > rule.end:
             raise ValueError(f"snapshots: start {rule.start.date()} is after end {rule.end.date()}")
+        if self.churn.definition == "subscription" and self.sources.subscriptions is None:
+            raise ValueError("churn: definition `subscription` needs a `subscriptions` source "
+                             "(sources: subscriptions: {path: ...}; columns user_id, start, end)")
         return self
 
     def snapshot_instants(self) -> list[dt.datetime]:
@@ -401,7 +463,7 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
     cfg = _read_config(path, DatasetConfig, "dataset")
     base = path.parent
     sources = cfg.sources.model_copy(
-        update={k: _resolve(getattr(cfg.sources, k), base) for k in ("events", "users", "campaigns")}
+        update={k: _resolve(v, base) for k, v in cfg.sources.named().items()}
     )
     return cfg.model_copy(update={"sources": sources})
 

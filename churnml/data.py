@@ -17,9 +17,13 @@ events     user_id, ts, event                item_id, community_id, amount, ...
 users      user_id, signup_ts                acquisition channel, platform, ...
 campaigns  user_id, campaign_id, sent_ts,    channel, cost, ...
            treated
+subscriptions user_id, start, end (empty =    plan, price, period_days,
+           running)                          discount
 ========== ================================= ===============================
 
-Without a users table, a user's signup is the first event in the log.
+Without a users table, a user's signup is the first event in the log (or
+the first subscription start, if earlier). The subscriptions table's own
+rules are in :mod:`churnml.subscriptions`.
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": ("user_id", "ts", "event"),
     "users": ("user_id", "signup_ts"),
     "campaigns": ("user_id", "campaign_id", "sent_ts", "treated"),
+    "subscriptions": ("user_id", "start", "end"),
 }
-_TS_COLUMN = {"events": "ts", "users": "signup_ts", "campaigns": "sent_ts"}
+_TS_COLUMN = {"events": "ts", "users": "signup_ts", "campaigns": "sent_ts", "subscriptions": "start"}
 _UTC = dtypes.Timestamp(timezone="UTC")
 # Strings with an explicit offset ("Z", "+02:00", "+0200") versus naive ones.
 _OFFSET_RE = r"(Z|[+-]\d\d(:?\d\d)?)$"
@@ -65,6 +70,9 @@ class Dataset:
         when no users table was given (``signup_inferred``).
     campaigns : ibis.Table or None
         ``user_id, campaign_id, sent_ts, treated (bool)`` plus extras.
+    subscriptions : ibis.Table or None
+        ``user_id, start, end`` (UTC; ``end`` null = running) plus the optional
+        ``plan, price, period_days, discount``; see :mod:`churnml.subscriptions`.
     observed_until : datetime
         Exclusive end of the period the log covers.
     n_events, n_users, n_duplicates : int
@@ -83,6 +91,7 @@ class Dataset:
     n_users: int
     n_duplicates: int = 0
     warnings: list[str] = field(default_factory=list)
+    subscriptions: ibis.Table | None = None
 
     def event_types(self, before: dt.datetime | None = None) -> list[str]:
         """Event types to build per-event features for.
@@ -406,13 +415,14 @@ def _check_config_names(
             n_bad = _scalar(bad.sum())
             problems.append(DataProblem(label, col, n_bad, "sum_columns needs numbers; values that are not",
                                         _example(ev, bad, col)))
-    activity = config.activity_events or []
-    if activity and not any(a in counts for a in activity):
-        problems.append(DataProblem(label, "event", 0, f"none of the activity_events {activity} occurs "
-                                                       f"(event types found: {shown})"))
-    else:
-        notes += [f"{label}: activity event {a!r} never occurs (event types found: {shown})"
-                  for a in activity if a not in counts]
+    for key, one, named in (("activity_events", "activity event", config.activity_events or []),
+                            ("churn.events", "churn event", config.churn.events or [])):
+        if named and not any(a in counts for a in named):
+            problems.append(DataProblem(label, "event", 0, f"none of the {key} {named} occurs "
+                                                           f"(event types found: {shown})"))
+        else:
+            notes += [f"{label}: {one} {a!r} never occurs (event types found: {shown})"
+                      for a in named if a not in counts]
     notes += [f"{label}: event type {e!r} in event_types never occurs; its features will be empty "
               f"(event types found: {shown})" for e in config.event_types or [] if e not in counts]
     for d in config.distinct_counts:
@@ -449,7 +459,7 @@ def open_dataset(
     """
     srcs = config.sources
     if con is None:
-        dbs = {s.database for s in (srcs.events, srcs.users, srcs.campaigns) if s and s.database}
+        dbs = {s.database for s in srcs.named().values() if s.database}
         if len(dbs) > 1:
             raise ContractError(
                 [DataProblem("config", "sources", 0, f"all DuckDB sources must share one database, got {sorted(dbs)}")]
@@ -459,7 +469,7 @@ def open_dataset(
     fatal: list[DataProblem] = []
     problems: list[DataProblem] = []
     tables = {}
-    for kind in ("events", "users", "campaigns"):
+    for kind in ("events", "users", "campaigns", "subscriptions"):
         src = getattr(srcs, kind)
         if src is None:
             tables[kind] = None
@@ -472,7 +482,7 @@ def open_dataset(
     tables, p = _align_ids(tables, srcs)
     if p:
         raise ContractError(p + problems)
-    events, users, campaigns = tables["events"], tables["users"], tables["campaigns"]
+    events, users, campaigns, subscriptions = (tables[k] for k in ("events", "users", "campaigns", "subscriptions"))
 
     until = config.observed_until or utc(now or dt.datetime.now(dt.timezone.utc))
     ev_label = srcs.events.label
@@ -485,12 +495,24 @@ def open_dataset(
 
     signup_inferred = users is None
     if users is None:
-        users = events.group_by("user_id").aggregate(signup_ts=events.ts.min())
+        firsts = events.select("user_id", "ts")
+        if subscriptions is not None:  # a subscriber need not have any event yet
+            starts = subscriptions.filter(subscriptions.start.notnull())
+            firsts = firsts.union(starts.select("user_id", ts=starts.start.cast(firsts.ts.type())))
+        users = firsts.group_by("user_id").aggregate(signup_ts=firsts.ts.min())
     else:
         problems += _check_users(users, events, srcs.users.label, ev_label)
     if campaigns is not None:
         campaigns, p = _check_campaigns(campaigns, users, srcs.campaigns.label)
         problems += p
+    if subscriptions is not None:
+        from churnml.subscriptions import check_subscriptions
+
+        subscriptions, p, n = check_subscriptions(
+            subscriptions, users, srcs.subscriptions.label, users_label=None if signup_inferred else srcs.users.label,
+            until=until, until_configured=config.observed_until is not None)
+        problems += p
+        notes += n
     if problems:
         raise ContractError(problems)
 
@@ -504,7 +526,10 @@ def open_dataset(
         msg = f"{ev_label}: {n_dup:,} exact duplicate events dropped"
         notes.append(msg)
         warnings.warn(msg, DataWarning, stacklevel=2)
-    observed_until = config.observed_until or (stats["max_ts"] + dt.timedelta(microseconds=1))
+    latest = stats["max_ts"]
+    if subscriptions is not None and config.observed_until is None:
+        latest = max(latest, _scalar(subscriptions.start.max()))
+    observed_until = config.observed_until or (latest + dt.timedelta(microseconds=1))
     return Dataset(
         config=config,
         con=con,
@@ -517,6 +542,7 @@ def open_dataset(
         n_users=_scalar(users.count()),
         n_duplicates=n_dup,
         warnings=notes,
+        subscriptions=subscriptions,
     )
 
 

@@ -33,7 +33,7 @@ from churnml.evaluation import (
     tenure_band,
 )
 from churnml.exceptions import ConfigError, TrainingDataError
-from churnml.features import LABEL, build_snapshot, build_training_set
+from churnml.features import LABEL, build_snapshot, build_training_set, label_window_days
 from churnml.models.churn import (
     BASE_PARAMS,
     Calibrator,
@@ -200,7 +200,7 @@ def train_churn_job(
     df, doc = _load_training_frame(cfg, dataset, on_snapshot)
     df["as_of"] = pd.to_datetime(df["as_of"], utc=True)
     instants = [utc(x.to_pydatetime()) for x in sorted(df["as_of"].unique())]
-    split = time_split(instants, doc.get("horizon_days") or 14,
+    split = time_split(instants, doc.get("label_window_days") or doc.get("horizon_days") or 14,
                        valid_snapshots=cfg.split.valid_snapshots, test_snapshots=cfg.split.test_snapshots)
     for line in split.describe():
         log(line)
@@ -244,7 +244,7 @@ def train_churn_job(
     tune_s = time.perf_counter() - t0 - build_s
 
     # --- final fit and calibration --------------------------------------------------------------
-    meta = {"label": LABEL, "horizon_days": split.horizon_days, "split": split.to_dict(),
+    meta = {"label": LABEL, "horizon_days": doc.get("horizon_days") or split.horizon_days, "split": split.to_dict(),
             "dataset": doc.get("dataset"), "event_types": doc.get("event_types"),
             "glossary": {c["name"]: {k: c.get(k) for k in ("description", "family", "window_days")}
                          for c in doc.get("columns", []) if c["name"] in features},
@@ -359,7 +359,7 @@ class PromotionResult:
 
 def latest_labelled_snapshot(ds: Dataset) -> dt.datetime:
     """The latest configured snapshot whose label window the data fully covers."""
-    h = dt.timedelta(days=ds.config.horizon_days)
+    h = dt.timedelta(days=label_window_days(ds.config))
     ok = [s for s in ds.config.snapshot_instants() if s + h <= ds.observed_until]
     if ok:
         return max(ok)
