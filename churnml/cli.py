@@ -294,17 +294,31 @@ def _train_churn(cfg, ds, register: bool = True):
 
 def _report_churn(res) -> None:
     cols = ["roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_at_10", "capture_at_10"]
-    tab = Table(title=f"churn model on the test snapshot {res.split.test[-1].date()} ({res.rows['test']:,} users)",
-                show_edge=False)
+    bt = res.backtest
+    tab = Table(title=f"churn model, rolling backtest: mean ± sd over {len(res.cutoffs)} cut-off(s) "
+                      f"({', '.join(str(c.date()) for c in res.cutoffs)}; {res.rows['backtest']:,} rows), "
+                      "each fit only on labels closed before its cut-off", show_edge=False)
     tab.add_column("scorer")
     for c in cols:
         tab.add_column(c, justify="right")
     for name, row in res.metrics.iterrows():
-        tab.add_row(name, *(f"{row[c]:.3f}" if c in row and row[c] == row[c] else "-" for c in cols))
+        sd = res.metrics_sd.loc[name]
+        tab.add_row(name, *(("-" if c not in row or row[c] != row[c] else
+                             f"{row[c]:.3f}" + (f"±{sd[c]:.3f}" if sd[c] == sd[c] else "")) for c in cols))
     out.print(tab)
+    auc = bt.per_cutoff("roc_auc")
+    shown = [c for c in ("model", "logistic regression", "recency only", "oracle") if c in auc]
+    out.print("ROC-AUC per cut-off (" + " / ".join(shown) + "): "
+              + "; ".join(f"{k} " + "/".join(f"{r[c]:.3f}" for c in shown) for k, r in auc.iterrows()))
     if res.oracle_ratio is not None:
-        out.print(f"model AUC = {res.oracle_ratio:.1%} of the oracle's (the simulator's exact churn probability "
-                  "given everything observable; 'latent state' also sees silent lapses, which no log shows)")
+        out.print(f"model AUC = {res.oracle_ratio:.1%} of the oracle's, mean over cut-offs (the simulator's exact "
+                  "churn probability given everything observable; 'latent state' also sees silent lapses, "
+                  "which no log shows)")
+    i = res.info
+    out.print(f"chosen by the backtest: {bt.chosen} (best mean log loss); registered model: refit on "
+              f"{len(i['snapshots'])} snapshots ({i['rows_refit']:,} rows), {i['trees']} trees "
+              f"({i['trees_early_stopping']} by early stopping on {i['rows_early_stopping']:,} rows, "
+              f"scaled by the rows ratio^{i['tree_exponent']:g}); its metrics above are the backtest's")
     where = f"registered churn-risk version {res.version} as 'challenger'" if res.version else "not registered"
     out.print(f"MLflow run {res.run_id}; {where}")
 

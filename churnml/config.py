@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from churnml.exceptions import ConfigError
 
 __all__ = [
+    "BacktestConfig",
     "DatasetConfig",
     "DistinctCount",
     "Settings",
@@ -32,6 +33,7 @@ __all__ = [
     "SourcesConfig",
     "TrainConfig",
     "get_settings",
+    "RefitConfig",
     "ScoreConfig",
     "load_dataset_config",
     "load_score_config",
@@ -295,6 +297,33 @@ class SplitConfig(_Strict):
     test_snapshots: PositiveDays = 1
 
 
+class BacktestConfig(_Strict):
+    """The rolling backtest of a churn run (see :mod:`churnml.models.backtest`).
+
+    Parameters
+    ----------
+    folds : int
+        Cut-offs: the latest labelled snapshots whose label windows do not
+        overlap (fewer when the history is short).
+    """
+
+    folds: Annotated[int, Field(ge=1, le=12)] = 3
+
+
+class RefitConfig(_Strict):
+    """The production refit on every labelled snapshot (see :mod:`churnml.models.refit`).
+
+    Parameters
+    ----------
+    tree_exponent : float
+        The refit grows ``trees * (rows / early-stopping rows) ** tree_exponent``
+        trees, ``trees`` being what early stopping chose on the inner split
+        (0 = no scaling, 1 = proportional to the rows).
+    """
+
+    tree_exponent: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
 class TuningConfig(_Strict):
     """The Optuna study.
 
@@ -359,6 +388,10 @@ class TrainConfig(_Strict):
         MLflow names; default ``churn-risk`` / ``recall-uplift`` by kind.
     seed : int
     split, tuning, lightgbm, gate
+        For churn, ``split.valid_snapshots`` is the recipe's inner validation
+        part; the backtest's cut-offs replace ``split.test_snapshots``.
+    backtest, refit
+        Churn only: the rolling backtest and the production refit.
     calibration : {"auto", "isotonic", "sigmoid", "none"}
     min_class_count : int
         Fewer churned or retained training rows than this is an error.
@@ -374,6 +407,8 @@ class TrainConfig(_Strict):
     registered_model: str | None = None
     seed: int = 42
     split: SplitConfig = Field(default_factory=SplitConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    refit: RefitConfig = Field(default_factory=RefitConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     lightgbm: BoosterConfig = Field(default_factory=BoosterConfig)
     calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto"

@@ -382,8 +382,8 @@ def _dataset(X: pd.DataFrame, y: np.ndarray, params: dict, reference: lgb.Datase
 def fit_booster(
     X_train: pd.DataFrame,
     y_train: np.ndarray,
-    X_valid: pd.DataFrame,
-    y_valid: np.ndarray,
+    X_valid: pd.DataFrame | None,
+    y_valid: np.ndarray | None,
     params: dict,
     *,
     num_boost_round: int = 1000,
@@ -396,6 +396,9 @@ def fit_booster(
     ----------
     X_train, X_valid : DataFrame
         Input matrices from :func:`to_matrix` (categoricals as pandas categoricals).
+        Without validation rows (``X_valid=None``) exactly ``num_boost_round``
+        trees are grown: the refit on all labelled rows (see
+        :mod:`churnml.models.refit`), whose tree count was decided beforehand.
     y_train, y_valid : array of 0/1
     params : dict
         LightGBM parameters; merged over safe deterministic defaults. Not modified.
@@ -411,6 +414,8 @@ def fit_booster(
     """
     p = {**BASE_PARAMS, **params}
     dtrain = _dataset(X_train, y_train, p)
+    if X_valid is None:
+        return lgb.train(p, dtrain, num_boost_round=num_boost_round, callbacks=list(callbacks))
     dvalid = _dataset(X_valid, y_valid, p, reference=dtrain)
     cbs = [lgb.early_stopping(early_stopping_rounds, verbose=False), *callbacks]
     booster = lgb.train(p, dtrain, num_boost_round=num_boost_round, valid_sets=[dvalid],
