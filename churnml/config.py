@@ -185,6 +185,11 @@ class DatasetConfig(_Strict):
         Exclusive end of the period the log covers. Events at or after it are
         an input error; labels need ``as_of + horizon <= observed_until``.
         Defaults to just after the latest event.
+    horizons_days : list of int, optional
+        Extra horizons (days) for which each user gets a probability of
+        churning within that many days (``p_churn_<h>d``), monotone in the
+        horizon, longer horizons than the data can label included (a
+        discrete-time hazard model, see :mod:`churnml.models.horizons`).
     """
 
     name: str = "dataset"
@@ -201,6 +206,7 @@ class DatasetConfig(_Strict):
     sum_columns: list[str] = Field(default_factory=list)
     observed_until: dt.datetime | None = None
     engine: Literal["duckdb", "pyspark"] = "duckdb"
+    horizons_days: list[PositiveDays] | None = None
 
     @field_validator("observed_until", mode="before")
     @classmethod
@@ -220,6 +226,11 @@ class DatasetConfig(_Strict):
         if not v:
             raise ValueError("`feature_windows_days` must list at least one window.")
         return sorted(set(v))
+
+    @field_validator("horizons_days")
+    @classmethod
+    def _sorted_horizons(cls, v: list[int] | None) -> list[int] | None:
+        return None if not v else sorted(set(v))
 
     @model_validator(mode="after")
     def _ordered_snapshots(self):
@@ -321,7 +332,7 @@ class RefitConfig(_Strict):
         (0 = no scaling, 1 = proportional to the rows).
     """
 
-    tree_exponent: Annotated[float, Field(ge=0, le=1)] = 0.5
+    tree_exponent: Annotated[float, Field(ge=0, le=1)] = 0.25
 
 
 class TuningConfig(_Strict):

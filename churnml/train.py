@@ -269,6 +269,9 @@ def train_churn_job(
             "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     fit = fit_recipe(df, recipe, horizon, threads=threads, metadata=meta)
     model, info = fit.model, fit.info
+    ds_cfg = dataset.config if dataset is not None else load_dataset_config(cfg.dataset)
+    if ds_cfg.horizons_days:
+        model.horizons = _fit_horizons(df, model, recipe, ds_cfg, dataset, threads, log)
     fit_s = time.perf_counter() - t0 - build_s - tune_s - backtest_s
     log(f"production model: refit on {len(instants)} snapshots ({info['rows_refit']:,} rows) with "
         f"{info['trees']} trees ({info['trees_early_stopping']} chosen by early stopping on "
@@ -310,6 +313,10 @@ def train_churn_job(
         tracking.log_dict({"features": [s.to_dict() for s in model.features], "schema": doc}, "feature_schema.json")
         tracking.log_dataset(df[[*ID_COLUMNS, *features, LABEL]], name=f"{doc.get('dataset')}-refit",
                              source=str(cfg.training_set or cfg.dataset), context="training", targets=LABEL)
+        if model.horizons is not None:
+            tracking.log_dict(model.horizons.info, "evaluation/horizons.json")
+            tracking.log_metrics({f"horizon_{h}d_{k}": v for h, r in model.horizons.info["out_of_sample"].items()
+                                  for k, v in r.items() if isinstance(v, float)})
         tracking.log_metrics(_flat_backtest_metrics(mean, sd, oracle_ratio)
                              | {"seconds_build": build_s, "seconds_tune": tune_s,
                                 "seconds_backtest": backtest_s, "seconds_refit": fit_s})
@@ -330,6 +337,30 @@ def train_churn_job(
                 "backtest_roc_auc": f"{mean.loc[MODEL, 'roc_auc']:.4f}", "git_revision": tracking.git_revision()})
     return ChurnTrainResult(run_id, model, bt, mean, sd, by_cohort, by_tenure, dict(recipe.params), info, version,
                             rows, cutoffs, recipe, oracle_ratio, study_name, n_trials, warns)
+
+
+def _fit_horizons(df: pd.DataFrame, model: ChurnModel, recipe: Recipe, ds_cfg, ds: Dataset | None, threads, log):
+    """The multi-horizon hazard model over the same snapshots and inputs as the refit model."""
+    from churnml.features.churn_time import CHURN_TS, churn_times_frame, confirmation_lag, confirmed_until
+    from churnml.models.horizons import fit_hazard_model
+
+    ds = ds or open_dataset(ds_cfg)
+    times = churn_times_frame(ds, sorted(df["as_of"].unique()))
+    key = df[["as_of", "user_id"]].astype({"as_of": "datetime64[us, UTC]"})
+    ts = key.merge(times.astype({"as_of": "datetime64[us, UTC]"}), on=["as_of", "user_id"], how="left")[CHURN_TS]
+    haz = fit_hazard_model(df, ts.set_axis(df.index), specs=model.features, horizons=ds_cfg.horizons_days,
+                           confirmed_until=confirmed_until(ds), lag=confirmation_lag(ds_cfg), params=recipe.params,
+                           num_boost_round=recipe.num_boost_round, early_stopping_rounds=recipe.early_stopping_rounds,
+                           tree_exponent=recipe.tree_exponent, seed=recipe.seed, threads=threads)
+    i = haz.info
+    labelled = "; ".join(f"{h}d: AUC {r['roc_auc']:.3f}, ECE {r['ece_raw']:.3f} raw, "
+                         f"{r['ece_calibrated_cross_fit']:.3f} calibrated (cross-fit), on {', '.join(r['snapshots'])}"
+                         for h, r in i["out_of_sample"].items())
+    log(f"multi-horizon model: {i['rows_refit']:,} person-weeks, {i['trees']} trees; "
+        + (f"out of sample {labelled}" if labelled else "no horizon the data can label yet")
+        + (f"; {', '.join(f'{h}d' for h in i['extrapolated_horizons'])} extrapolated (weekly hazard constant "
+           f"after week {i['max_period'] + 1})" if i["extrapolated_horizons"] else ""))
+    return haz
 
 
 def _flat_backtest_metrics(table: pd.DataFrame, sd: pd.DataFrame | None, oracle_ratio: float | None) -> dict:

@@ -89,7 +89,7 @@ class Recipe:
     num_boost_round: int = 1000
     early_stopping_rounds: int = 50
     valid_snapshots: int = 1
-    tree_exponent: float = 0.5
+    tree_exponent: float = 0.25
     min_class_count: int = 50
     seed: int = 0
 
