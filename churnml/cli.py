@@ -111,7 +111,7 @@ def _progress() -> Progress:
     )
 
 
-def _simulate(out_dir: Path, users: int, days: int, seed: int, promotion: bool, truth: bool):
+def _simulate(out_dir: Path, users: int, days: int, seed: int, promotion: bool, truth: bool, horizons=None):
     from churnml.jobs import simulate_job
     from churnml.simulator import SimulationConfig
 
@@ -119,7 +119,7 @@ def _simulate(out_dir: Path, users: int, days: int, seed: int, promotion: bool, 
                            **({} if promotion else {"promotion_days": []}))
     with _progress() as bar:
         task = bar.add_task("simulating days", total=days)
-        result, cfg_path = simulate_job(sim, out_dir, truth=truth,
+        result, cfg_path = simulate_job(sim, out_dir, truth=truth, horizons_days=horizons,
                                         progress=lambda d, n: bar.update(task, completed=d + 1))
     out.print(f"simulated [bold]{result.n_users:,}[/] users, [bold]{result.n_events:,}[/] events, "
               f"{result.n_exposures:,} campaign exposures -> {out_dir}")
@@ -472,6 +472,10 @@ def _report_list(res) -> None:
             tab.add_row(str(r["rank"]), str(r["user_id"]), r["group"], f"{r['uplift']:+.3f}", f"{r['p_churn']:.2f}",
                         r["segment"], str(r.get("reason_1", "")))
         out.print(tab)
+        horizons = [c for c in res.top.columns if c.startswith("p_churn_") and c.endswith("d")]
+        if horizons:
+            out.print(f"churn within {', '.join(c[8:] for c in horizons)} (top of the list): " + "; ".join(
+                "/".join(f"{r[c]:.2f}" for c in horizons) for _, r in res.top.head(5).iterrows()))
     out.print(f"models: {', '.join(f'{k} v{v}' for k, v in res.versions.items())}; list: {res.folder}")
 
 
@@ -529,7 +533,7 @@ def run(
     from churnml.jobs import compare_with_truth
 
     t0 = time.perf_counter()
-    sim, cfg_path = _simulate(out_dir / "data", users, 120, seed, True, True)
+    sim, cfg_path = _simulate(out_dir / "data", users, 120, seed, True, True, horizons=[30, 90, 270])
     cfg, ds = _open(cfg_path)  # validated once, used by both steps
     _report_retention(_retention(cfg, ds, out_dir / "retention", "day"))
     res = _build(cfg, ds, out_dir / "features" / "training_set.parquet", None, None)

@@ -40,11 +40,13 @@ SIMULATOR_EVENT_TYPES = list(EVENT_TYPES)
 
 
 def simulation_dataset_config(sim, data_dir: str | Path = ".", *, horizon_days: int = 14,
-                              eligibility_days: int = 30, every_days: int = 7) -> dict:
+                              eligibility_days: int = 30, every_days: int = 7,
+                              horizons_days: list[int] | None = None) -> dict:
     """The dataset config (as a dict) that fits a simulation's output.
 
     Snapshots run weekly from day 35 (so users have history) to the last day
-    whose label window still fits in the simulated period.
+    whose label window still fits in the simulated period. ``horizons_days``
+    adds multi-horizon churn probabilities.
     """
     start = utc(sim.start)
     end = start + dt.timedelta(days=sim.days)
@@ -74,11 +76,12 @@ def simulation_dataset_config(sim, data_dir: str | Path = ".", *, horizon_days: 
              "description": "distinct songs played, liked or saved in the last 30 days"},
         ],
         "observed_until": end.isoformat(),
+        **({"horizons_days": list(horizons_days)} if horizons_days else {}),
     }
 
 
 def simulate_job(sim, out_dir: str | Path, *, truth: bool = True,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None, horizons_days: list[int] | None = None):
     """Simulate the music app into ``out_dir`` and write ``dataset.yaml`` beside the data.
 
     Ground truth is computed for the snapshots of that dataset config.
@@ -91,7 +94,7 @@ def simulate_job(sim, out_dir: str | Path, *, truth: bool = True,
     from churnml import simulator
 
     out_dir = Path(out_dir)
-    raw = simulation_dataset_config(sim, ".")
+    raw = simulation_dataset_config(sim, ".", horizons_days=horizons_days)
     cfg_path = out_dir / "dataset.yaml"
     spec = None
     if truth:

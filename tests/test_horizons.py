@@ -188,3 +188,37 @@ def test_on_the_simulator_monotone_and_calibrated_where_labels_exist(long_sim):
     for part in [np.ones(len(q), bool)] + [b == k for b in [pd.qcut(q, 3, labels=False)] for k in range(3)]:
         se = np.sqrt((q[part] * (1 - q[part])).sum()) / part.sum()
         assert abs(y[part].mean() - q[part].mean()) < 3 * se, (part.sum(), y[part].mean(), q[part].mean())
+
+
+# --------------------------------------------------------------------------- the job, the registry, the API
+
+def test_the_registered_model_serves_monotone_horizon_probabilities(small_sim, tmp_path, settings):
+    import yaml
+
+    from churnml import tracking
+    from churnml.config import BoosterConfig, TrainConfig, TuningConfig, load_dataset_config
+    from churnml.scoring import Scorer
+    from churnml.train import train_churn_job
+    from serving.app import _columns, _records
+    from serving.schemas import ScoreItem
+
+    doc = load_dataset_config(small_sim["config"]).model_dump(mode="json") | {"horizons_days": [90, 30, 270]}
+    (tmp_path / "dataset.yaml").write_text(yaml.safe_dump(doc))
+    booster = BoosterConfig(num_boost_round=60, early_stopping_rounds=10,
+                            params={"learning_rate": 0.1, "num_leaves": 15, "min_child_samples": 50})
+    cfg = TrainConfig(dataset=tmp_path / "dataset.yaml", training_set=small_sim["training_set"],
+                      tuning=TuningConfig(trials=0), lightgbm=booster, backtest={"folds": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        res = train_churn_job(cfg, settings=settings)
+    assert res.model.horizons.horizons == (30, 90, 270)
+    model, _ = tracking.load_model("churn-risk", "challenger", settings)
+    rows = pd.read_parquet(small_sim["training_set"]).tail(400)
+    scored = Scorer(model).score(rows, reasons=0)
+    cols = ["p_churn_30d", "p_churn_90d", "p_churn_270d"]
+    assert list(scored.columns) == ["user_id", "p_churn", *cols]
+    p = scored[cols].to_numpy()
+    assert ((p >= 0) & (p <= 1)).all() and (np.diff(p, axis=1) >= 0).all()
+    np.testing.assert_array_equal(p, res.model.horizons.predict_frame(rows).to_numpy())  # survives the registry
+    items = [ScoreItem(**r) for r in _records(_columns(scored, 0), range(3))]
+    assert items[0].p_churn_horizons == dict(zip(cols, p[0], strict=True))
