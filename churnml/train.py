@@ -351,15 +351,18 @@ def _fit_horizons(df: pd.DataFrame, model: ChurnModel, recipe: Recipe, ds_cfg, d
     haz = fit_hazard_model(df, ts.set_axis(df.index), specs=model.features, horizons=ds_cfg.horizons_days,
                            confirmed_until=confirmed_until(ds), lag=confirmation_lag(ds_cfg), params=recipe.params,
                            num_boost_round=recipe.num_boost_round, early_stopping_rounds=recipe.early_stopping_rounds,
-                           tree_exponent=recipe.tree_exponent, seed=recipe.seed, threads=threads)
+                           tree_exponent=recipe.tree_exponent, seed=recipe.seed, threads=threads,
+                           calibration="none" if recipe.calibration == "none" else "sigmoid")
     i = haz.info
     labelled = "; ".join(f"{h}d: AUC {r['roc_auc']:.3f}, ECE {r['ece_raw']:.3f} raw, "
                          f"{r['ece_calibrated_cross_fit']:.3f} calibrated (cross-fit), on {', '.join(r['snapshots'])}"
                          for h, r in i["out_of_sample"].items())
-    log(f"multi-horizon model: {i['rows_refit']:,} person-weeks, {i['trees']} trees; "
+    log(f"multi-horizon model: {i['rows_refit']:,} person-weeks, {i['trees']} trees, "
+        f"{'calibrated per labelled horizon' if haz.calibrators else 'its own probabilities (as the backtest chose)'}; "
         + (f"out of sample {labelled}" if labelled else "no horizon the data can label yet")
-        + (f"; {', '.join(f'{h}d' for h in i['extrapolated_horizons'])} extrapolated (weekly hazard constant "
-           f"after week {i['max_period'] + 1})" if i["extrapolated_horizons"] else ""))
+        + (f"; {', '.join(f'{h}d' for h in i['extrapolated_horizons'])} extrapolated (after week "
+           f"{i['max_period'] + 1} the weekly hazard follows the population's decline, x (week)^{i['tail_slope']:.2f})"
+           if i["extrapolated_horizons"] else ""))
     return haz
 
 

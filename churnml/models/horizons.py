@@ -15,22 +15,31 @@ snapshot's features ``x`` and ``k``. Then
 
 (a partial last period counts with its share of the period's log-survival),
 which can only grow with ``h``. Beyond the longest follow-up in the data the
-trees see no larger ``k``, so each user's hazard stays at its last estimated
-value: a constant-hazard (geometric) tail. That is an assumption, stated with
-the output.
+trees see no larger ``k``; there each user's hazard continues from its last
+estimated value along the decline the population's life table shows,
+``λ_k ∝ (k + 1) ** b`` with ``b <= 0`` fitted over the observed periods
+(:func:`tail_slope`; ``b = 0`` is a constant hazard). That is an assumption,
+stated with the output.
 
 Training follows the churn recipe (:mod:`churnml.models.refit`): an inner
 cut-off ``c`` (the latest snapshot the shortest horizon still labels) splits
-by time; a booster fit on the periods whose outcomes
-were confirmed by ``c`` (the data as it stood then) stops early on the
-person-periods of snapshots at or after ``c``; per horizon ``h`` that those
-snapshots label (``as_of + h <= confirmed_until``), a sigmoid calibrator maps
-its ``P(churn within h)`` to the observed rate out of sample; then the booster
-is refit on every confirmed person-period with the tree count scaled to the
-larger set. Horizons the data cannot label carry the calibration of the
-nearest labelled horizon as a factor on the cumulative hazard
-``−log S(h)``, which keeps each user's curve non-decreasing; a running maximum
-over horizons guards the order where two labelled horizons' calibrations cross.
+by time; a booster fit on the periods whose outcomes were confirmed by ``c``
+(the data as it stood then: it is what the refit would have been at ``c``)
+stops early on the person-periods of snapshots at or after ``c``; per horizon
+``h`` that those snapshots label (``as_of + h <= confirmed_until``), its
+``P(churn within h)`` is compared with what happened, out of sample, and a
+sigmoid map to the observed rate is fit; then the booster is refit on every
+confirmed person-period with the tree count scaled to the larger set.
+
+Whether the maps are applied is the churn recipe's calibration choice
+(``calibration``): the rolling backtest measures, walk-forward, whether a
+correction learned on an older snapshot helps on a newer one for this data.
+When it does not (drift that does not persist, e.g. a population maturing and
+then settling), a map learned at ``c`` would carry ``c``'s bias to tonight,
+and the refit's own probabilities are used. Horizons the data cannot label
+carry the map of the nearest labelled horizon as a factor on the cumulative
+hazard ``−log S(h)``, which keeps each user's curve non-decreasing; a running
+maximum over horizons guards the order where two labelled horizons' maps cross.
 """
 
 from __future__ import annotations
@@ -61,6 +70,7 @@ __all__ = [
     "fit_hazard_model",
     "horizon_column",
     "person_periods",
+    "tail_slope",
     "within_horizons",
 ]
 
@@ -190,7 +200,11 @@ class HazardModel:
     horizons : tuple of int
     period_days : int
     max_period : int
-        The largest period index seen in training; later periods share its hazard.
+        The largest period index seen in training.
+    tail_slope : float
+        Beyond ``max_period`` each user's hazard follows the population's
+        fitted decline: ``λ_k = λ_max · ((k + 1) / (max_period + 1)) ** tail_slope``
+        (0 = held constant); see :func:`tail_slope`.
     calibrators : dict
         Horizon -> sigmoid calibrator on the logit of ``P(churn within h)``
         (labelled horizons only).
@@ -205,18 +219,26 @@ class HazardModel:
     max_period: int = 0
     calibrators: dict[int, Calibrator] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    tail_slope: float = 0.0
 
     @property
     def columns(self) -> list[str]:
         return [horizon_column(h) for h in self.horizons]
 
     def hazards_matrix(self, X: pd.DataFrame, n_periods: int) -> np.ndarray:
-        """Per-period hazards (rows x ``min(n_periods, max_period + 1)``) of an input matrix from :func:`to_matrix`."""
+        """Per-period hazards (rows x ``n_periods``) of an input matrix from :func:`to_matrix`.
+
+        Periods up to ``max_period`` come from the booster (one prediction
+        pass each); later ones extend the last along the fitted tail.
+        """
         base = lightgbm_input(self.booster, X.assign(**{PERIOD: 0.0}))
         cols = []
         for k in range(min(n_periods, self.max_period + 1)):
             base[:, -1] = k
             cols.append(self.booster.predict(base))
+        last = cols[-1]
+        cols += [last * ((k + 1) / (self.max_period + 1)) ** self.tail_slope
+                 for k in range(self.max_period + 1, n_periods)]
         return np.column_stack(cols)
 
     def predict_matrix(self, X: pd.DataFrame, *, calibrated: bool = True) -> pd.DataFrame:
@@ -232,7 +254,7 @@ class HazardModel:
 
     def to_dict(self) -> dict:
         return {"features": [s.to_dict() for s in self.features], "horizons": list(self.horizons),
-                "period_days": self.period_days, "max_period": self.max_period,
+                "period_days": self.period_days, "max_period": self.max_period, "tail_slope": self.tail_slope,
                 "calibrators": {str(h): c.to_dict() for h, c in self.calibrators.items()},
                 "booster": HAZARD_FILE, "info": self.info}
 
@@ -240,7 +262,37 @@ class HazardModel:
     def from_dict(cls, d: dict, booster: lgb.Booster) -> HazardModel:
         return cls(booster, [FeatureSpec.from_dict(x) for x in d["features"]], tuple(d["horizons"]),
                    d["period_days"], d["max_period"],
-                   {int(h): Calibrator.from_dict(c) for h, c in d.get("calibrators", {}).items()}, d.get("info", {}))
+                   {int(h): Calibrator.from_dict(c) for h, c in d.get("calibrators", {}).items()}, d.get("info", {}),
+                   d.get("tail_slope", 0.0))
+
+
+def tail_slope(period: np.ndarray, event: np.ndarray, *, min_rows: int = 200) -> float:
+    """The population's hazard decline over periods, for extrapolating past the longest follow-up.
+
+    A weighted least-squares fit of ``log λ̄_k = a + b · log(k + 1)`` over the
+    periods ``k >= 1`` with at least ``min_rows`` person-periods at risk and one
+    churn (period 0 holds the churns already under way at ``as_of``, a different
+    thing); ``λ̄_k`` is the share of person-periods at ``k`` that churn (a life
+    table), weighted by the rows at risk. Returns ``b`` clipped to ``[-2, 0]``:
+    a hazard extrapolated past the data may fall, never grow (0 with fewer than
+    three usable periods).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> k = np.repeat(np.arange(1, 6), 1000)
+    >>> ev = np.concatenate([np.r_[np.ones(int(1000 * 0.2 * (j + 1) ** -1.0)), np.zeros(1000)][:1000]
+    ...                      for j in range(1, 6)])
+    >>> round(tail_slope(k, ev), 1)
+    -1.0
+    """
+    table = pd.DataFrame({"k": period, "e": event}).groupby("k")["e"].agg(["mean", "size"])
+    table = table[(table.index >= 1) & (table["size"] >= min_rows) & (table["mean"] > 0)]
+    if len(table) < 3:
+        return 0.0
+    x, y, w = np.log(table.index.to_numpy() + 1.0), np.log(table["mean"].to_numpy()), table["size"].to_numpy()
+    slope = np.polyfit(x, y, 1, w=np.sqrt(w))[0]
+    return float(np.clip(slope, -2.0, 0.0))
 
 
 def _expand(frame: pd.DataFrame, X: pd.DataFrame, churn_ts: pd.Series, until: dt.datetime,
@@ -270,6 +322,7 @@ def fit_hazard_model(
     num_boost_round: int = 1000,
     early_stopping_rounds: int = 50,
     tree_exponent: float = 0.25,
+    calibration: str = "sigmoid",
     min_calibration_rows: int = 200,
     seed: int = 0,
     threads: int | None = None,
@@ -295,6 +348,9 @@ def fit_hazard_model(
     params : dict
         LightGBM parameters (the churn model's).
     period_days, num_boost_round, early_stopping_rounds, tree_exponent, seed, threads
+    calibration : {"sigmoid", "none"}
+        Whether labelled horizons get their calibration map. The maps are
+        fit either way, and their out-of-sample effect reported.
     min_calibration_rows : int
         A horizon is calibrated only with at least this many labelled rows
         (and 10 of each outcome) after the inner cut-off.
@@ -335,7 +391,8 @@ def fit_hazard_model(
     p = {**params, "seed": seed, **({"num_threads": threads} if threads else {})}
     es = fit_booster(X_tr, y_tr, X_va, y_va, p, num_boost_round=num_boost_round,
                      early_stopping_rounds=early_stopping_rounds)
-    es_model = HazardModel(es, specs, horizons, period_days, int(X_tr[PERIOD].max()))
+    es_model = HazardModel(es, specs, horizons, period_days, int(X_tr[PERIOD].max()),
+                           tail_slope=tail_slope(X_tr[PERIOD].to_numpy(), y_tr))
     n_periods = int(np.ceil(max(horizons) / period_days)) + 1
 
     calibrators, report = {}, {}
@@ -345,17 +402,20 @@ def fit_hazard_model(
         if rows.sum() < min_calibration_rows or min(y.sum(), len(y) - y.sum()) < 10:
             continue
         raw = within_horizons(es_model.hazards_matrix(X[rows], n_periods), [h], period_days)[:, 0]
-        calibrators[h] = Calibrator.fit(_logit(raw), y, "sigmoid")
+        if calibration != "none":
+            calibrators[h] = Calibrator.fit(_logit(raw), y, "sigmoid")
         report[str(h)] = _out_of_sample(frame[rows], raw, y, seed)
     trees = scale_trees(es.current_iteration(), len(y_tr), len(y_all), tree_exponent)
     booster = fit_booster(X_all, y_all, None, None, p, num_boost_round=trees)
+    slope = tail_slope(X_all[PERIOD].to_numpy(), y_all)
     info = {"period_days": period_days, "inner_cutoff": cut.isoformat(), "confirmed_until": cu.isoformat(),
             "rows_early_stopping": len(y_tr), "rows_valid": len(y_va), "rows_refit": len(y_all),
             "trees_early_stopping": es.current_iteration(), "trees": trees,
-            "max_period": int(X_all[PERIOD].max()), "labelled_horizons": sorted(int(h) for h in report),
+            "max_period": int(X_all[PERIOD].max()), "tail_slope": slope, "calibration": calibration,
+            "labelled_horizons": sorted(int(h) for h in report),
             "extrapolated_horizons": [h for h in horizons if str(h) not in report],
             "out_of_sample": report}
-    return HazardModel(booster, specs, horizons, period_days, int(X_all[PERIOD].max()), calibrators, info)
+    return HazardModel(booster, specs, horizons, period_days, int(X_all[PERIOD].max()), calibrators, info, slope)
 
 
 def _out_of_sample(rows: pd.DataFrame, raw: np.ndarray, y: np.ndarray, seed: int) -> dict:
