@@ -79,7 +79,7 @@ def test_churned_label_is_churn_time_at_as_of(small_sim):
 
 
 @pytest.mark.filterwarnings("ignore::churnml.exceptions.DataWarning")
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seen=st.lists(st.tuples(st.sampled_from("abc"), st.floats(2, 29.9).map(lambda d: round(d, 3))),
                      min_size=1, max_size=20),
        unseen=st.lists(st.tuples(st.sampled_from("abcd"), st.floats(30, 59.9).map(lambda d: round(d, 3))),
@@ -118,6 +118,22 @@ def test_within_horizons_by_hand():
     p = within_horizons(np.array([[0.1, 0.2], [0.0, 0.0]]), [7, 14, 28, 3.5])
     np.testing.assert_allclose(p[0], [0.1, 1 - 0.9 * 0.8, 1 - 0.9 * 0.8 ** 3, 1 - 0.9 ** 0.5])
     np.testing.assert_allclose(p[1], 0.0)
+
+
+def test_the_tail_follows_the_life_tables_decline_and_never_rises():
+    from churnml.models.horizons import HazardModel, tail_slope
+
+    k = np.repeat(np.arange(0, 8), 2000)
+    rate = np.where(k == 0, 0.5, 0.3 * (k + 1.0) ** -0.5)  # period 0 (churn under way) is left out
+    event = (np.random.default_rng(1).random(len(k)) < rate).astype(int)
+    assert tail_slope(k, event) == pytest.approx(-0.5, abs=0.1)
+    assert tail_slope(k, (np.random.default_rng(2).random(len(k)) < 0.02 * (k + 1)).astype(int)) == 0.0
+    assert tail_slope(np.array([1, 2]), np.array([1, 1])) == 0.0  # too few periods to fit
+    # Past the last trained period, each user's hazard continues from its own last value along the slope.
+    m = HazardModel(booster=None, features=[], horizons=(7,), max_period=3, tail_slope=-1.0)
+    m.booster = type("B", (), {"predict": lambda self, x: np.full(len(x), 0.2), "pandas_categorical": None})()
+    h = m.hazards_matrix(pd.DataFrame({"x": [1.0, 2.0]}), 6)
+    np.testing.assert_allclose(h[0], [0.2, 0.2, 0.2, 0.2, 0.2 * 4 / 5, 0.2 * 4 / 6])
 
 
 def test_calibration_keeps_every_users_curve_non_decreasing():
