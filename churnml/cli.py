@@ -287,9 +287,11 @@ def _train_churn(cfg, ds, register: bool = True):
         total = len(ds.config.snapshot_instants()) if ds is not None else None
         snaps = bar.add_task("building snapshots", total=total, visible=cfg.training_set is None)
         trials = bar.add_task("Optuna trials", total=cfg.tuning.trials, visible=cfg.tuning.trials > 0)
+        folds = bar.add_task("backtest cut-offs", total=cfg.backtest.folds)
         return train_churn_job(cfg, dataset=ds, register=register, log=lambda line: bar.console.print(line),
                                on_snapshot=lambda s: bar.advance(snaps),
-                               on_trial=lambda n, v: bar.advance(trials))
+                               on_trial=lambda n, v: bar.advance(trials),
+                               on_fold=lambda c, m: bar.advance(folds))
 
 
 def _report_churn(res) -> None:

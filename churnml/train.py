@@ -19,6 +19,7 @@ import functools
 import json
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from churnml.evaluation import (
     signup_cohort,
     tenure_band,
 )
-from churnml.exceptions import ConfigError, TrainingDataError
+from churnml.exceptions import ConfigError, DataWarning, TrainingDataError
 from churnml.features import LABEL, build_snapshot, build_training_set
 from churnml.models.backtest import (
     LOGISTIC,
@@ -217,7 +218,9 @@ def train_churn_job(
         train_s, valid_s = inner_split(closed_before(instants, horizon, cutoffs[0]), horizon,
                                        cfg.split.valid_snapshots)
         train, valid = df[df["as_of"].isin(train_s)], df[df["as_of"].isin(valid_s)]
-        specs = feature_specs(train, features)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)  # said once, by the production refit
+            specs = feature_specs(train, features)
         tr = _sample(train, cfg.tuning.max_rows, cfg.seed)
         storage = cfg.tuning.storage or f"sqlite:///{Path(settings.mlruns_dir).absolute() / 'optuna.db'}"
         Path(settings.mlruns_dir).mkdir(parents=True, exist_ok=True)
@@ -243,8 +246,12 @@ def train_churn_job(
 
     # --- rolling backtest: evaluation and model choice ---------------------------------------------
     truth = read_truth(cfg.truth) if cfg.truth is not None else None
-    bt = run_backtest(df, recipes, horizon, cutoffs, default=next(iter(recipes)), truth=truth,
-                      threads=threads, seed=cfg.seed, on_fold=on_fold)
+    with warnings.catch_warnings():
+        # Each fold would repeat the data warnings (columns empty in early snapshots, say) that the
+        # production refit below gives once for the data it is fit on.
+        warnings.simplefilter("ignore", DataWarning)
+        bt = run_backtest(df, recipes, horizon, cutoffs, default=next(iter(recipes)), truth=truth,
+                          threads=threads, seed=cfg.seed, on_fold=on_fold)
     if truth is not None:
         share = bt.predictions["oracle"].notna().mean()
         if share < 0.99:
