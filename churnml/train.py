@@ -188,7 +188,9 @@ def train_churn_job(
     df, doc = _load_training_frame(cfg, dataset, on_snapshot)
     df["as_of"] = pd.to_datetime(df["as_of"], utc=True)
     instants = [utc(x.to_pydatetime()) for x in sorted(df["as_of"].unique())]
-    horizon = doc.get("horizon_days") or 14
+    # Days after a snapshot its label needs (the horizon, plus a subscription's grace): no row a backtest
+    # fold or the inner split learns from may have a label window reaching past its cut-off.
+    horizon = doc.get("label_window_days") or doc.get("horizon_days") or 14
     features = _feature_columns(doc, df, cfg.exclude_features)
     cutoffs = backtest_cutoffs(instants, horizon, folds=cfg.backtest.folds,
                                valid_snapshots=cfg.split.valid_snapshots)
@@ -264,7 +266,8 @@ def train_churn_job(
     # --- the production model: the chosen recipe refit on every labelled snapshot ------------------
     recipe = recipes[bt.chosen_params].with_calibration(bt.chosen_calibration)
     mean, sd = bt.mean(), bt.sd()
-    meta = {"label": LABEL, "horizon_days": horizon, "dataset": doc.get("dataset"),
+    meta = {"label": LABEL, "horizon_days": doc.get("horizon_days") or horizon, "label_window_days": horizon,
+            "dataset": doc.get("dataset"),
             "event_types": doc.get("event_types"),
             "glossary": {c["name"]: {k: c.get(k) for k in ("description", "family", "window_days")}
                          for c in doc.get("columns", []) if c["name"] in features},
@@ -475,7 +478,7 @@ def _holdout_scores(models: dict, cfg: TrainConfig, ds: Dataset | None, metric: 
         df, doc = _load_training_frame(cfg, ds, None)
         df["as_of"] = pd.to_datetime(df["as_of"], utc=True)
         instants = [utc(x.to_pydatetime()) for x in sorted(df["as_of"].unique())]
-        horizon = doc.get("horizon_days") or ds.config.horizon_days
+        horizon = doc.get("label_window_days") or doc.get("horizon_days") or ds.config.horizon_days
         cuts = backtest_cutoffs(instants, horizon, folds=cfg.backtest.folds,
                                 valid_snapshots=cfg.split.valid_snapshots)
         out = {}
