@@ -22,15 +22,17 @@ churn time ``T`` per user and snapshot, and then "churned within h" is
     censored there. Returning after the spell does not undo it: "churned
     within h" is the first spell's start, monotone in ``h``.
 
-Seam with the churn definitions
--------------------------------
-The churn definitions (``inactivity``, ``subscription``, ``event``) live in
-``churnml/features/labels.py``, where the ``subscription`` and ``event``
-definitions give churn times of their own (``event_times``: the end of the
-coverage spell without renewal within the grace, or the first churn event;
-``confirmed_until``). :func:`churn_times` is the one entry point the
-multi-horizon model uses: it dispatches on the configured definition, and
-implements ``inactivity`` here.
+``subscription``
+    The end of the coverage spell holding ``as_of`` when no new subscription
+    starts within the grace: "churned within h" is "coverage ends within h
+    without renewal". Confirmed ``grace_days`` after the end.
+``event``
+    The first churn event at or after ``as_of``; confirmed at once.
+
+The churn definitions live in ``churnml/features/labels.py``; the
+``subscription`` and ``event`` churn times are theirs (``event_times``).
+:func:`churn_times` is the one entry point the multi-horizon model uses: it
+dispatches on the configured definition and implements ``inactivity`` here.
 """
 
 from __future__ import annotations
@@ -58,7 +60,16 @@ def _definition(config: DatasetConfig) -> str:
 
 
 def confirmation_lag(config: DatasetConfig) -> dt.timedelta:
-    """How long after a churn time the data must run before it is confirmed (inactivity: ``horizon_days``)."""
+    """How long after a churn time the data must run before it is confirmed.
+
+    ``inactivity``: ``horizon_days`` (the spell must be seen in full);
+    ``subscription``: the grace (no renewal within it); ``event``: none.
+    """
+    definition = _definition(config)
+    if definition == "subscription":
+        return dt.timedelta(days=config.churn.grace_days)
+    if definition == "event":
+        return dt.timedelta(0)
     return dt.timedelta(days=config.horizon_days)
 
 
@@ -101,13 +112,21 @@ def churn_times(ds: Dataset, as_of: dt.datetime, *, until: dt.datetime | None = 
     -------
     ibis.Table
         ``user_id``, ``churn_us`` (Unix microseconds of the churn time).
+
+    Raises
+    ------
+    ImportError
+        A ``subscription`` or ``event`` definition without ``churnml.features.labels``.
     """
-    definition = _definition(ds.config)
-    if definition != "inactivity":
-        # SEAM: the subscription and event definitions have their own event times (labels.py).
-        raise NotImplementedError(f"churn times of the '{definition}' definition come from "
-                                  "churnml.features.labels")
     as_of, until = utc(as_of), utc(until or ds.observed_until)
+    if _definition(ds.config) != "inactivity":
+        # The subscription and event definitions give their own churn times (churnml.features.labels);
+        # as the data stood at `until`, only those confirmed by then count.
+        from churnml.features.labels import churn_definition
+
+        t = churn_definition(ds.config).event_times(ds, as_of)
+        t = t.filter(t[CHURN_TS] < ibis.literal(confirmed_until(ds, until)))
+        return t.select("user_id", churn_us=epoch_us(ds, t[CHURN_TS]))
     g = _activity_gaps(ds, until) if gaps is None else gaps
     s, u, spell = instant_us(as_of), instant_us(until), ds.config.horizon_days * DAY_US
     # The gap that spans as_of, if it leaves [as_of, as_of + L) without activity: churned at as_of.
@@ -122,7 +141,7 @@ def churn_times_frame(ds: Dataset, snapshots: Sequence[dt.datetime], *,
                       until: dt.datetime | None = None) -> pd.DataFrame:
     """:func:`churn_times` for several snapshots: ``as_of``, ``user_id``, ``churn_ts`` (UTC) in pandas."""
     until = utc(until or ds.observed_until)
-    gaps = _activity_gaps(ds, until).cache()
+    gaps = _activity_gaps(ds, until).cache() if _definition(ds.config) == "inactivity" else None
     parts = []
     try:
         for s in sorted(utc(x) for x in snapshots):
@@ -130,7 +149,8 @@ def churn_times_frame(ds: Dataset, snapshots: Sequence[dt.datetime], *,
             parts.append(pd.DataFrame({"as_of": pd.Timestamp(s), "user_id": t["user_id"].to_numpy(),
                                        CHURN_TS: pd.to_datetime(t["churn_us"].to_numpy(), unit="us", utc=True)}))
     finally:
-        gaps.release()
+        if gaps is not None:
+            gaps.release()
     cols = {"as_of": pd.Series(dtype="datetime64[us, UTC]"), "user_id": pd.Series(dtype="int64"),
             CHURN_TS: pd.Series(dtype="datetime64[us, UTC]")}
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(cols)
