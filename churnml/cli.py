@@ -2,7 +2,9 @@
 
 Exit codes: 0 success; 2 bad input (data contract, config, arguments); 3 no
 registered model with the alias asked for; 4 stale data; 5 features that
-differ from the model's; 6 an output that exists and is not overwritten.
+differ from the model's; 6 an output that exists and is not overwritten (or
+that another run is writing); 7 an output that could not be written (disk
+full, read-only, no permission); 130 and 143 stopped by Ctrl-C or SIGTERM.
 Each error is one line per problem on stderr, with no traceback; any other
 exit code is a bug.
 """
@@ -23,8 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from churnml.config import utc
-from churnml.exceptions import ChurnmlError, DataWarning
+from churnml.exceptions import ChurnmlError, DataWarning, storage_problem
 
 app = typer.Typer(
     name="churnml",
@@ -45,6 +46,7 @@ out = Console(width=_WIDTH)
 err = Console(stderr=True, width=_WIDTH)
 
 INPUT_ERROR = 2
+CANNOT_WRITE = 7
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Dataset config (YAML).")]
 TrainConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config (YAML), e.g. training/churn.yaml.")]
@@ -68,7 +70,13 @@ def _input_errors(fn):
                 # not a bug, so it ends like Ctrl-C anywhere else.
                 if type(exc).__name__ == "InterruptException":
                     raise KeyboardInterrupt from None
-                raise
+                problem = storage_problem(exc)
+                if problem is None:
+                    raise
+                # A full disk or a read-only folder is the machine's state, not a bug: one line.
+                err.print(f"[bold red]error:[/] cannot write the output: {problem}; nothing was replaced",
+                          highlight=False, soft_wrap=True)
+                raise typer.Exit(CANNOT_WRITE) from None
             finally:
                 for w in caught:
                     if issubclass(w.category, DataWarning):
@@ -81,16 +89,25 @@ def _input_errors(fn):
 def _exit_code(exc: ChurnmlError) -> int:
     """The documented exit code of an error (see churnml.batch.EXIT_CODES)."""
     from churnml.batch import EXIT_CODES
-    from churnml.exceptions import ModelNotFoundError, OutputExistsError, SchemaMismatchError, StaleDataError
+    from churnml.exceptions import (
+        ModelNotFoundError,
+        OutputExistsError,
+        OutputWriteError,
+        SchemaMismatchError,
+        StaleDataError,
+    )
 
     for kind, name in ((OutputExistsError, "list_exists"), (ModelNotFoundError, "model_not_found"),
-                       (StaleDataError, "stale_data"), (SchemaMismatchError, "schema_mismatch")):
+                       (StaleDataError, "stale_data"), (SchemaMismatchError, "schema_mismatch"),
+                       (OutputWriteError, "cannot_write")):
         if isinstance(exc, kind):
             return EXIT_CODES[name]
     return INPUT_ERROR
 
 
 def _parse_instants(values: list[str] | None) -> list[dt.datetime] | None:
+    from churnml.config import utc
+
     if not values:
         return None
     out = []
@@ -143,6 +160,38 @@ def simulate(
     truth/, and a dataset.yaml that the other commands take with --config.
     """
     _simulate(out_dir, users, days, seed, promotion, truth)
+
+
+@app.command()
+@_input_errors
+def init(
+    events: Annotated[Path, typer.Option("--events", help="The event log: Parquet or CSV (a glob is fine).")],
+    users: Annotated[Path | None, typer.Option("--users", help="The users table (signup times, attributes).")] = None,
+    subscriptions: Annotated[Path | None, typer.Option("--subscriptions", help="A subscriptions table.")] = None,
+    output: Annotated[Path, typer.Option("--out", "-o", help="The config file to write.")] = Path("dataset.yaml"),
+    horizon_days: Annotated[int | None, typer.Option(
+        "--horizon-days", min=1, help="The churn horizon you are asked about (default: chosen from the return gaps).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing config file.")] = False,
+):
+    """Write a commented config chosen from the data: column mapping, eligibility, horizon, windows, snapshots.
+
+    Reads the log with DuckDB, infers which column is the user, the time, the
+    event type, amounts and items, checks the data contract, and chooses every
+    window from the gaps between users' active days, the span of the log and
+    its timestamp granularity; each choice is explained in a comment. The file
+    has dataset, training and scoring sections: `churnml train churn -c FILE`
+    and `churnml score -c FILE` read it as it is.
+    """
+    from churnml.init import init_config
+
+    with err.status("reading the log and measuring it"):
+        res = init_config(events, output, users=users, subscriptions=subscriptions, horizon_days=horizon_days,
+                          force=force, log=lambda line: err.print(line, highlight=False))
+    for key in ("horizon_days", "eligibility_days", "feature_windows_days", "snapshots"):
+        out.print(f"  • {res.choices[key].why}", highlight=False)
+    if horizon_days is None:
+        out.print("  (asked about a given horizon? run init again with --horizon-days N --force)", highlight=False)
+    out.print(f"wrote {res.path}; next: [bold]churnml train churn -c {res.path}[/]")
 
 
 @app.command()
@@ -436,7 +485,8 @@ def score(
 ):
     """Nightly scoring: the day's ranked recall list by expected incremental returns.
 
-    Writes <output>/<date>/ atomically: recall_list.parquet and .csv, scores,
+    Without a registered uplift model (no randomised campaign yet) the list is
+    ranked by churn risk (x value), with a warning, and says so. Writes <output>/<date>/ atomically: recall_list.parquet and .csv, scores,
     features and a manifest. Exit codes: 0 written; 2 bad input; 3 no champion
     model; 4 stale data; 5 features differ from the models'; 6 list exists
     (use --force).
@@ -459,20 +509,28 @@ def _report_list(res) -> None:
     out.print(f"[bold]recall list {res.campaign_id}[/] ({res.as_of.date()}): {c['selected']:,} users selected "
               f"({c['contact']:,} to contact, {c['holdout']:,} random holdout) of {c['eligible']:,} eligible "
               f"({c['eligible_lapsed']:,} lapsed, {c['eligible_at_risk']:,} at risk) among {c['scored']:,} scored")
+    if res.ranking:
+        out.print(f"{res.ranking['note']}", highlight=False)
     out.print("excluded: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["excluded"].items()))
+    by_uplift = c.get("ranked_by", "uplift") == "uplift"
     if not c["selected"]:
         err.print("[yellow]warning:[/] the list is empty: no eligible user is worth contacting under these "
                   "exclusions and costs (see 'excluded' above)", highlight=False)
     else:
-        out.print("segments on the list: "
-                  + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["segments"].items()))
-        out.print(f"expected incremental returns from the contacts: {c['expected_incremental_returns']:.0f} users")
+        if by_uplift:
+            out.print("segments on the list: "
+                      + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["segments"].items()))
+            out.print(f"expected incremental returns from the contacts: {c['expected_incremental_returns']:.0f} users")
+        else:
+            out.print(f"expected churners among the contacts: {c['expected_churners_contacted']:.0f} users")
+        cols = ("rank", "user_id", "group") + (("uplift", "p_churn", "segment") if by_uplift else ("priority", "p_churn"))
         tab = Table(title="top of the list", show_edge=False)
-        for col in ("rank", "user_id", "group", "uplift", "p_churn", "segment", "reason_1"):
+        for col in (*cols, "reason_1"):
             tab.add_column(col)
         for _, r in res.top.head(5).iterrows():
-            tab.add_row(str(r["rank"]), str(r["user_id"]), r["group"], f"{r['uplift']:+.3f}", f"{r['p_churn']:.2f}",
-                        r["segment"], str(r.get("reason_1", "")))
+            cells = [f"{r[k]:+.3f}" if k == "uplift" else f"{r[k]:.2f}" if k in ("p_churn", "priority") else str(r[k])
+                     for k in cols]
+            tab.add_row(*cells, str(r.get("reason_1", "")))
         out.print(tab)
         horizons = [c for c in res.top.columns if c.startswith("p_churn_") and c.endswith("d")]
         if horizons:
@@ -592,8 +650,11 @@ def _terminate(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-def main() -> None:  # pragma: no cover - console entry point
+def main() -> None:
+    """The console script ``churnml`` (pyproject ``[project.scripts]``): the Typer app, with SIGTERM and
+    SIGHUP unwinding like exceptions (exit 128 + signal), so that nothing half-written stays behind."""
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     app()
 
 

@@ -74,7 +74,9 @@ class SourceConfig(_Strict):
     ``table`` (a table in the DuckDB database ``database``) or ``query`` (SQL
     run against ``database``, or against an in-memory DuckDB) is given.
     ``columns`` renames source columns to contract names, e.g.
-    ``{user_id: customer_id}``.
+    ``{user_id: customer_id}``. ``event_type`` gives every row that event
+    type, for a log of one kind of event without an event column (a purchase
+    log); it is an error if the table has an ``event`` column too.
     """
 
     path: str | None = None
@@ -82,6 +84,7 @@ class SourceConfig(_Strict):
     query: str | None = None
     database: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)
+    event_type: str | None = None
 
     @model_validator(mode="after")
     def _one_location(self) -> SourceConfig:
@@ -484,12 +487,25 @@ class ScoreConfig(_Strict):
     output : path
         Folder of the lists; each day goes to ``<output>/<as_of date>/``.
     churn_model, uplift_model, alias : str
-        Registered models and the alias to load (``champion``).
+        Registered models and the alias to load (``champion``). ``uplift_model``
+        null: no uplift model is loaded and the list is ranked by churn risk.
+    ranking : {"auto", "uplift", "risk"}
+        ``uplift``: rank by expected incremental returns (uplift x value); no
+        registered uplift model is an error (exit 3). ``risk``: rank by churn
+        risk x value, the list a team gets before any randomised campaign.
+        ``auto`` (default): by uplift when the uplift model is registered,
+        otherwise by risk, with a warning.
     eligibility, exclusions, budget
     value_per_user : float
-        Value of one returned user; priority = uplift x value - contact_cost.
+        Value of one returned user; priority = uplift x value - contact_cost
+        (or p_churn x value when ranked by risk).
+    value_column : str, optional
+        A per-user value column of the feature rows (a spend feature such as
+        ``sum_amount_all``, or a users-table attribute) used as each user's
+        value instead of ``value_per_user``; missing or negative values count 0.
     contact_cost : float
-        Cost of one message; users whose expected gain does not cover it are left out.
+        Cost of one message; users whose expected gain does not cover it are left out
+        (uplift ranking only: churn risk says nothing about what a contact gains).
     holdout_share : float
         Share of the selected users held out at random (not contacted), per user and campaign.
     campaign_id : str
@@ -505,12 +521,14 @@ class ScoreConfig(_Strict):
     dataset: Path
     output: Path = Path("../out/lists")
     churn_model: str = "churn-risk"
-    uplift_model: str = "recall-uplift"
+    uplift_model: str | None = "recall-uplift"
     alias: str = "champion"
+    ranking: Literal["auto", "uplift", "risk"] = "auto"
     eligibility: EligibilityConfig = Field(default_factory=EligibilityConfig)
     exclusions: ExclusionConfig = Field(default_factory=ExclusionConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     value_per_user: Annotated[float, Field(gt=0)] = 1.0
+    value_column: str | None = None
     contact_cost: Annotated[float, Field(ge=0)] = 0.0
     holdout_share: Annotated[float, Field(ge=0, lt=1)] = 0.1
     campaign_id: str = "recall-{as_of}"
@@ -518,6 +536,12 @@ class ScoreConfig(_Strict):
     reasons: Annotated[int, Field(ge=0, le=3)] = 3
     max_staleness_hours: Annotated[float, Field(gt=0)] = 24.0
     source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _uplift_named(self) -> ScoreConfig:
+        if self.ranking == "uplift" and not self.uplift_model:
+            raise ValueError("ranking: uplift needs an uplift_model (or ranking: risk / auto)")
+        return self
 
 
 def load_score_config(path: str | Path) -> ScoreConfig:

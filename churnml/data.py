@@ -265,6 +265,11 @@ def _load_table(con, src: SourceConfig, kind: str) -> tuple[ibis.Table, list[Dat
     columns, no rows, wrong types) and the ones that do not (bad values).
     """
     t = _rename(_read(con, src, kind), src)
+    if src.event_type is not None:
+        if "event" in t.columns:
+            return t, [DataProblem(src.label, "event", 0, f"has an event column and event_type {src.event_type!r}; "
+                                                          "give one or the other")], []
+        t = t.mutate(event=ibis.literal(src.event_type))
     fatal = _check_columns(t, kind, src.label)
     if fatal:
         return t, fatal, []

@@ -240,6 +240,27 @@ def feature_definitions(
     add(Feature("gap_max_days", "longest gap in days between consecutive active days", "gaps", "days",
                 lambda g: g.gap.max()))
 
+    # --- purchase-log shape: BG/NBD's frequency, recency and age as ratios ------------------------
+    # On sparse logs (purchases weeks apart) what tells a lapsed customer from a slow one is the
+    # lapse against the customer's own rhythm: BG/NBD's x/T and t_x/T, and the lapse in usual gaps
+    # (issue 14: churnml trailed BG/NBD on purchase logs). Trees could build these from the parts,
+    # but only with far more rows than a young log has.
+    add(Feature("active_day_rate", "share of days with activity since the first event", "frequency", "derived",
+                lambda t: t.active_days_all / ibis.greatest(t.days_since_first_event, 1.0)))
+    add(Feature("lapse_in_usual_gaps",
+                "time since the last activity, in multiples of the user's average gap between active days "
+                "(empty with one active day)", "recency", "derived",
+                lambda t: t.days_since_last_activity / t.gap_mean_days.nullif(0)))
+    add(Feature("active_span_ratio", "share of the user's history that lies before the last activity",
+                "recency", "derived",
+                lambda t: (t.days_since_first_event - t.days_since_last_activity)
+                / ibis.greatest(t.days_since_first_event, 1.0)))
+    for col in config.sum_columns:
+        if col in event_columns:
+            c = safe_name(col)
+            add(Feature(f"mean_{c}_per_active_day", f"average {col} per active day so far", "amount", "derived",
+                        lambda t, c=c: t[f"sum_{c}_all"] / t.active_days_all.nullif(0)))
+
     # --- campaign history -------------------------------------------------------------------
     if has_campaigns:
         add(Feature("times_contacted", "recall messages received so far", "campaign", "campaigns",
