@@ -238,3 +238,13 @@ def test_the_registered_model_serves_monotone_horizon_probabilities(small_sim, t
     np.testing.assert_array_equal(p, res.model.horizons.predict_frame(rows).to_numpy())  # survives the registry
     items = [ScoreItem(**r) for r in _records(_columns(scored, 0), range(3))]
     assert items[0].p_churn_horizons == dict(zip(cols, p[0], strict=True))
+    # The nightly list (risk-ranked: no uplift model yet) carries them, for every user on it.
+    from churnml.batch import score_job
+    from churnml.config import ScoreConfig
+    from churnml.train import promote_job
+
+    promote_job(cfg, settings=settings)
+    res = score_job(ScoreConfig(dataset=tmp_path / "dataset.yaml", output=tmp_path / "lists", reasons=0),
+                    "2024-04-29", settings=settings)
+    listed = pd.read_parquet(res.folder / "recall_list.parquet")
+    assert len(listed) > 0 and (np.diff(listed[cols].to_numpy(), axis=1) >= 0).all()

@@ -324,6 +324,7 @@ def fit_hazard_model(
     tree_exponent: float = 0.25,
     calibration: str = "sigmoid",
     min_calibration_rows: int = 200,
+    max_rows: int | None = 300_000,
     seed: int = 0,
     threads: int | None = None,
 ) -> HazardModel:
@@ -354,6 +355,9 @@ def fit_hazard_model(
     min_calibration_rows : int
         A horizon is calibrated only with at least this many labelled rows
         (and 10 of each outcome) after the inner cut-off.
+    max_rows : int, optional
+        At most about this many person-periods: beyond it, a seeded sample of
+        the snapshot rows (each kept with all its periods) is expanded.
 
     Returns
     -------
@@ -365,9 +369,14 @@ def fit_hazard_model(
         No snapshot leaves a full period before ``confirmed_until``, or no churn at all.
     """
     horizons = tuple(sorted(set(int(h) for h in horizons)))
+    cu = pd.Timestamp(confirmed_until)
+    if max_rows is not None:
+        n = len(person_periods(frame["as_of"], churn_ts, confirmed_until=cu, period_days=period_days)[0])
+        if n > max_rows:
+            keep = np.random.default_rng(seed).random(len(frame)) < max_rows / n
+            frame, churn_ts = frame[keep], churn_ts[keep]
     as_of = pd.to_datetime(frame["as_of"], utc=True)
     snaps = sorted(as_of.unique())
-    cu = pd.Timestamp(confirmed_until)
     labelable = [h for h in horizons if any(s + pd.Timedelta(days=h) <= cu for s in snaps)]
     # The inner cut-off: the latest snapshot the shortest horizon still labels (as much history before it
     # as possible); longer horizons are calibrated if snapshots after it label them, else extrapolated.
