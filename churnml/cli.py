@@ -137,7 +137,7 @@ def _progress():
 
 
 def _simulate(out_dir: Path, users: int, days: int, seed: int, promotion: bool, truth: bool,
-              subscriptions: bool = False):
+              subscriptions: bool = False, horizons=None):
     from churnml.jobs import simulate_job
     from churnml.simulator import SimulationConfig, SubscriptionConfig
 
@@ -146,7 +146,7 @@ def _simulate(out_dir: Path, users: int, days: int, seed: int, promotion: bool, 
                            **({"subscriptions": SubscriptionConfig()} if subscriptions else {}))
     with _progress() as bar:
         task = bar.add_task("simulating days", total=days)
-        result, cfg_path = simulate_job(sim, out_dir, truth=truth,
+        result, cfg_path = simulate_job(sim, out_dir, truth=truth, horizons_days=horizons,
                                         progress=lambda d, n: bar.update(task, completed=d + 1))
     out.print(f"simulated [bold]{result.n_users:,}[/] users, [bold]{result.n_events:,}[/] events, "
               f"{result.n_exposures:,} campaign exposures"
@@ -355,30 +355,48 @@ def _train_churn(cfg, ds, register: bool = True):
         if cfg.training_set is None:  # built from the dataset config's snapshots, one step each
             total = len((ds.config if ds is not None else load_dataset_config(cfg.dataset)).snapshot_instants())
             snaps = bar.add_task("building snapshots", total=total)
-        # Shown once tuning runs, so that nothing about trials is printed before a data error.
+        # Shown once they start, so that nothing about trials or folds is printed before a data error.
         trials = bar.add_task("Optuna trials", total=cfg.tuning.trials, visible=False)
+        folds = bar.add_task("backtest cut-offs", total=cfg.backtest.folds, visible=False)
 
         def on_trial(n, value):
             bar.update(trials, visible=True, advance=1)
 
+        def on_fold(cutoff, metrics):
+            bar.update(folds, visible=True, advance=1)
+
         return train_churn_job(cfg, dataset=ds, register=register, log=lambda line: bar.console.print(line),
                                on_snapshot=lambda s: bar.advance(snaps) if snaps is not None else None,
-                               on_trial=on_trial)
+                               on_trial=on_trial, on_fold=on_fold)
 
 
 def _report_churn(res) -> None:
     cols = ["roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_at_10", "capture_at_10"]
-    tab = _table(title=f"churn model on the test snapshot {res.split.test[-1].date()} ({res.rows['test']:,} users)",
-                show_edge=False)
+    bt = res.backtest
+    tab = _table(title=f"churn model, rolling backtest: mean ± sd over {len(res.cutoffs)} cut-off(s) "
+                       f"({', '.join(str(c.date()) for c in res.cutoffs)}; {res.rows['backtest']:,} rows), "
+                       "each fit only on labels closed before its cut-off", show_edge=False)
     tab.add_column("scorer")
     for c in cols:
         tab.add_column(c, justify="right")
     for name, row in res.metrics.iterrows():
-        tab.add_row(name, *(f"{row[c]:.3f}" if c in row and row[c] == row[c] else "-" for c in cols))
+        sd = res.metrics_sd.loc[name]
+        tab.add_row(name, *(("-" if c not in row or row[c] != row[c] else
+                             f"{row[c]:.3f}" + (f"±{sd[c]:.3f}" if sd[c] == sd[c] else "")) for c in cols))
     out.print(tab)
+    auc = bt.per_cutoff("roc_auc")
+    shown = [c for c in ("model", "logistic regression", "recency only", "oracle") if c in auc]
+    out.print("ROC-AUC per cut-off (" + " / ".join(shown) + "): "
+              + "; ".join(f"{k} " + "/".join(f"{r[c]:.3f}" for c in shown) for k, r in auc.iterrows()))
     if res.oracle_ratio is not None:
-        out.print(f"model AUC = {res.oracle_ratio:.1%} of the oracle's (the simulator's exact churn probability "
-                  "given everything observable; 'latent state' also sees silent lapses, which no log shows)")
+        out.print(f"model AUC = {res.oracle_ratio:.1%} of the oracle's, mean over cut-offs (the simulator's exact "
+                  "churn probability given everything observable; 'latent state' also sees silent lapses, "
+                  "which no log shows)")
+    i = res.info
+    out.print(f"chosen by the backtest: {bt.chosen} (best mean log loss); registered model: refit on "
+              f"{len(i['snapshots'])} snapshots ({i['rows_refit']:,} rows), {i['trees']} trees "
+              f"({i['trees_early_stopping']} by early stopping on {i['rows_early_stopping']:,} rows, "
+              f"scaled by the rows ratio^{i['tree_exponent']:g}); its metrics above are the backtest's")
     where = f"registered churn-risk version {res.version} as 'challenger'" if res.version else "not registered"
     out.print(f"MLflow run {res.run_id}; {where}")
 
@@ -541,6 +559,10 @@ def _report_list(res) -> None:
                      for k in cols]
             tab.add_row(*cells, str(r.get("reason_1", "")))
         out.print(tab)
+        horizons = [c for c in res.top.columns if c.startswith("p_churn_") and c.endswith("d")]
+        if horizons:
+            out.print(f"churn within {', '.join(c[8:] for c in horizons)} (top of the list): " + "; ".join(
+                "/".join(f"{r[c]:.2f}" for c in horizons) for _, r in res.top.head(5).iterrows()))
     out.print(f"models: {', '.join(f'{k} v{v}' for k, v in res.versions.items())}; list: {res.folder}")
 
 
@@ -605,7 +627,7 @@ def run(
     t0 = time.perf_counter()
     for line in _rerun_notes(out_dir):
         out.print(f"[yellow]note:[/] {line}", highlight=False)
-    sim, cfg_path = _simulate(out_dir / "data", users, 120, seed, True, True)
+    sim, cfg_path = _simulate(out_dir / "data", users, 120, seed, True, True, horizons=[30, 90, 270])
     cfg, ds = _open(cfg_path)  # validated once, used by both steps
     _report_retention(_retention(cfg, ds, out_dir / "retention", "day"))
     res = _build(cfg, ds, out_dir / "features" / "training_set.parquet", None, None)

@@ -36,6 +36,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from churnml.exceptions import ConfigError
 
 __all__ = [
+    "BacktestConfig",
     "ChurnConfig",
     "DatasetConfig",
     "DistinctCount",
@@ -45,6 +46,7 @@ __all__ = [
     "SourcesConfig",
     "TrainConfig",
     "get_settings",
+    "RefitConfig",
     "ScoreConfig",
     "load_dataset_config",
     "load_score_config",
@@ -305,6 +307,11 @@ class DatasetConfig(_Strict):
         Exclusive end of the period the log covers. Events at or after it are
         an input error; labels need ``as_of + horizon <= observed_until``.
         Defaults to just after the latest event.
+    horizons_days : list of int, optional
+        Extra horizons (days) for which each user gets a probability of
+        churning within that many days (``p_churn_<h>d``), monotone in the
+        horizon, longer horizons than the data can label included (a
+        discrete-time hazard model, see :mod:`churnml.models.horizons`).
     """
 
     name: str = "dataset"
@@ -322,6 +329,7 @@ class DatasetConfig(_Strict):
     observed_until: dt.datetime | None = None
     engine: Literal["duckdb", "pyspark"] = "duckdb"
     churn: ChurnConfig = Field(default_factory=ChurnConfig)
+    horizons_days: list[PositiveDays] | None = None
 
     @field_validator("observed_until", mode="before")
     @classmethod
@@ -341,6 +349,11 @@ class DatasetConfig(_Strict):
         if not v:
             raise ValueError("`feature_windows_days` must list at least one window.")
         return sorted(set(v))
+
+    @field_validator("horizons_days")
+    @classmethod
+    def _sorted_horizons(cls, v: list[int] | None) -> list[int] | None:
+        return None if not v else sorted(set(v))
 
     @model_validator(mode="after")
     def _ordered_snapshots(self):
@@ -475,6 +488,33 @@ class SplitConfig(_Strict):
     test_snapshots: PositiveDays = 1
 
 
+class BacktestConfig(_Strict):
+    """The rolling backtest of a churn run (see :mod:`churnml.models.backtest`).
+
+    Parameters
+    ----------
+    folds : int
+        Cut-offs: the latest labelled snapshots whose label windows do not
+        overlap (fewer when the history is short).
+    """
+
+    folds: Annotated[int, Field(ge=1, le=12)] = 3
+
+
+class RefitConfig(_Strict):
+    """The production refit on every labelled snapshot (see :mod:`churnml.models.refit`).
+
+    Parameters
+    ----------
+    tree_exponent : float
+        The refit grows ``trees * (rows / early-stopping rows) ** tree_exponent``
+        trees, ``trees`` being what early stopping chose on the inner split
+        (0 = no scaling, 1 = proportional to the rows).
+    """
+
+    tree_exponent: Annotated[float, Field(ge=0, le=1)] = 0.25
+
+
 class TuningConfig(_Strict):
     """The Optuna study.
 
@@ -539,6 +579,10 @@ class TrainConfig(_Strict):
         MLflow names; default ``churn-risk`` / ``recall-uplift`` by kind.
     seed : int
     split, tuning, lightgbm, gate
+        For churn, ``split.valid_snapshots`` is the recipe's inner validation
+        part; the backtest's cut-offs replace ``split.test_snapshots``.
+    backtest, refit
+        Churn only: the rolling backtest and the production refit.
     calibration : {"auto", "isotonic", "sigmoid", "none"}
     min_class_count : int
         Fewer churned or retained training rows than this is an error.
@@ -554,6 +598,8 @@ class TrainConfig(_Strict):
     registered_model: str | None = None
     seed: int = 42
     split: SplitConfig = Field(default_factory=SplitConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    refit: RefitConfig = Field(default_factory=RefitConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     lightgbm: BoosterConfig = Field(default_factory=BoosterConfig)
     calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto"

@@ -41,14 +41,15 @@ SIMULATOR_EVENT_TYPES = list(EVENT_TYPES)
 
 
 def simulation_dataset_config(sim, data_dir: str | Path = ".", *, horizon_days: int = 14,
-                              eligibility_days: int = 30, every_days: int = 7) -> dict:
+                              eligibility_days: int = 30, every_days: int = 7,
+                              horizons_days: list[int] | None = None) -> dict:
     """The dataset config (as a dict) that fits a simulation's output.
 
     Snapshots run weekly from day 35 (so users have history) to the last day
     whose label window still fits in the simulated period. With the
     subscription layer on, the config reads ``subscriptions.parquet`` and
     uses the ``subscription`` churn definition (its label window adds the
-    grace).
+    grace). ``horizons_days`` adds multi-horizon churn probabilities.
     """
     start = utc(sim.start)
     end = start + dt.timedelta(days=sim.days)
@@ -85,11 +86,13 @@ def simulation_dataset_config(sim, data_dir: str | Path = ".", *, horizon_days: 
         ],
         "observed_until": end.isoformat(),
         **extra,
+        **({"horizons_days": list(horizons_days)} if horizons_days else {}),
     }
 
 
 def simulate_job(sim, out_dir: str | Path, *, truth: bool = True,
-                 progress: Callable[[int, int], None] | None = None, horizon_days: int = 14):
+                 progress: Callable[[int, int], None] | None = None, horizon_days: int = 14,
+                 horizons_days: list[int] | None = None):
     """Simulate the music app into ``out_dir`` and write ``dataset.yaml`` beside the data.
 
     Ground truth is computed for the snapshots of that dataset config, with
@@ -103,7 +106,7 @@ def simulate_job(sim, out_dir: str | Path, *, truth: bool = True,
     from churnml import simulator
 
     out_dir = Path(out_dir)
-    raw = simulation_dataset_config(sim, ".", horizon_days=horizon_days)
+    raw = simulation_dataset_config(sim, ".", horizon_days=horizon_days, horizons_days=horizons_days)
     cfg_path = out_dir / "dataset.yaml"
     spec = None
     if truth:

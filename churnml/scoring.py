@@ -105,7 +105,8 @@ class Scorer:
         Returns
         -------
         DataFrame
-            ``user_id``, ``p_churn``, then with an uplift model
+            ``user_id``, ``p_churn``, ``p_churn_<h>d`` per horizon when the
+            churn model has them, then with an uplift model
             ``p_return_if_contacted``, ``p_return_if_not``, ``uplift`` and
             ``segment``, then ``reason_1``.. (what pushes churn risk up, in
             plain words). Same row order as ``features``.
@@ -114,6 +115,8 @@ class Scorer:
         out = pd.DataFrame({"user_id": features["user_id"].to_numpy()}, index=features.index)
         X = self.churn.matrix(features, where=where)
         out["p_churn"] = self.churn.calibrator.apply(self.churn.raw_score_matrix(X))
+        if getattr(self.churn, "horizons", None) is not None:  # p_churn_<h>d, monotone in h
+            out = out.join(self.churn.horizons.predict_matrix(X))
         if self.uplift is not None:
             # Both models usually read the same features: build their input matrix once.
             same = self.uplift.features == self.churn.features

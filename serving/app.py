@@ -389,6 +389,10 @@ def _columns(scored: pd.DataFrame, reasons: int, fields: tuple[str, ...] = _FIEL
         return [None if isinstance(v, float) and math.isnan(v) else v for v in scored[name].tolist()]
 
     cols = {k: values(k) for k in fields}
+    if "p_churn" in fields:  # p_churn_<h>d of a multi-horizon churn model, as one mapping per user
+        names = [c for c in scored.columns if re.fullmatch(r"p_churn_\d+d", c)]
+        cols["p_churn_horizons"] = [dict(zip(names, row, strict=True)) for row in
+                                    zip(*(values(c) for c in names), strict=True)] if names else [{}] * len(scored)
     texts = [values(f"reason_{i}") for i in range(1, reasons + 1)]
     cols["reasons"] = [[t for t in row if t is not None] for row in zip(*texts, strict=True)] if texts \
         else [[] for _ in range(len(scored))]

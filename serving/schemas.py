@@ -70,6 +70,9 @@ class ScoreItem(BaseModel):
     p_return_if_contacted: float | None = None
     p_return_if_not: float | None = None
     segment: Segment | None = None
+    p_churn_horizons: dict[str, float | None] = Field(
+        default_factory=dict, description="probability of churning within each configured horizon "
+        "(`p_churn_<h>d`, monotone in h; empty when the model has no horizons)")
     reasons: list[str] = Field(default_factory=list, description="what pushes churn risk up, strongest first")
 
 

@@ -28,8 +28,10 @@ def test_train_then_promote(tmp_path, small_sim):
     res = invoke("train", "churn", "--config", cfg)
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
-    for part in ("train:", "valid:", "test:", "logistic regression", "recency only", "oracle",
-                 "of the oracle's", "registered churn-risk version 1 as 'challenger'"):
+    for part in ("backtest: 3 cut-off(s)", "cut-off 2024-04-15: refit on", "rolling backtest: mean ± sd over 3",
+                 "logistic regression", "recency only", "oracle", "of the oracle's", "ROC-AUC per cut-off",
+                 "chosen by the backtest", "registered model: refit on 11 snapshots",
+                 "registered churn-risk version 1 as 'challenger'"):
         assert part in text, part
     res = invoke("promote", "--config", cfg)
     assert res.exit_code == 0, res.output
@@ -115,3 +117,25 @@ def test_the_main_job_tunes_a_fixed_number_of_trials():
 
     cfg = _demo_train_config(Path("d.yaml"), Path("t.parquet"), Path("truth"), 10)
     assert cfg.tuning.trials == 10 and cfg.tuning.timeout_seconds is None
+
+
+def test_reported_metrics_are_the_backtests_and_none_is_on_the_refit_rows(tmp_path, small_sim):
+    import mlflow
+
+    from churnml import tracking
+    from churnml.config import get_settings
+
+    res = invoke("train", "churn", "--config", _config(tmp_path, small_sim, tuning={"trials": 0}))
+    assert res.exit_code == 0, res.output
+    tracking.configure(get_settings())
+    run = mlflow.search_runs(experiment_names=["churn-risk"], output_format="list")[0]
+    keys = set(run.data.metrics)
+    assert {"backtest_roc_auc", "backtest_roc_auc_sd", "backtest_ece", "backtest_oracle_auc_ratio",
+            "backtest_baseline_logistic_regression_roc_auc", "backtest_baseline_recency_only_roc_auc"} <= keys
+    assert not [k for k in keys if k.startswith(("test_", "train_", "valid_"))]
+    # One step per cut-off for the per-fold figures.
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "backtest_fold_roc_auc")
+    assert sorted(m.step for m in history) == [0, 1, 2]
+    model, _ = tracking.load_model("churn-risk", "challenger")
+    assert model.metadata["label_cutoff"] == "2024-04-29T00:00:00+00:00"  # the latest snapshot + 14 days
+    assert {s.name for s in model.features} <= set(model.metadata["recipe"]["features"])
