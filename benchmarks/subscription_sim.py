@@ -56,7 +56,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from churn_scale import machine  # noqa: E402
+from churn_scale import machine
 
 MONTHS = 3
 TYPES = ("play", "like", "community_post")
@@ -138,7 +138,7 @@ def run_init(data: Path, work: Path) -> Path:
             "--users", str(data / "users.parquet"), "--subscriptions", str(data / "subscriptions.parquet"),
             "--out", str(cfg), "--force"]
     log("$ churnml " + " ".join(args[3:]))
-    res = subprocess.run(args, capture_output=True, text=True, env=os.environ)
+    res = subprocess.run(args, check=False, capture_output=True, text=True, env=os.environ)
     print(res.stdout + res.stderr, flush=True)
     if res.returncode != 0:
         raise SystemExit(f"churnml init failed (exit {res.returncode})")
@@ -197,7 +197,13 @@ def main(argv=None) -> dict:
     import pandas as pd
     import yaml
 
-    from churnml.config import BacktestConfig, Settings, TrainConfig, TuningConfig, load_train_config
+    from churnml.config import (
+        BacktestConfig,
+        Settings,
+        TrainConfig,
+        TuningConfig,
+        load_train_config,
+    )
     from churnml.evaluation import compare_scores
     from churnml.features import LABEL
     from churnml.jobs import build_features_job, simulate_job
