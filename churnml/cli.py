@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from churnml.config import utc
-from churnml.exceptions import ChurnmlError, DataWarning
+from churnml.exceptions import ChurnmlError, DataNote, DataWarning
 
 app = typer.Typer(
     name="churnml",
@@ -71,7 +71,9 @@ def _input_errors(fn):
                 raise
             finally:
                 for w in caught:
-                    if issubclass(w.category, DataWarning):
+                    if issubclass(w.category, DataNote):
+                        err.print(f"info: {w.message}", highlight=False, soft_wrap=True)
+                    elif issubclass(w.category, DataWarning):
                         err.print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
         return result
 

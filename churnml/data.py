@@ -1,12 +1,21 @@
 """Read the event log, users and campaigns, and check them against the data contract.
 
 Every table is read lazily into an ibis backend (DuckDB by default, out of
-core; Spark for large logs), renamed to contract names, its timestamps
-normalised to UTC, and validated before any work: each problem becomes one
-:class:`~churnml.exceptions.DataProblem` line naming the source, column,
-count and an example value. All problems are collected and raised together
-as a :class:`~churnml.exceptions.ContractError`. Exact duplicate events are the
-only thing fixed silently-but-loudly: counted, dropped, and warned about.
+core; Spark for large logs), renamed to contract names, and validated before
+any work: each problem becomes one :class:`~churnml.exceptions.DataProblem`
+line naming the source, column, count and an example value. All problems are
+collected and raised together as a :class:`~churnml.exceptions.ContractError`.
+Exact duplicate events are counted and, as configured (``duplicates``),
+dropped with a warning or kept with a note.
+
+Timestamps are read once per source: naive values (naive timestamps, dates,
+strings without an offset) are wall-clock times of the dataset's time zone,
+aware ones (and integer epochs, whose unit is read from their magnitude) are
+instants. Each source gets two views: the contract tables (``ts`` etc. as UTC
+timestamps, for the retention report and the like) and :class:`WallTables`,
+where each timestamp is an integer of wall-clock microseconds computed straight
+from the stored value (no cast to a zoned timestamp), which is what the feature
+build reads.
 
 The contract (more columns are kept):
 
@@ -32,10 +41,11 @@ from pathlib import Path
 import ibis
 import ibis.expr.datatypes as dtypes
 
+from churnml.clock import DAY_US, Clock
 from churnml.config import DatasetConfig, Settings, SourceConfig, get_settings, utc
-from churnml.exceptions import ContractError, DataProblem, DataWarning
+from churnml.exceptions import ContractError, DataNote, DataProblem, DataWarning
 
-__all__ = ["REQUIRED_COLUMNS", "Dataset", "connect", "open_dataset"]
+__all__ = ["REQUIRED_COLUMNS", "Dataset", "WallTables", "connect", "open_dataset"]
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": ("user_id", "ts", "event"),
@@ -49,6 +59,62 @@ _OFFSET_RE = r"(Z|[+-]\d\d(:?\d\d)?)$"
 
 
 @dataclass(frozen=True)
+class WallTables:
+    """The contract tables with every timestamp as int64 wall-clock microseconds.
+
+    Built once per source from the stored values (see :mod:`churnml.clock`):
+    ``wall // DAY_US`` is the calendar date in the dataset's time zone, and in
+    UTC the values are Unix microseconds. This is what the feature build reads.
+
+    Attributes
+    ----------
+    events : ibis.Table
+        ``user_id, event, us`` and the extra event columns (duplicates treated
+        as configured). When the stored timestamp can be compared with a
+        literal, it is kept as ``_raw_ts`` so that time filters skip row groups
+        (see :meth:`events_between`).
+    users : ibis.Table
+        ``user_id, signup_us`` and the attribute columns.
+    campaigns : ibis.Table or None
+        ``user_id, campaign_id, sent_us, treated`` and extras.
+    """
+
+    events: ibis.Table
+    users: ibis.Table
+    campaigns: ibis.Table | None
+    clock: Clock
+    raw_is_wall: bool = True
+
+    def events_between(self, lo: int | None = None, hi: int | None = None, table: ibis.Table | None = None) -> ibis.Table:
+        """Events with wall microseconds in ``[lo, hi)`` (either bound may be None).
+
+        The exact test is on ``us``; a coarse test on the stored timestamp (a
+        day wider, so never stricter) lets the engine skip whole row groups of
+        a time-ordered log.
+        """
+        ev = self.events if table is None else table
+        pred = []
+        if lo is not None:
+            pred.append(ev.us >= lo)
+        if hi is not None:
+            pred.append(ev.us < hi)
+        if "_raw_ts" in ev.columns:
+            pad = 0 if self.raw_is_wall else DAY_US
+            raw = ev._raw_ts
+            if lo is not None:
+                pred.append(raw >= ibis.literal(self._raw_literal(lo - pad)))
+            if hi is not None:
+                pred.append(raw < ibis.literal(self._raw_literal(hi + pad)))
+        return ev.filter(*pred) if pred else ev
+
+    def _raw_literal(self, wall: int) -> dt.datetime:
+        naive = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(wall))
+        if self.raw_is_wall:
+            return naive
+        return self.clock.from_wall_us(wall)
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A validated dataset: contract-shaped ibis tables on one backend.
 
@@ -57,7 +123,8 @@ class Dataset:
     config : DatasetConfig
     con : ibis backend the tables live on.
     events : ibis.Table
-        ``user_id, ts (UTC), event`` plus any extra columns, duplicates removed.
+        ``user_id, ts (UTC), event`` plus any extra columns; exact duplicates
+        removed unless ``config.duplicates == "keep"``.
     users : ibis.Table
         ``user_id, signup_ts`` plus attributes; inferred from the first event
         when no users table was given (``signup_inferred``).
@@ -66,8 +133,15 @@ class Dataset:
     observed_until : datetime
         Exclusive end of the period the log covers.
     n_events, n_users, n_duplicates : int
+        ``n_events`` counts the events the features see (after dropping
+        duplicates, if they are dropped); ``n_duplicates`` the extra copies found.
     warnings : list of str
-        Fixable problems that were fixed (e.g. duplicates dropped).
+        Fixable problems that were fixed (e.g. duplicates dropped), and notes
+        (duplicates kept).
+    clock : Clock
+        The dataset's time zone.
+    wall : WallTables
+        The same tables with integer wall-clock timestamps, for the feature build.
     """
 
     config: DatasetConfig
@@ -81,6 +155,9 @@ class Dataset:
     n_users: int
     n_duplicates: int = 0
     warnings: list[str] = field(default_factory=list)
+    clock: Clock = field(default_factory=Clock)
+    wall: WallTables | None = None
+    event_counts: dict[str, int] = field(default_factory=dict)
 
     def event_types(self, before: dt.datetime | None = None) -> list[str]:
         """Event types to build per-event features for.
@@ -91,7 +168,11 @@ class Dataset:
         """
         if self.config.event_types is not None:
             return list(self.config.event_types)
-        ev = self.events if before is None else self.events.filter(self.events.ts < ibis.literal(before))
+        if before is None and self.event_counts:
+            return sorted(str(e) for e in self.event_counts)
+        ev = self.wall.events
+        if before is not None:
+            ev = self.wall.events_between(hi=self.clock.wall_us(before))
         found = ev.select("event").distinct().order_by("event").to_pyarrow()
         return [str(v) for v in found.column("event").to_pylist()]
 
@@ -197,15 +278,64 @@ def _rename(t: ibis.Table, src: SourceConfig) -> ibis.Table:
     return t.rename(dict(src.columns))
 
 
-def _normalise_ts(t: ibis.Table, col: str, label: str, problems: list[DataProblem]) -> ibis.Table:
-    """Cast ``col`` to UTC timestamps, recording missing, unparsable and mixed-timezone values."""
+@ibis.udf.scalar.builtin(name="epoch_us")
+def _duckdb_epoch_us(ts: dtypes.Timestamp()) -> dtypes.int64:  # type: ignore[empty-body]
+    """DuckDB's microseconds since the epoch, straight from the stored value (naive or zoned)."""
+
+
+@ibis.udf.scalar.builtin(name="unix_micros")
+def _spark_epoch_us(ts: dtypes.Timestamp(timezone="UTC")) -> dtypes.int64:  # type: ignore[empty-body]
+    """Spark's microseconds since the epoch."""
+
+
+@ibis.udf.scalar.builtin(name="make_timestamp")
+def _duckdb_ts_from_us(us: dtypes.int64) -> dtypes.Timestamp():  # type: ignore[empty-body]
+    """DuckDB's timestamp from microseconds since the epoch."""
+
+
+@ibis.udf.scalar.builtin(name="timestamp_micros")
+def _spark_ts_from_us(us: dtypes.int64) -> dtypes.Timestamp(timezone="UTC"):  # type: ignore[empty-body]
+    """Spark's timestamp from microseconds since the epoch."""
+
+
+# Integer epochs: the unit is read from the magnitude of the largest value (dates 1973-5138).
+_EPOCH_UNITS = ((1e11, "seconds", 1_000_000), (1e14, "milliseconds", 1_000), (1e17, "microseconds", 1),
+                (float("inf"), "nanoseconds", -1_000))
+
+
+@dataclass(frozen=True)
+class _Time:
+    """How one source's timestamp column is stored, and its microseconds as read.
+
+    ``us`` builds an int64 expression from the (renamed) source table: wall
+    microseconds when ``wall`` (naive values), Unix microseconds otherwise.
+    ``prunable``: the stored column can be compared with a timestamp literal.
+    """
+
+    col: str
+    wall: bool
+    us: object
+    prunable: bool = False
+    unit: str | None = None
+
+
+def _epoch_us(con: ibis.BaseBackend, ts: ibis.Value) -> ibis.Value:
+    if con.name == "pyspark":
+        return _spark_epoch_us(ts.cast(_UTC))
+    return _duckdb_epoch_us(ts)
+
+
+def _ts_from_us(con: ibis.BaseBackend, us: ibis.Value) -> ibis.Value:
+    if con.name == "pyspark":
+        return _spark_ts_from_us(us)
+    return _duckdb_ts_from_us(us).cast(_UTC)
+
+
+def _time_source(con, t: ibis.Table, col: str, label: str, problems: list[DataProblem]) -> _Time | None:
+    """Classify ``col`` and record missing, unparsable and mixed-timezone values (None: unusable type)."""
     typ = t.schema()[col]
     raw = t[col]
-    if not typ.is_string():
-        n_missing = _scalar(raw.isnull().sum())
-        if n_missing:
-            problems.append(DataProblem(label, col, n_missing, "missing timestamps"))
-    else:
+    if typ.is_string():
         present = raw.notnull() & (raw.strip() != "")
         parsed = raw.try_cast(_UTC)
         bad = present & parsed.isnull()
@@ -230,17 +360,76 @@ def _normalise_ts(t: ibis.Table, col: str, label: str, problems: list[DataProble
                     col,
                     stats["naive"],
                     f"timestamps without a timezone mixed with {stats['aware']:,} that have one "
-                    "(mixed timezones; give every value an offset, or none for UTC)",
+                    "(mixed timezones; give every value an offset, or none for times in the dataset's timezone)",
                     _example(t, ok & ~has_offset, col),
                 )
             )
-        return t.mutate(**{col: parsed})
+        if stats["aware"]:
+            return _Time(col, False, lambda tb: _epoch_us(con, tb[col].try_cast(_UTC)))
+        return _Time(col, True, lambda tb: _epoch_us(con, tb[col].try_cast("timestamp")))
     if typ.is_timestamp():
-        return t.mutate(**{col: t[col].cast(_UTC)}) if typ.timezone != "UTC" else t
+        return _Time(col, typ.timezone is None, lambda tb: _epoch_us(con, tb[col]), prunable=con.name == "duckdb")
     if typ.is_date():
-        return t.mutate(**{col: t[col].cast("timestamp").cast(_UTC)})
+        return _Time(col, True, lambda tb: _epoch_us(con, tb[col].cast("timestamp")))
+    if typ.is_integer():
+        top = _scalar(raw.abs().max())
+        if top is None:
+            return _Time(col, False, lambda tb: tb[col].cast("int64"))
+        _, unit, scale = next(u for u in _EPOCH_UNITS if top < u[0])
+        if scale > 0:
+            return _Time(col, False, lambda tb: tb[col].cast("int64") * scale, unit=unit)
+        return _Time(col, False, lambda tb: tb[col].cast("int64") // -scale, unit=unit)
     problems.append(DataProblem(label, col, 0, f"has type {typ}, expected timestamps"))
-    return t
+    return None
+
+
+@dataclass
+class _Source:
+    """One loaded source: the renamed table, how its time is stored, and the span of its values."""
+
+    table: ibis.Table
+    time: _Time
+    label: str
+    lo: int | None = None
+    hi: int | None = None
+
+    def raw_us(self, t: ibis.Table | None = None) -> ibis.Value:
+        return self.time.us(self.table if t is None else t)
+
+    def wall_us(self, clock: Clock, t: ibis.Table | None = None) -> ibis.Value:
+        us = self.raw_us(t)
+        if self.time.wall or clock.is_utc:
+            return us
+        return clock.to_wall(us, self.lo, self.hi)
+
+    def instant_us(self, clock: Clock, t: ibis.Table | None = None) -> ibis.Value:
+        us = self.raw_us(t)
+        if not self.time.wall or clock.is_utc:
+            return us
+        return clock.to_instant(us, self.lo, self.hi)
+
+    def utc_ts(self, con, clock: Clock, t: ibis.Table | None = None) -> ibis.Value:
+        """The column as UTC timestamps (the contract tables' ``ts``/``signup_ts``/``sent_ts``)."""
+        t = self.table if t is None else t
+        raw = t[self.time.col]
+        typ = t.schema()[self.time.col]
+        if self.time.wall and not clock.is_utc:
+            return _ts_from_us(con, self.instant_us(clock, t))
+        if typ.is_string():
+            return raw.try_cast(_UTC)
+        if typ.is_timestamp():
+            return raw if typ.timezone == "UTC" else raw.cast(_UTC)
+        if typ.is_date():
+            return raw.cast("timestamp").cast(_UTC)
+        return _ts_from_us(con, self.raw_us(t))
+
+    def instant(self, clock: Clock, value: int | None) -> dt.datetime | None:
+        """A raw value (microseconds as read) as an aware UTC datetime."""
+        if value is None:
+            return None
+        if self.time.wall:
+            return clock.from_wall_us(value)
+        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(value))
 
 
 def _check_columns(t: ibis.Table, kind: str, label: str) -> list[DataProblem]:
@@ -258,10 +447,10 @@ def _bad_ids(t: ibis.Table):
     return uid.isnull()
 
 
-def _load_table(con, src: SourceConfig, kind: str) -> tuple[ibis.Table, list[DataProblem], list[DataProblem]]:
-    """Read, rename and type one table.
+def _load_table(con, src: SourceConfig, kind: str) -> tuple[_Source | ibis.Table, list[DataProblem], list[DataProblem]]:
+    """Read, rename and classify one table's timestamps.
 
-    Returns the table, the problems that stop any further check (missing
+    Returns the source, the problems that stop any further check (missing
     columns, no rows, wrong types) and the ones that do not (bad values).
     """
     t = _rename(_read(con, src, kind), src)
@@ -272,25 +461,53 @@ def _load_table(con, src: SourceConfig, kind: str) -> tuple[ibis.Table, list[Dat
     if n == 0:
         return t, [DataProblem(src.label, None, 0, "table is empty (no rows)")], []
     values: list[DataProblem] = []
-    t = _normalise_ts(t, _TS_COLUMN[kind], src.label, values)
+    time = _time_source(con, t, _TS_COLUMN[kind], src.label, values)
     fatal = [p for p in values if "expected timestamps" in p.message]
-    return t, fatal, [p for p in values if p not in fatal]
+    return _Source(t, time, src.label), fatal, [p for p in values if p not in fatal]
 
 
-def _check_events(ev: ibis.Table, label: str, until: dt.datetime, configured: bool) -> tuple[list[DataProblem], dict]:
-    bad_id = _bad_ids(ev)
-    future = ev.ts >= ibis.literal(until)
-    stats = ev.aggregate(
-        n=ev.count(),
-        bad_id=bad_id.sum(),
-        future=future.sum(),
-        max_ts=ev.ts.max(),
-    ).to_pyarrow().to_pylist()[0]
-    # Event names are few: judge them on the distinct values, not on every row.
-    names = ev.group_by("event").aggregate(k=ev.count()).to_pyarrow().to_pylist()
-    stats["bad_event"] = sum(r["k"] for r in names if r["event"] is None or not str(r["event"]).strip())
-    stats["event_counts"] = {r["event"]: r["k"] for r in names if r["event"] is not None}
+def _event_summary(src: _Source, until_raw: int) -> ibis.Table:
+    """One pass over the events: per user and event type, the rows, their time span and the late ones.
+
+    Every check on the events is read from this small table (a few rows per
+    user) instead of a pass of its own: counts per event type, null ids and
+    names, missing timestamps, events at or after ``observed_until``, the
+    first event of each user (for the users table's checks and the inferred
+    signup).
+    """
+    ev = src.table
+    us = src.raw_us()
+    return ev.group_by("user_id", "event").aggregate(
+        k=ev.count(),
+        missing=us.isnull().sum(),
+        future=(us >= until_raw).sum(),
+        lo=us.min(),
+        hi=us.max(),
+    )
+
+
+def _check_events(
+    src: _Source, public: ibis.Table, summary: ibis.Table, until: dt.datetime, configured: bool
+) -> tuple[list[DataProblem], dict]:
+    label = src.label
+    bad_id = _bad_ids(summary)
+    per_event = summary.group_by("event").aggregate(
+        k=summary.k.sum(), bad_id=summary.k.sum(where=bad_id), missing=summary.missing.sum(),
+        future=summary.future.sum(), lo=summary.lo.min(), hi=summary.hi.max(),
+    ).to_pyarrow().to_pylist()
+    stats = {
+        "n": sum(r["k"] for r in per_event),
+        "bad_id": sum(r["bad_id"] or 0 for r in per_event),
+        "missing": sum(r["missing"] or 0 for r in per_event),
+        "future": sum(r["future"] or 0 for r in per_event),
+        "lo": min((r["lo"] for r in per_event if r["lo"] is not None), default=None),
+        "hi": max((r["hi"] for r in per_event if r["hi"] is not None), default=None),
+        "bad_event": sum(r["k"] for r in per_event if r["event"] is None or not str(r["event"]).strip()),
+        "event_counts": {r["event"]: r["k"] for r in per_event if r["event"] is not None},
+    }
     problems = []
+    if stats["missing"] and not src.table.schema()[src.time.col].is_string():
+        problems.append(DataProblem(label, "ts", stats["missing"], "missing timestamps"))
     if stats["bad_id"]:
         problems.append(DataProblem(label, "user_id", stats["bad_id"], "null or empty user ids"))
     if stats["bad_event"]:
@@ -303,7 +520,7 @@ def _check_events(ev: ibis.Table, label: str, until: dt.datetime, configured: bo
                 stats["future"],
                 (f"events at or after observed_until {until.isoformat()}" if configured
                  else f"events in the future (after now, {until.isoformat(timespec='seconds')})"),
-                _example(ev, future, "ts"),
+                _example(public, public.ts >= ibis.literal(until), "ts"),
             )
         )
     return problems, stats
@@ -350,6 +567,23 @@ def _check_config_names(
     return problems, notes
 
 
+def _count_duplicates(ev: ibis.Table) -> int:
+    """Exact number of extra copies of identical rows (every column equal).
+
+    One pass groups the rows by a 64-bit hash of all their values (a narrow
+    key, cheaper than grouping by every column); only rows whose hash repeats
+    (duplicates, or the rare hash collision) are then compared value by value.
+    """
+    cols = [c for c in ev.columns if c != "_raw_ts"]
+    h = ibis.struct({c: ev[c] for c in cols}).hash()
+    hashed = ev.mutate(_h=h)
+    repeated = hashed.group_by("_h").aggregate(k=hashed.count()).filter(lambda t: t.k > 1)
+    if _scalar(repeated.count()) == 0:
+        return 0
+    rows = hashed.semi_join(repeated, "_h").select(*cols)
+    return _scalar(rows.count()) - _scalar(rows.distinct().count())
+
+
 def open_dataset(
     config: DatasetConfig,
     *,
@@ -357,6 +591,10 @@ def open_dataset(
     now: dt.datetime | None = None,
 ) -> Dataset:
     """Read and validate the configured sources.
+
+    The events are read twice: once into a per user and event type summary
+    that every check reads, and once to count exact duplicates. Nothing else
+    scans the whole log.
 
     Parameters
     ----------
@@ -384,69 +622,131 @@ def open_dataset(
                 [DataProblem("config", "sources", 0, f"all DuckDB sources must share one database, got {sorted(dbs)}")]
             )
         con = connect(config.engine, database=next(iter(dbs), None))
+    clock = Clock(config.timezone)
 
     fatal: list[DataProblem] = []
     problems: list[DataProblem] = []
-    tables = {}
+    loaded: dict[str, _Source | None] = {}
     for kind in ("events", "users", "campaigns"):
         src = getattr(srcs, kind)
         if src is None:
-            tables[kind] = None
+            loaded[kind] = None
             continue
-        tables[kind], f, p = _load_table(con, src, kind)
+        loaded[kind], f, p = _load_table(con, src, kind)
         fatal += f
         problems += p
     if fatal:
         raise ContractError(fatal + problems)
-    events, users, campaigns = tables["events"], tables["users"], tables["campaigns"]
+    ev_src, us_src, camp_src = loaded["events"], loaded["users"], loaded["campaigns"]
+    ev_label = ev_src.label
 
     until = config.observed_until or utc(now or dt.datetime.now(dt.timezone.utc))
-    ev_label = srcs.events.label
-    p, stats = _check_events(events, ev_label, until, config.observed_until is not None)
-    problems += p
-    p, notes = _check_config_names(config, events, stats["event_counts"], ev_label)
-    problems += p
-    # Rows with missing or unparsable timestamps were reported above (and fail the run).
-    events = events.filter(events.ts.notnull())
-
-    signup_inferred = users is None
-    if users is None:
-        users = events.group_by("user_id").aggregate(signup_ts=events.ts.min())
-    else:
-        problems += _check_users(users, events, srcs.users.label, ev_label)
-    if campaigns is not None:
-        campaigns, p = _check_campaigns(campaigns, users, srcs.campaigns.label)
+    until_raw = clock.wall_us(until) if ev_src.time.wall else _instant_us(until)
+    events_public = ev_src.table.mutate(ts=ev_src.utc_ts(con, clock))
+    summary = _event_summary(ev_src, until_raw).cache()
+    try:
+        p, stats = _check_events(ev_src, events_public, summary, until, config.observed_until is not None)
         problems += p
-    if problems:
-        raise ContractError(problems)
+        ev_src.lo, ev_src.hi = stats["lo"], stats["hi"]
+        p, notes = _check_config_names(config, ev_src.table, stats["event_counts"], ev_label)
+        problems += p
+
+        for src in (us_src, camp_src):
+            if src is not None and not clock.is_utc:
+                span = src.table.aggregate(lo=src.raw_us().min(), hi=src.raw_us().max()).to_pyarrow().to_pylist()[0]
+                src.lo, src.hi = span["lo"], span["hi"]
+        signup_inferred = us_src is None
+        if signup_inferred:
+            # Signup = first event; from the summary (one row per user and type), kept for the build.
+            first = summary.filter(summary.lo.notnull()).group_by("user_id").aggregate(first=summary.lo.min())
+            first = first.cache()
+            users_public = first.select("user_id", signup_ts=_first_ts(con, clock, ev_src, first))
+            users_wall = first.select("user_id", signup_us=_to_wall(clock, ev_src, first.first))
+        else:
+            users_public = us_src.table.mutate(signup_ts=us_src.utc_ts(con, clock))
+            users_wall = us_src.table.mutate(signup_us=us_src.wall_us(clock)).drop("signup_ts")
+            problems += _check_users(users_public, us_src, ev_src, summary, con, clock, ev_label)
+        campaigns_public = campaigns_wall = None
+        if camp_src is not None:
+            both = camp_src.table.mutate(sent_us=camp_src.wall_us(clock), sent_ts=camp_src.utc_ts(con, clock))
+            checked, p = _check_campaigns(both, users_public, camp_src.label)
+            problems += p
+            campaigns_public, campaigns_wall = checked.drop("sent_us"), checked.drop("sent_ts")
+        if problems:
+            raise ContractError(problems)
+    finally:
+        summary.release()
+
+    extras = [c for c in ev_src.table.columns if c not in ("user_id", "ts", "event")]
+    ev_cols = {"user_id": ev_src.table.user_id, "event": ev_src.table.event,
+               **{c: ev_src.table[c] for c in extras}, "us": ev_src.wall_us(clock)}
+    if ev_src.time.prunable:
+        ev_cols["_raw_ts"] = ev_src.table[ev_src.time.col]
+    events_wall = ev_src.table.select(**ev_cols)
 
     n_events = stats["n"]
-    n_distinct = _scalar(events.distinct().count())
-    n_dup = n_events - n_distinct
+    n_dup = _count_duplicates(events_wall)
     for msg in notes:
         warnings.warn(msg, DataWarning, stacklevel=2)
-    if n_dup:
-        events = events.distinct()
-        msg = f"{ev_label}: {n_dup:,} exact duplicate events dropped"
+    if n_dup and config.duplicates == "drop":
+        events_public = events_public.distinct()
+        events_wall = events_wall.drop("_raw_ts").distinct() if "_raw_ts" in events_wall.columns else events_wall.distinct()
+        msg = f"{ev_label}: {n_dup:,} exact duplicate events dropped (set duplicates: keep to count every copy)"
         notes.append(msg)
         warnings.warn(msg, DataWarning, stacklevel=2)
-    observed_until = config.observed_until or (stats["max_ts"] + dt.timedelta(microseconds=1))
+        n_events -= n_dup
+    elif n_dup:
+        msg = f"{ev_label}: {n_dup:,} exact duplicate events kept as separate events (duplicates: keep)"
+        notes.append(msg)
+        warnings.warn(msg, DataNote, stacklevel=2)
+    last = ev_src.instant(clock, stats["hi"])
+    observed_until = config.observed_until or (last + dt.timedelta(microseconds=1))
+    wall = WallTables(events=events_wall, users=users_wall, campaigns=campaigns_wall, clock=clock,
+                      raw_is_wall=ev_src.time.wall)
     return Dataset(
         config=config,
         con=con,
-        events=events,
-        users=users,
-        campaigns=campaigns,
+        events=events_public,
+        users=users_public,
+        campaigns=campaigns_public,
         observed_until=observed_until,
         signup_inferred=signup_inferred,
-        n_events=n_distinct,
-        n_users=_scalar(users.count()),
+        n_events=n_events,
+        n_users=_scalar(users_public.count()),
         n_duplicates=n_dup,
         warnings=notes,
+        clock=clock,
+        wall=wall,
+        event_counts=stats["event_counts"],
     )
 
 
-def _check_users(users: ibis.Table, events: ibis.Table, label: str, ev_label: str) -> list[DataProblem]:
+def _instant_us(t: dt.datetime) -> int:
+    return int((t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) / dt.timedelta(microseconds=1))
+
+
+def _to_wall(clock: Clock, src: _Source, raw: ibis.Value) -> ibis.Value:
+    """Wall microseconds of a column holding the source's raw microseconds."""
+    if src.time.wall or clock.is_utc:
+        return raw
+    return clock.to_wall(raw, src.lo, src.hi)
+
+
+def _to_instant(clock: Clock, src: _Source, raw: ibis.Value) -> ibis.Value:
+    """Unix microseconds of a column holding the source's raw microseconds."""
+    if not src.time.wall or clock.is_utc:
+        return raw
+    return clock.to_instant(raw, src.lo, src.hi)
+
+
+def _first_ts(con, clock: Clock, src: _Source, first: ibis.Table) -> ibis.Value:
+    return _ts_from_us(con, _to_instant(clock, src, first.first))
+
+
+def _check_users(
+    users: ibis.Table, us_src: _Source, ev_src: _Source, summary: ibis.Table, con, clock: Clock, ev_label: str,
+) -> list[DataProblem]:
+    label = us_src.label
     problems = []
     stats = users.aggregate(
         bad_id=_bad_ids(users).sum(),
@@ -463,21 +763,31 @@ def _check_users(users: ibis.Table, events: ibis.Table, label: str, ev_label: st
         )
     if problems:
         return problems
-    known = users.select(uid="user_id", signup_ts="signup_ts")
-    ev = events.select("user_id", "ts")
-    j = ev.left_join(known, ev.user_id == known.uid)
+    # Per user (not per event): events of unknown users, and whether the first event precedes the signup.
+    per_user = summary.group_by("user_id").aggregate(k=summary.k.sum(), first=summary.lo.min())
+    raw_users = us_src.table
+    known = raw_users.select(uid="user_id", signup=_to_instant(clock, us_src, us_src.raw_us()))
+    j = per_user.left_join(known, per_user.user_id == known.uid)
+    j = j.mutate(first=_to_instant(clock, ev_src, j.first))
     unknown = j.uid.isnull() & j.user_id.notnull()
-    early = j.ts < j.signup_ts
-    stats = j.aggregate(unknown=unknown.sum(), early=early.sum()).to_pyarrow().to_pylist()[0]
+    early_user = j.first < j.signup
+    stats = j.aggregate(unknown=j.k.sum(where=unknown), early=early_user.sum()).to_pyarrow().to_pylist()[0]
     if stats["unknown"]:
         problems.append(
             DataProblem(ev_label, "user_id", stats["unknown"], f"events of users missing from {label}",
                         _example(j, unknown, "user_id"))
         )
     if stats["early"]:
+        # Only the users whose first event is early: count their early events exactly.
+        suspects = j.filter(early_user).select(uid="user_id", signup_ts="signup")
+        raw = ev_src.table
+        ev = raw.select("user_id", ts=ev_src.utc_ts(con, clock), us=ev_src.raw_us())
+        ev = ev.join(suspects, ev.user_id == suspects.uid)
+        early = _to_instant(clock, ev_src, ev.us) < ev.signup_ts
+        n_early = _scalar(early.sum())
         problems.append(
-            DataProblem(ev_label, "ts", stats["early"], "events before the user's signup_ts",
-                        _example(j.mutate(e=j.user_id.cast("string") + " at " + j.ts.cast("string")), early, "e"))
+            DataProblem(ev_label, "ts", n_early, "events before the user's signup_ts",
+                        _example(ev.mutate(e=ev.user_id.cast("string") + " at " + ev.ts.cast("string")), early, "e"))
         )
     return problems
 

@@ -91,7 +91,8 @@ def test_mixed_timezones(tmp_path):
     events = [dict(TINY_EVENTS[0], ts="2024-01-01 10:00:00")] + TINY_EVENTS[1:]
     lines = _problems(tmp_path, events=events)
     assert lines == ["events.csv: column 'ts': 1 timestamps without a timezone mixed with 6 that have one "
-                     "(mixed timezones; give every value an offset, or none for UTC) (e.g. '2024-01-01 10:00:00')"]
+                     "(mixed timezones; give every value an offset, or none for times in the dataset's timezone) "
+                     "(e.g. '2024-01-01 10:00:00')"]
 
 
 def test_offsets_are_converted_to_utc(tmp_path):
