@@ -487,8 +487,9 @@ def _event_summary(src: _Source, until_raw: int) -> ibis.Table:
 
 
 def _check_events(
-    src: _Source, public: ibis.Table, summary: ibis.Table, until: dt.datetime, configured: bool
+    src: _Source, public, summary: ibis.Table, until: dt.datetime, configured: bool
 ) -> tuple[list[DataProblem], dict]:
+    """Every check on the events, from the summary; ``public()`` gives the table with UTC ``ts`` for examples."""
     label = src.label
     bad_id = _bad_ids(summary)
     per_event = summary.group_by("event").aggregate(
@@ -505,6 +506,7 @@ def _check_events(
         "bad_event": sum(r["k"] for r in per_event if r["event"] is None or not str(r["event"]).strip()),
         "event_counts": {r["event"]: r["k"] for r in per_event if r["event"] is not None},
     }
+    src.lo, src.hi = stats["lo"], stats["hi"]
     problems = []
     if stats["missing"] and not src.table.schema()[src.time.col].is_string():
         problems.append(DataProblem(label, "ts", stats["missing"], "missing timestamps"))
@@ -520,7 +522,7 @@ def _check_events(
                 stats["future"],
                 (f"events at or after observed_until {until.isoformat()}" if configured
                  else f"events in the future (after now, {until.isoformat(timespec='seconds')})"),
-                _example(public, public.ts >= ibis.literal(until), "ts"),
+                _example(public(), public().ts >= ibis.literal(until), "ts"),
             )
         )
     return problems, stats
@@ -642,12 +644,12 @@ def open_dataset(
 
     until = config.observed_until or utc(now or dt.datetime.now(dt.timezone.utc))
     until_raw = clock.wall_us(until) if ev_src.time.wall else _instant_us(until)
-    events_public = ev_src.table.mutate(ts=ev_src.utc_ts(con, clock))
     summary = _event_summary(ev_src, until_raw).cache()
     try:
-        p, stats = _check_events(ev_src, events_public, summary, until, config.observed_until is not None)
+        p, stats = _check_events(ev_src, lambda: ev_src.table.mutate(ts=ev_src.utc_ts(con, clock)), summary,
+                                 until, config.observed_until is not None)
         problems += p
-        ev_src.lo, ev_src.hi = stats["lo"], stats["hi"]
+        events_public = ev_src.table.mutate(ts=ev_src.utc_ts(con, clock))
         p, notes = _check_config_names(config, ev_src.table, stats["event_counts"], ev_label)
         problems += p
 

@@ -216,7 +216,8 @@ def _level1(ds: Dataset, plan: _Plan, rows: ibis.Table, condensed: bool, users: 
     cfg = ds.config
 
     def count(t, where=None):
-        return t.n.sum(where=where) if condensed else t.count(where=where)
+        # A sum over no rows is empty, a count 0: the condensed path must give the count's 0.
+        return t.n.sum(where=where).fill_null(0) if condensed else t.count(where=where)
 
     sday = users.select("user_id", sday=users.signup_us // DAY_US)
     e = plan.expand(rows, "t").join(sday, "user_id")
@@ -651,3 +652,24 @@ def build_uplift_set(
     table = table.sort_by([("as_of", "ascending"), ("campaign_id", "ascending"), ("user_id", "ascending")])
     return table, fs
 
+
+
+# --- helpers other modules (retention, behaviours) read timestamps with --------------------------
+@ibis.udf.scalar.builtin(name="epoch_us")
+def _duckdb_epoch_us(ts: ibis.expr.datatypes.Timestamp(timezone="UTC")) -> ibis.expr.datatypes.int64:  # type: ignore[empty-body]
+    """DuckDB's own microseconds-since-epoch; ibis's epoch_seconds casts through local time (slow)."""
+
+
+@ibis.udf.scalar.builtin(name="unix_micros")
+def _spark_epoch_us(ts: ibis.expr.datatypes.Timestamp(timezone="UTC")) -> ibis.expr.datatypes.int64:  # type: ignore[empty-body]
+    """Spark's microseconds-since-epoch."""
+
+
+def instant_us(t: dt.datetime) -> int:
+    """Unix microseconds of an aware datetime, exactly (no float rounding of the microseconds)."""
+    return int(t.timestamp()) * 1_000_000 + t.microsecond
+
+
+def epoch_us(ds: Dataset, ts: ibis.Value) -> ibis.Value:
+    """Unix microseconds of a UTC timestamp column, with the backend's native function."""
+    return (_spark_epoch_us if ds.con.name == "pyspark" else _duckdb_epoch_us)(ts)
