@@ -166,3 +166,59 @@ def test_date_only_column_is_read_as_dates(tmp_path):
     assert ds.wall.events.schema()["_raw_ts"].is_date() if "_raw_ts" in ds.wall.events.columns else True
     a = _rows(ds, "2024-01-08")["a"]
     assert a["n_buy_7d"] == 2 and a["active_days_7d"] == 2 and a["days_since_last_buy"] == 1.0
+
+
+def _write_typed(folder, kind: str, zone: str = "UTC"):
+    """The tiny log with every timestamp stored as ``kind``; instants equal across kinds (``zone`` = naive's zone)."""
+    import zoneinfo
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conftest import TINY_CAMPAIGNS, TINY_EVENTS, TINY_USERS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    z = dt.UTC if zone == "UTC" else zoneinfo.ZoneInfo(zone)
+    sources = {}
+    for name, rows, col in (("events", TINY_EVENTS, "ts"), ("users", TINY_USERS, "signup_ts"),
+                            ("campaigns", TINY_CAMPAIGNS, "sent_ts")):
+        inst = [dt.datetime.fromisoformat(r[col]) for r in rows]
+        wall = [t.astimezone(z).replace(tzinfo=None) for t in inst]
+        us = [int((t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) / dt.timedelta(microseconds=1)) for t in inst]
+        values = {
+            "naive": pa.array(wall, pa.timestamp("us")),
+            "aware": pa.array(inst, pa.timestamp("us", tz="UTC")),
+            "aware_tokyo": pa.array(inst, pa.timestamp("ms", tz="Asia/Tokyo")),
+            "text_offset": pa.array([t.astimezone(dt.timezone(dt.timedelta(hours=-3))).isoformat() for t in inst]),
+            "text_naive": pa.array([w.isoformat(sep=" ") for w in wall]),
+            "epoch_s": pa.array([u // 1_000_000 for u in us], pa.int64()),
+            "epoch_ms": pa.array([u // 1_000 for u in us], pa.int64()),
+            "epoch_us": pa.array(us, pa.int64()),
+            "epoch_ns": pa.array([u * 1_000 for u in us], pa.int64()),
+        }[kind]
+        others = {k: pa.array([r[k] for r in rows]) for k in rows[0] if k != col}
+        pq.write_table(pa.table({**others, col: values}), folder / f"{name}.parquet")
+        sources[name] = {"path": f"{name}.parquet"}
+    import yaml
+
+    cfg = folder / "dataset.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "t", "sources": sources, "observed_until": "2024-01-12T00:00:00+00:00",
+                                   "timezone": zone, "response_window_days": 2, "horizon_days": 3}))
+    return cfg
+
+
+_KINDS = ("naive", "aware", "aware_tokyo", "text_offset", "text_naive", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")
+
+
+@pytest.mark.parametrize("zone,kinds", [("UTC", _KINDS), ("Europe/Berlin", ("naive", "aware", "text_naive", "epoch_ms"))])
+def test_same_features_from_every_timestamp_type(tmp_path, zone, kinds):
+    from churnml.data import open_dataset
+
+    tables = {}
+    for kind in kinds:
+        ds = open_dataset(load_dataset_config(_write_typed(tmp_path / kind, kind, zone)))
+        tables[kind], _ = build_snapshot(ds, dt.datetime(2024, 1, 6, tzinfo=dt.UTC), labels=True)
+    ref = tables["aware"]
+    assert ref.num_rows == 3
+    for kind, t in tables.items():
+        assert t.equals(ref), f"{kind} timestamps give other features than tz-aware ones"
