@@ -22,12 +22,25 @@ from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import ibis
+import ibis.expr.datatypes as dtypes
 
-__all__ = ["DAY_US", "Clock"]
+__all__ = ["DAY_US", "Clock", "int_div"]
 
 DAY_US = 86_400_000_000
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_NAIVE = dt.datetime(1970, 1, 1)
+
+
+@ibis.udf.scalar.builtin(name="divide")
+def _duckdb_int_div(a: dtypes.int64, b: dtypes.int64) -> dtypes.int64:  # type: ignore[empty-body]
+    """DuckDB's integer division (ibis's ``//`` goes through a float ``floor``)."""
+
+
+def int_div(x: ibis.Value, y: int, engine: str = "duckdb") -> ibis.Value:
+    """``x // y`` for non-negative integers, with the engine's integer division where it has one."""
+    if engine == "duckdb":
+        return _duckdb_int_div(x, ibis.literal(y, "int64"))
+    return x // y
 
 
 def _us(t: dt.datetime) -> int:

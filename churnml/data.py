@@ -41,7 +41,7 @@ from pathlib import Path
 import ibis
 import ibis.expr.datatypes as dtypes
 
-from churnml.clock import DAY_US, Clock
+from churnml.clock import DAY_US, Clock, int_div
 from churnml.config import DatasetConfig, Settings, SourceConfig, get_settings, utc
 from churnml.exceptions import ContractError, DataNote, DataProblem, DataWarning
 
@@ -77,6 +77,10 @@ class WallTables:
         ``user_id, signup_us`` and the attribute columns.
     campaigns : ibis.Table or None
         ``user_id, campaign_id, sent_us, treated`` and extras.
+    condensed : ibis.Table or None
+        The events per user, event type and calendar day (see :func:`condense`),
+        when something cached it for the dataset's lifetime; the feature build
+        then starts from it for snapshots at midnight.
     """
 
     events: ibis.Table
@@ -84,6 +88,7 @@ class WallTables:
     campaigns: ibis.Table | None
     clock: Clock
     raw_is_wall: bool = True
+    condensed: ibis.Table | None = None
 
     def events_between(self, lo: int | None = None, hi: int | None = None, table: ibis.Table | None = None) -> ibis.Table:
         """Events with wall microseconds in ``[lo, hi)`` (either bound may be None).
@@ -466,47 +471,60 @@ def _load_table(con, src: SourceConfig, kind: str) -> tuple[_Source | ibis.Table
     return _Source(t, time, src.label), fatal, [p for p in values if p not in fatal]
 
 
-def _event_summary(src: _Source, until_raw: int) -> ibis.Table:
-    """One pass over the events: per user and event type, the rows, their time span and the late ones.
+def condense(events: ibis.Table, sum_columns: list[str], tod: int = 0, engine: str = "duckdb") -> ibis.Table:
+    """The events condensed to one row per user, event type and calendar day (uncached).
 
-    Every check on the events is read from this small table (a few rows per
-    user) instead of a pass of its own: counts per event type, null ids and
-    names, missing timestamps, events at or after ``observed_until``, the
-    first event of each user (for the users table's checks and the inferred
-    signup).
+    ``events`` are wall tables' events (``us`` in wall microseconds). Each row
+    has ``t`` (the start of its span: the date's midnight, or with ``tod`` the
+    date split at that time of day, so that snapshots at that time of day and
+    their windows start on row edges), ``n`` events, their ``first``/``last``
+    times and ``s_<col>`` sums. The feature build computes the tables of
+    several snapshots from it.
     """
-    ev = src.table
-    us = src.raw_us()
-    return ev.group_by("user_id", "event").aggregate(
-        k=ev.count(),
-        missing=us.isnull().sum(),
-        future=(us >= until_raw).sum(),
-        lo=us.min(),
-        hi=us.max(),
+    from churnml.features.definitions import safe_name
+
+    day = int_div(events.us, DAY_US, engine) * DAY_US
+    t = day if tod == 0 else day + ((events.us - day) >= tod).cast("int64") * tod
+    ev = events.mutate(t=t)
+    return ev.group_by("user_id", "event", "t").aggregate(
+        n=ev.count(), first=ev.us.min(), last=ev.us.max(),
+        **{f"s_{safe_name(c)}": ev[c].sum() for c in sum_columns},
+    )
+
+
+def _summarise(events: ibis.Table, until_wall: int) -> ibis.Table:
+    """One pass over the events: per user and event type, the rows, their span, missing and late times.
+
+    Every check on the events reads this small table (a few rows per user)
+    instead of a pass of its own: counts per event type, null ids and names,
+    missing timestamps, events at or after ``observed_until``, and each user's
+    first event (the users table's checks, the inferred signup).
+    """
+    us = events.us
+    return events.group_by("user_id", "event").aggregate(
+        n=events.count(), missing=us.isnull().sum(), late=(us >= until_wall).sum(), first=us.min(), last=us.max(),
     )
 
 
 def _check_events(
     src: _Source, public, summary: ibis.Table, until: dt.datetime, configured: bool
 ) -> tuple[list[DataProblem], dict]:
-    """Every check on the events, from the summary; ``public()`` gives the table with UTC ``ts`` for examples."""
+    """Every check on the events, from the summary (``public()``: UTC ``ts``, for examples)."""
     label = src.label
-    bad_id = _bad_ids(summary)
-    per_event = summary.group_by("event").aggregate(
-        k=summary.k.sum(), bad_id=summary.k.sum(where=bad_id), missing=summary.missing.sum(),
-        future=summary.future.sum(), lo=summary.lo.min(), hi=summary.hi.max(),
+    c = summary
+    per_event = c.group_by("event").aggregate(
+        k=c.n.sum(), bad_id=c.n.sum(where=_bad_ids(c)), missing=c.missing.sum(),
+        late=c.late.sum(), lo=c["first"].min(), hi=c["last"].max(),
     ).to_pyarrow().to_pylist()
     stats = {
         "n": sum(r["k"] for r in per_event),
         "bad_id": sum(r["bad_id"] or 0 for r in per_event),
         "missing": sum(r["missing"] or 0 for r in per_event),
-        "future": sum(r["future"] or 0 for r in per_event),
         "lo": min((r["lo"] for r in per_event if r["lo"] is not None), default=None),
         "hi": max((r["hi"] for r in per_event if r["hi"] is not None), default=None),
         "bad_event": sum(r["k"] for r in per_event if r["event"] is None or not str(r["event"]).strip()),
         "event_counts": {r["event"]: r["k"] for r in per_event if r["event"] is not None},
     }
-    src.lo, src.hi = stats["lo"], stats["hi"]
     problems = []
     if stats["missing"] and not src.table.schema()[src.time.col].is_string():
         problems.append(DataProblem(label, "ts", stats["missing"], "missing timestamps"))
@@ -514,15 +532,18 @@ def _check_events(
         problems.append(DataProblem(label, "user_id", stats["bad_id"], "null or empty user ids"))
     if stats["bad_event"]:
         problems.append(DataProblem(label, "event", stats["bad_event"], "null or empty event names"))
-    if stats["future"]:
+    n_late = sum(r["late"] or 0 for r in per_event)
+    if n_late:
+        pub = public()
+        late = pub.ts >= ibis.literal(until)
         problems.append(
             DataProblem(
                 label,
                 "ts",
-                stats["future"],
+                n_late,
                 (f"events at or after observed_until {until.isoformat()}" if configured
                  else f"events in the future (after now, {until.isoformat(timespec='seconds')})"),
-                _example(public(), public().ts >= ibis.literal(until), "ts"),
+                _example(pub, late, "ts"),
             )
         )
     return problems, stats
@@ -569,13 +590,20 @@ def _check_config_names(
     return problems, notes
 
 
-def _count_duplicates(ev: ibis.Table) -> int:
+def _count_duplicates(ev: ibis.Table, slices: list[tuple[int, int]] | None = None, between=None) -> int:
     """Exact number of extra copies of identical rows (every column equal).
 
-    One pass groups the rows by a 64-bit hash of all their values (a narrow
-    key, cheaper than grouping by every column); only rows whose hash repeats
+    Rows are grouped by a 64-bit hash of all their values (a narrow key,
+    cheaper than grouping by every column); only rows whose hash repeats
     (duplicates, or the rare hash collision) are then compared value by value.
+    Copies share their timestamp, so the log can be counted in time slices
+    (``[lo, hi)`` in wall microseconds, covering every row; ``between(lo,
+    hi)`` gives a slice's rows): on a log stored
+    in time order each slice reads only its own row groups and the hash table
+    stays small instead of holding every row of a large log at once.
     """
+    if slices:
+        return sum(_count_duplicates(between(lo, hi)) for lo, hi in slices)
     cols = [c for c in ev.columns if c != "_raw_ts"]
     h = ibis.struct({c: ev[c] for c in cols}).hash()
     hashed = ev.mutate(_h=h)
@@ -586,6 +614,37 @@ def _count_duplicates(ev: ibis.Table) -> int:
     return _scalar(rows.count()) - _scalar(rows.distinct().count())
 
 
+#: Rows per time slice of the duplicate count (when the log is stored in time order).
+_DUP_SLICE_ROWS = 4_000_000
+
+
+def _dup_slices(con, src_cfg: SourceConfig, col: str, n: int, lo: int | None, hi: int | None):
+    """Time slices for the duplicate count, or None when the log is not a Parquet file stored in time order.
+
+    Stored in time order = the row groups' timestamp ranges, added up, span at
+    most a few times the whole log's (row groups of a shuffled log each span
+    nearly all of it, and slicing would read every row group for every slice).
+    """
+    if con.name != "duckdb" or not src_cfg.path or n <= _DUP_SLICE_ROWS or lo is None:
+        return None
+    if Path(src_cfg.path.rstrip("*")).suffix.lower() not in (".parquet", ".pq", "") and \
+            not src_cfg.path.lower().endswith(".parquet"):
+        return None
+    raw = src_cfg.columns.get("ts", "ts")
+    sql = ("SELECT sum(epoch_us(CAST(stats_max AS TIMESTAMPTZ)) - epoch_us(CAST(stats_min AS TIMESTAMPTZ))), "
+           "epoch_us(max(CAST(stats_max AS TIMESTAMPTZ))) - epoch_us(min(CAST(stats_min AS TIMESTAMPTZ))) "
+           "FROM parquet_metadata(?) WHERE path_in_schema = ?")
+    try:
+        spans, whole = con.con.execute(sql, [src_cfg.path, raw]).fetchone()
+    except Exception:  # noqa: BLE001 - no usable statistics: count in one pass
+        return None
+    if not whole or spans is None or spans > 4 * whole:
+        return None
+    k = -(-n // _DUP_SLICE_ROWS)
+    edges = [lo + (hi + 1 - lo) * i // k for i in range(k + 1)]
+    return list(zip(edges, edges[1:], strict=False))
+
+
 def open_dataset(
     config: DatasetConfig,
     *,
@@ -594,9 +653,10 @@ def open_dataset(
 ) -> Dataset:
     """Read and validate the configured sources.
 
-    The events are read twice: once into a per user and event type summary
-    that every check reads, and once to count exact duplicates. Nothing else
-    scans the whole log.
+    The events are read twice: once into a summary per user and event type,
+    which every check reads (the users table is checked against it, one row
+    per user, not against every event), and once to count exact duplicates.
+    Nothing else scans the whole log.
 
     Parameters
     ----------
@@ -643,31 +703,39 @@ def open_dataset(
     ev_label = ev_src.label
 
     until = config.observed_until or utc(now or dt.datetime.now(dt.timezone.utc))
-    until_raw = clock.wall_us(until) if ev_src.time.wall else _instant_us(until)
-    summary = _event_summary(ev_src, until_raw).cache()
-    try:
-        p, stats = _check_events(ev_src, lambda: ev_src.table.mutate(ts=ev_src.utc_ts(con, clock)), summary,
-                                 until, config.observed_until is not None)
-        problems += p
-        events_public = ev_src.table.mutate(ts=ev_src.utc_ts(con, clock))
-        p, notes = _check_config_names(config, ev_src.table, stats["event_counts"], ev_label)
-        problems += p
-
-        for src in (us_src, camp_src):
-            if src is not None and not clock.is_utc:
+    if not clock.is_utc:
+        # Offsets between these bounds make the wall-clock conversion exact; UTC needs none.
+        for src in (ev_src, us_src, camp_src):
+            if src is not None:
                 span = src.table.aggregate(lo=src.raw_us().min(), hi=src.raw_us().max()).to_pyarrow().to_pylist()[0]
                 src.lo, src.hi = span["lo"], span["hi"]
+    extras = [c for c in ev_src.table.columns if c not in ("user_id", "ts", "event")]
+    ev_cols = {"user_id": ev_src.table.user_id, "event": ev_src.table.event,
+               **{c: ev_src.table[c] for c in extras}, "us": ev_src.wall_us(clock)}
+    if ev_src.time.prunable:
+        ev_cols["_raw_ts"] = ev_src.table[ev_src.time.col]
+    events_wall = ev_src.table.select(**ev_cols)
+    public = ev_src.table.mutate(ts=ev_src.utc_ts(con, clock))
+
+    # One pass summarises the log per user and event type; every check on the events reads that.
+    summary = _summarise(events_wall, clock.wall_us(until)).cache()
+    try:
+        p, stats = _check_events(ev_src, lambda: public, summary, until, config.observed_until is not None)
+        problems += p
+        p, notes = _check_config_names(config, ev_src.table, stats["event_counts"], ev_label)
+        problems += p
         signup_inferred = us_src is None
         if signup_inferred:
-            # Signup = first event; from the summary (one row per user and type), kept for the build.
-            first = summary.filter(summary.lo.notnull()).group_by("user_id").aggregate(first=summary.lo.min())
-            first = first.cache()
-            users_public = first.select("user_id", signup_ts=_first_ts(con, clock, ev_src, first))
-            users_wall = first.select("user_id", signup_us=_to_wall(clock, ev_src, first.first))
+            # Signup = first event (wall microseconds), from the summary; kept for the build.
+            first = summary.filter(summary["first"].notnull()).group_by("user_id").aggregate(
+                signup_us=summary["first"].min()).cache()
+            users_wall = first
+            users_public = first.select("user_id", signup_ts=_ts_from_us(
+                con, clock.to_instant(first.signup_us, stats["lo"], stats["hi"]) if not clock.is_utc else first.signup_us))
         else:
             users_public = us_src.table.mutate(signup_ts=us_src.utc_ts(con, clock))
             users_wall = us_src.table.mutate(signup_us=us_src.wall_us(clock)).drop("signup_ts")
-            problems += _check_users(users_public, us_src, ev_src, summary, con, clock, ev_label)
+            problems += _check_users(users_public, users_wall, us_src, ev_src, summary, con, clock, ev_label)
         campaigns_public = campaigns_wall = None
         if camp_src is not None:
             both = camp_src.table.mutate(sent_us=camp_src.wall_us(clock), sent_ts=camp_src.utc_ts(con, clock))
@@ -679,17 +747,14 @@ def open_dataset(
     finally:
         summary.release()
 
-    extras = [c for c in ev_src.table.columns if c not in ("user_id", "ts", "event")]
-    ev_cols = {"user_id": ev_src.table.user_id, "event": ev_src.table.event,
-               **{c: ev_src.table[c] for c in extras}, "us": ev_src.wall_us(clock)}
-    if ev_src.time.prunable:
-        ev_cols["_raw_ts"] = ev_src.table[ev_src.time.col]
-    events_wall = ev_src.table.select(**ev_cols)
-
     n_events = stats["n"]
-    n_dup = _count_duplicates(events_wall)
+    slices = _dup_slices(con, srcs.events, ev_src.time.col, n_events, stats["lo"], stats["hi"]) \
+        if ev_src.time.prunable else None
+    probe = WallTables(events=events_wall, users=users_wall, campaigns=None, clock=clock, raw_is_wall=ev_src.time.wall)
+    n_dup = _count_duplicates(events_wall, slices, lambda lo, hi: probe.events_between(lo, hi))
     for msg in notes:
         warnings.warn(msg, DataWarning, stacklevel=2)
+    events_public = public
     if n_dup and config.duplicates == "drop":
         events_public = events_public.distinct()
         events_wall = events_wall.drop("_raw_ts").distinct() if "_raw_ts" in events_wall.columns else events_wall.distinct()
@@ -701,7 +766,7 @@ def open_dataset(
         msg = f"{ev_label}: {n_dup:,} exact duplicate events kept as separate events (duplicates: keep)"
         notes.append(msg)
         warnings.warn(msg, DataNote, stacklevel=2)
-    last = ev_src.instant(clock, stats["hi"])
+    last = clock.from_wall_us(stats["hi"]) if ev_src.time.wall or clock.is_utc else ev_src.instant(clock, ev_src.hi)
     observed_until = config.observed_until or (last + dt.timedelta(microseconds=1))
     wall = WallTables(events=events_wall, users=users_wall, campaigns=campaigns_wall, clock=clock,
                       raw_is_wall=ev_src.time.wall)
@@ -723,30 +788,9 @@ def open_dataset(
     )
 
 
-def _instant_us(t: dt.datetime) -> int:
-    return int((t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) / dt.timedelta(microseconds=1))
-
-
-def _to_wall(clock: Clock, src: _Source, raw: ibis.Value) -> ibis.Value:
-    """Wall microseconds of a column holding the source's raw microseconds."""
-    if src.time.wall or clock.is_utc:
-        return raw
-    return clock.to_wall(raw, src.lo, src.hi)
-
-
-def _to_instant(clock: Clock, src: _Source, raw: ibis.Value) -> ibis.Value:
-    """Unix microseconds of a column holding the source's raw microseconds."""
-    if not src.time.wall or clock.is_utc:
-        return raw
-    return clock.to_instant(raw, src.lo, src.hi)
-
-
-def _first_ts(con, clock: Clock, src: _Source, first: ibis.Table) -> ibis.Value:
-    return _ts_from_us(con, _to_instant(clock, src, first.first))
-
-
 def _check_users(
-    users: ibis.Table, us_src: _Source, ev_src: _Source, summary: ibis.Table, con, clock: Clock, ev_label: str,
+    users: ibis.Table, users_wall: ibis.Table, us_src: _Source, ev_src: _Source, summary: ibis.Table, con,
+    clock: Clock, ev_label: str,
 ) -> list[DataProblem]:
     label = us_src.label
     problems = []
@@ -765,32 +809,37 @@ def _check_users(
         )
     if problems:
         return problems
-    # Per user (not per event): events of unknown users, and whether the first event precedes the signup.
-    per_user = summary.group_by("user_id").aggregate(k=summary.k.sum(), first=summary.lo.min())
-    raw_users = us_src.table
-    known = raw_users.select(uid="user_id", signup=_to_instant(clock, us_src, us_src.raw_us()))
+    # Per user (one row each, from the summary), not per event: events of unknown users, and whether
+    # the first event may precede the signup.
+    per_user = summary.group_by("user_id").aggregate(k=summary.n.sum(), first=summary["first"].min())
+    known = users_wall.select(uid="user_id", signup="signup_us")
     j = per_user.left_join(known, per_user.user_id == known.uid)
-    j = j.mutate(first=_to_instant(clock, ev_src, j.first))
     unknown = j.uid.isnull() & j.user_id.notnull()
-    early_user = j.first < j.signup
-    stats = j.aggregate(unknown=j.k.sum(where=unknown), early=early_user.sum()).to_pyarrow().to_pylist()[0]
+    # Wall-clock times order like instants except within a daylight-saving hour: leave that margin.
+    margin = 0 if clock.is_utc else 2 * 3_600_000_000
+    suspect = j.first < j.signup + margin
+    stats = j.aggregate(unknown=j.k.sum(where=unknown), suspect=suspect.sum()).to_pyarrow().to_pylist()[0]
     if stats["unknown"]:
         problems.append(
             DataProblem(ev_label, "user_id", stats["unknown"], f"events of users missing from {label}",
                         _example(j, unknown, "user_id"))
         )
-    if stats["early"]:
-        # Only the users whose first event is early: count their early events exactly.
-        suspects = j.filter(early_user).select(uid="user_id", signup_ts="signup")
+    if stats["suspect"]:
+        # Only those users' events, compared instant by instant.
+        suspects = j.filter(suspect).select(uid="user_id")
         raw = ev_src.table
-        ev = raw.select("user_id", ts=ev_src.utc_ts(con, clock), us=ev_src.raw_us())
+        ev = raw.select("user_id", ts=ev_src.utc_ts(con, clock))
         ev = ev.join(suspects, ev.user_id == suspects.uid)
-        early = _to_instant(clock, ev_src, ev.us) < ev.signup_ts
+        signup = users.select(sid="user_id", signup_ts="signup_ts")
+        ev = ev.join(signup, ev.user_id == signup.sid)
+        early = ev.ts < ev.signup_ts
         n_early = _scalar(early.sum())
-        problems.append(
-            DataProblem(ev_label, "ts", n_early, "events before the user's signup_ts",
-                        _example(ev.mutate(e=ev.user_id.cast("string") + " at " + ev.ts.cast("string")), early, "e"))
-        )
+        if n_early:
+            problems.append(
+                DataProblem(ev_label, "ts", n_early, "events before the user's signup_ts",
+                            _example(ev.mutate(e=ev.user_id.cast("string") + " at " + ev.ts.cast("string")),
+                                     early, "e"))
+            )
     return problems
 
 

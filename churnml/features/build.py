@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 import ibis
 import pyarrow as pa
 
-from churnml.clock import DAY_US
-from churnml.data import Dataset
+from churnml.clock import DAY_US, int_div
+from churnml.data import Dataset, condense
 from churnml.exceptions import ContractError, DataProblem
 from churnml.features.definitions import Feature, count_windows, feature_definitions, safe_name
 
@@ -181,34 +181,25 @@ class _Plan:
         return t
 
 
-def _bucket_start(us: ibis.Value, tod: int) -> ibis.Value:
-    """Start of the half-day bucket of ``us``: the calendar date split at the snapshots' time of day."""
-    day = (us // DAY_US) * DAY_US
-    if tod == 0:
-        return day
-    return day + ((us - day) >= tod).cast("int64") * tod
+def _rows(ds: Dataset, plan: _Plan, hi: int, sum_cols: list[str]) -> tuple[ibis.Table, bool, bool]:
+    """The rows the snapshot tables are aggregated from: whether condensed, and whether the build owns them.
 
-
-def _rows(ds: Dataset, plan: _Plan, hi: int, sum_cols: list[str]) -> tuple[ibis.Table, bool]:
-    """The rows the snapshot tables are aggregated from, and whether they are condensed.
-
-    One snapshot reads the events before it directly (``t`` = the event's
-    time). Several read a table condensed once from the log: one row per
-    user, event type and calendar day (split at the snapshots' time of day,
-    so that every window edge is a row edge), with ``n`` events, their
-    ``first``/``last`` times and sums; ``t`` = the start of the row's span.
+    Snapshots at midnight (wall-clock) start from the table validation
+    condensed (one row per user, event type and calendar day, with ``n``
+    events, their ``first``/``last`` times and sums; ``t`` = the row's date).
+    Others condense the log once for themselves, split at their time of day
+    so that every window edge is a row edge; a single snapshot off midnight
+    reads the events before it directly (``t`` = the event's time).
     """
+    if plan.tod == 0 and ds.wall.condensed is not None:
+        c = ds.wall.condensed
+        return c.filter(c.t < hi), True, False
     ev = ds.wall.events_between(hi=hi)
     if plan.single:
         cols = {"user_id": ev.user_id, "event": ev.event, "t": ev.us, "first": ev.us, "last": ev.us}
         cols.update({f"s_{safe_name(c)}": ev[c] for c in sum_cols})
-        return ev.select(**cols), False
-    ev = ev.mutate(t=_bucket_start(ev.us, plan.tod))
-    condensed = ev.group_by("user_id", "event", "t").aggregate(
-        n=ev.count(), first=ev.us.min(), last=ev.us.max(),
-        **{f"s_{safe_name(c)}": ev[c].sum() for c in sum_cols},
-    )
-    return plan.keep(condensed), True
+        return ev.select(**cols), False, True
+    return plan.keep(condense(ev, sum_cols, plan.tod, ds.con.name)), True, True
 
 
 def _level1(ds: Dataset, plan: _Plan, rows: ibis.Table, condensed: bool, users: ibis.Table, sum_cols: list[str]):
@@ -219,9 +210,12 @@ def _level1(ds: Dataset, plan: _Plan, rows: ibis.Table, condensed: bool, users: 
         # A sum over no rows is empty, a count 0: the condensed path must give the count's 0.
         return t.n.sum(where=where).fill_null(0) if condensed else t.count(where=where)
 
-    sday = users.select("user_id", sday=users.signup_us // DAY_US)
+    eng = ds.con.name
+    # The onboarding window ends onboarding_days dates after the signup date (per user, not per event).
+    sday = users.select("user_id", sday=int_div(users.signup_us, DAY_US, eng))
+    sday = sday.mutate(onb_end=(sday.sday + cfg.onboarding_days) * DAY_US)
     e = plan.expand(rows, "t").join(sday, "user_id")
-    onb = (e.t // DAY_US) < e.sday + cfg.onboarding_days
+    onb = e.t < e.onb_end
     sums = {}
     for col in sum_cols:
         c = f"s_{safe_name(col)}"
@@ -240,7 +234,7 @@ def _level1(ds: Dataset, plan: _Plan, rows: ibis.Table, condensed: bool, users: 
 
     # Active calendar dates: from the events alone (no join to users).
     a = plan.expand(rows.filter(_activity(ds, rows)), "t")
-    days = a.group_by("user_id", "k", d=a.t // DAY_US).aggregate(
+    days = a.group_by("user_id", "k", d=int_div(a.t, DAY_US, eng)).aggregate(
         asof=a.asof.max(), tmin=a["first"].min(), tmax=a["last"].max())
     days = days.mutate(gap=days.d.lead().over(group_by=["user_id", "k"], order_by="d") - days.d)
     return per_event, plan.keep(days), sday
@@ -281,7 +275,7 @@ def _build(
     attrs = [c for c in users.columns if c not in ("user_id", "signup_us")]
 
     hi = max(plan.walls) + (label_span or 0)
-    rows, condensed = _rows(ds, plan, hi, sum_cols)
+    rows, condensed, owned = _rows(ds, plan, hi, sum_cols)
     per_event, days, sday = _level1(ds, plan, rows, condensed, users, sum_cols)
 
     # Level 2: narrow per-user tables, each its own cached query so no single aggregation holds
@@ -317,7 +311,7 @@ def _build(
         optional.append(plan.keep(table))
     returned = None if label_span is None else plan.keep(_returned(ds, plan, rows, label_span))
     # The condensed tables are consumed; free them before the final join.
-    for t in (per_event, days, rows) if condensed else (per_event, days):
+    for t in (per_event, days, rows) if condensed and owned else (per_event, days):
         t.release()
         plan.cached.remove(t)
 
