@@ -8,16 +8,28 @@ Exit codes of ``churnml score`` (for schedulers; see ``serving/README.md``):
 3     no registered champion model (train and promote first)
 4     stale data: no events in the hours before ``as_of``
 5     the features differ from what the models were trained on
-6     a list for that date exists (``--force`` replaces it)
+6     a list for that date exists (``--force`` replaces it), or another
+      run is writing it
+7     the list could not be written (disk full, read-only or no
+      permission); nothing was changed
 ====  ==============================================================
+
+A list is published atomically (:func:`churnml.io.atomic_dir`):
+``<output>/<date>`` is a symbolic link to a hidden folder beside it, swapped
+in one ``rename``, so there is always a complete list for the date (the old
+one until the new one is in place) and never a half-written one. One run at a
+time writes a date (:func:`churnml.io.try_lock`); whatever an interrupted run
+left behind (``kill -9``) is removed by the next run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +38,9 @@ import pyarrow as pa
 
 from churnml.config import ScoreConfig, Settings, load_dataset_config, utc
 from churnml.data import Dataset, open_dataset
-from churnml.exceptions import ConfigError, OutputExistsError, StaleDataError
+from churnml.exceptions import ConfigError, OutputExistsError, OutputWriteError, StaleDataError, storage_problem
 from churnml.features import build_features
-from churnml.io import atomic_dir, write_json, write_parquet
+from churnml.io import atomic_dir, sweep, try_lock, write_json, write_parquet
 from churnml.scoring import Scorer, recall_list
 
 __all__ = ["EXIT_CODES", "ScoreJobResult", "score_job"]
@@ -40,7 +52,11 @@ FEATURES_FILE = "features.parquet"
 MANIFEST_FILE = "manifest.json"
 
 EXIT_CODES = {"ok": 0, "bad_input": 2, "model_not_found": 3, "stale_data": 4, "schema_mismatch": 5,
-              "list_exists": 6}
+              "list_exists": 6, "cannot_write": 7}
+# How long a run waits for the date's lock: long enough for another run's sweep of leftovers (a
+# moment), far shorter than another run writing the list.
+LOCK_WAIT_SECONDS = 2.0
+_HIDDEN_DAY = re.compile(r"^\.(\d{4}-\d{2}-\d{2})\.")
 
 
 @dataclass(frozen=True)
@@ -96,8 +112,8 @@ def score_job(
 ) -> ScoreJobResult:
     """Score every user as of ``as_of`` and write the day's recall list.
 
-    Writes ``<output>/<date>/`` as one unit (a temporary folder renamed into
-    place): ``recall_list.parquet`` and ``.csv`` (the ranked list),
+    Writes ``<output>/<date>/`` as one unit (a link to a complete hidden
+    folder, swapped in one step; see the module docstring): ``recall_list.parquet`` and ``.csv`` (the ranked list),
     ``scores.parquet`` (every scored user), ``features.parquet`` (the feature
     rows, which the API looks users up in) and ``manifest.json`` (models and
     versions, data window, counts per segment, config, SHA-256 of each file).
@@ -106,14 +122,25 @@ def score_job(
     Raises
     ------
     OutputExistsError
-        A list for the date exists and ``force`` is false (checked first).
+        A list for the date exists and ``force`` is false, or another run is
+        writing the date's list (both checked first).
+    OutputWriteError
+        The disk is full (or read-only): nothing was changed.
     StaleDataError, ModelNotFoundError, SchemaMismatchError, ContractError, ConfigError
         Nothing is written and earlier lists are untouched.
     """
     as_of = utc(as_of)
     folder = cfg.output / as_of.date().isoformat()
-    if folder.exists() and not force:
-        raise OutputExistsError(f"a recall list for {as_of.date()} exists at {folder}; pass --force to replace it")
+    with _date_lock(folder):
+        if folder.exists() and not force:
+            raise OutputExistsError(f"a recall list for {as_of.date()} exists at {folder}; pass --force to replace it")
+        _sweep_leftovers(folder, log)
+        return _score_locked(cfg, as_of, folder, force=force, dataset=dataset, scorer=scorer, settings=settings,
+                             log=log)
+
+
+def _score_locked(cfg: ScoreConfig, as_of: dt.datetime, folder: Path, *, force: bool, dataset: Dataset | None,
+                  scorer: Scorer | None, settings: Settings | None, log: Callable[[str], None]) -> ScoreJobResult:
     ds = dataset or open_dataset(load_dataset_config(cfg.dataset))
     latest = _check_fresh(ds, as_of, cfg.max_staleness_hours)
     scorer = scorer or Scorer.from_registry(churn_model=cfg.churn_model, uplift_model=cfg.uplift_model,
@@ -139,12 +166,8 @@ def score_job(
         rows = features.set_index("user_id").loc[lst["user_id"]].reset_index()
         lst = pd.concat([lst, scorer.reasons(rows, top=cfg.reasons, where=where).set_axis(lst.index)], axis=1)
     lst.insert(2, "as_of", pd.Timestamp(as_of))
-    with atomic_dir(folder, replace=force) as tmp:
-        write_parquet(pa.Table.from_pandas(lst, preserve_index=False), tmp / LIST_FILE)
-        lst.to_csv(tmp / LIST_CSV, index=False, float_format="%.6f")
-        write_parquet(pa.Table.from_pandas(scored.reset_index(drop=True), preserve_index=False), tmp / SCORES_FILE)
-        write_parquet(table, tmp / FEATURES_FILE)
-        manifest = {
+    try:
+        _write_list(folder, force, lst, scored, table, manifest_head={
             "as_of": as_of.isoformat(), "campaign_id": campaign_id,
             "models": {k: {"version": v, "alias": cfg.alias} for k, v in scorer.versions.items()},
             "data": {"dataset": ds.config.name, "latest_event_before_as_of": latest.isoformat(),
@@ -152,10 +175,58 @@ def score_job(
                      "observed_until": ds.observed_until.isoformat()},
             "counts": counts,
             "config": cfg.model_dump(mode="json"),
-            "files": {name: _sha256(tmp / name) for name in (LIST_FILE, LIST_CSV, SCORES_FILE, FEATURES_FILE)},
-        }
-        write_json(manifest, tmp / MANIFEST_FILE)
+        })
+    except OSError as exc:
+        problem = storage_problem(exc)
+        if problem is None:
+            raise
+        raise OutputWriteError(f"cannot write the recall list for {as_of.date()} to {cfg.output}: {problem}; "
+                               "nothing was changed (earlier lists are untouched)") from exc
     return ScoreJobResult(folder, as_of, campaign_id, counts, dict(scorer.versions), lst.head(10))
+
+
+def _write_list(folder: Path, force: bool, lst: pd.DataFrame, scored: pd.DataFrame, table: pa.Table,
+                manifest_head: dict) -> None:
+    with atomic_dir(folder, replace=force) as tmp:
+        write_parquet(pa.Table.from_pandas(lst, preserve_index=False), tmp / LIST_FILE)
+        lst.to_csv(tmp / LIST_CSV, index=False, float_format="%.6f")
+        write_parquet(pa.Table.from_pandas(scored.reset_index(drop=True), preserve_index=False), tmp / SCORES_FILE)
+        write_parquet(table, tmp / FEATURES_FILE)
+        files = {name: _sha256(tmp / name) for name in (LIST_FILE, LIST_CSV, SCORES_FILE, FEATURES_FILE)}
+        write_json({**manifest_head, "files": files}, tmp / MANIFEST_FILE)
+
+
+@contextlib.contextmanager
+def _date_lock(folder: Path) -> Iterator[None]:
+    """Be the only run writing the list of ``folder``'s date (others get OutputExistsError, exit 6)."""
+    output = folder.parent
+    created = not output.exists()
+    try:
+        with try_lock(folder, wait=LOCK_WAIT_SECONDS) as holder:
+            if holder is not None:
+                raise OutputExistsError(f"another run ({holder}) is writing the recall list for {folder.name} in "
+                                        f"{output}; this run stops without writing")
+            yield
+    finally:
+        if created:  # a run that wrote nothing leaves no empty lists folder behind
+            with contextlib.suppress(OSError):
+                output.rmdir()
+
+
+def _sweep_leftovers(folder: Path, log: Callable[[str], None]) -> None:
+    """Remove what interrupted runs left in the lists folder: this date's (its lock is held), and other
+    dates' when no run holds their lock."""
+    output = folder.parent
+    days = sorted({m.group(1) for p in output.iterdir() if (m := _HIDDEN_DAY.match(p.name))} - {folder.name}) \
+        if output.is_dir() else []
+    gone = sweep(folder)
+    for day in days:
+        with try_lock(output / day) as holder:
+            if holder is None:
+                gone += sweep(output / day)
+    if gone:
+        log(f"removed {len(gone)} leftover(s) of interrupted runs from {output}: "
+            f"{', '.join(p.name for p in gone[:4])}{' ...' if len(gone) > 4 else ''}")
 
 
 def read_manifest(folder: Path) -> dict:

@@ -2,7 +2,9 @@
 
 Exit codes: 0 success; 2 bad input (data contract, config, arguments); 3 no
 registered model with the alias asked for; 4 stale data; 5 features that
-differ from the model's; 6 an output that exists and is not overwritten.
+differ from the model's; 6 an output that exists and is not overwritten (or
+that another run is writing); 7 an output that could not be written (disk
+full, read-only, no permission); 130 and 143 stopped by Ctrl-C or SIGTERM.
 Each error is one line per problem on stderr, with no traceback; any other
 exit code is a bug.
 """
@@ -23,8 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from churnml.config import utc
-from churnml.exceptions import ChurnmlError, DataNote, DataWarning
+from churnml.exceptions import ChurnmlError, DataNote, DataWarning, storage_problem
 
 app = typer.Typer(
     name="churnml",
@@ -45,6 +46,7 @@ out = Console(width=_WIDTH)
 err = Console(stderr=True, width=_WIDTH)
 
 INPUT_ERROR = 2
+CANNOT_WRITE = 7
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Dataset config (YAML).")]
 TrainConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config (YAML), e.g. training/churn.yaml.")]
@@ -68,7 +70,13 @@ def _input_errors(fn):
                 # not a bug, so it ends like Ctrl-C anywhere else.
                 if type(exc).__name__ == "InterruptException":
                     raise KeyboardInterrupt from None
-                raise
+                problem = storage_problem(exc)
+                if problem is None:
+                    raise
+                # A full disk or a read-only folder is the machine's state, not a bug: one line.
+                err.print(f"[bold red]error:[/] cannot write the output: {problem}; nothing was replaced",
+                          highlight=False, soft_wrap=True)
+                raise typer.Exit(CANNOT_WRITE) from None
             finally:
                 for w in caught:
                     if issubclass(w.category, DataNote):
@@ -83,16 +91,25 @@ def _input_errors(fn):
 def _exit_code(exc: ChurnmlError) -> int:
     """The documented exit code of an error (see churnml.batch.EXIT_CODES)."""
     from churnml.batch import EXIT_CODES
-    from churnml.exceptions import ModelNotFoundError, OutputExistsError, SchemaMismatchError, StaleDataError
+    from churnml.exceptions import (
+        ModelNotFoundError,
+        OutputExistsError,
+        OutputWriteError,
+        SchemaMismatchError,
+        StaleDataError,
+    )
 
     for kind, name in ((OutputExistsError, "list_exists"), (ModelNotFoundError, "model_not_found"),
-                       (StaleDataError, "stale_data"), (SchemaMismatchError, "schema_mismatch")):
+                       (StaleDataError, "stale_data"), (SchemaMismatchError, "schema_mismatch"),
+                       (OutputWriteError, "cannot_write")):
         if isinstance(exc, kind):
             return EXIT_CODES[name]
     return INPUT_ERROR
 
 
 def _parse_instants(values: list[str] | None) -> list[dt.datetime] | None:
+    from churnml.config import utc
+
     if not values:
         return None
     out = []
@@ -576,8 +593,11 @@ def _terminate(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-def main() -> None:  # pragma: no cover - console entry point
+def main() -> None:
+    """The console script ``churnml`` (pyproject ``[project.scripts]``): the Typer app, with SIGTERM and
+    SIGHUP unwinding like exceptions (exit 128 + signal), so that nothing half-written stays behind."""
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     app()
 
 

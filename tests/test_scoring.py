@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -108,7 +110,8 @@ def test_a_failed_run_leaves_the_previous_list_untouched(trained_store, score_cf
     with pytest.raises(RuntimeError, match="disk full"):
         score_job(score_cfg, AS_OF, settings=s, force=True)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
-    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]  # no temporary folders left
+    # nothing but the list (a link) and the folder it points at: no temporary folders, no lock file
+    assert sorted(p.name for p in folder.parent.iterdir()) == sorted([folder.name, os.readlink(folder)])
 
 
 def test_stale_data_missing_champion_and_schema_mismatch_are_refused(trained_store, score_cfg, tmp_path):
