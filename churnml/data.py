@@ -163,6 +163,7 @@ class Dataset:
     clock: Clock = field(default_factory=Clock)
     wall: WallTables | None = None
     event_counts: dict[str, int] = field(default_factory=dict)
+    event_first: dict[str, int] = field(default_factory=dict)
 
     def event_types(self, before: dt.datetime | None = None) -> list[str]:
         """Event types to build per-event features for.
@@ -173,8 +174,11 @@ class Dataset:
         """
         if self.config.event_types is not None:
             return list(self.config.event_types)
-        if before is None and self.event_counts:
-            return sorted(str(e) for e in self.event_counts)
+        if self.event_first:
+            # Each type's first event (from validation's summary) says whether it occurs before.
+            w = None if before is None else self.clock.wall_us(before)
+            return sorted(str(e) for e, first in self.event_first.items()
+                          if first is not None and (w is None or first < w))
         ev = self.wall.events
         if before is not None:
             ev = self.wall.events_between(hi=self.clock.wall_us(before))
@@ -524,6 +528,7 @@ def _check_events(
         "hi": max((r["hi"] for r in per_event if r["hi"] is not None), default=None),
         "bad_event": sum(r["k"] for r in per_event if r["event"] is None or not str(r["event"]).strip()),
         "event_counts": {r["event"]: r["k"] for r in per_event if r["event"] is not None},
+        "event_first": {r["event"]: r["lo"] for r in per_event if r["event"] is not None},
     }
     problems = []
     if stats["missing"] and not src.table.schema()[src.time.col].is_string():
@@ -785,6 +790,7 @@ def open_dataset(
         clock=clock,
         wall=wall,
         event_counts=stats["event_counts"],
+        event_first=stats["event_first"],
     )
 
 
