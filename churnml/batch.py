@@ -29,6 +29,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +39,17 @@ import pyarrow as pa
 
 from churnml.config import ScoreConfig, Settings, load_dataset_config, utc
 from churnml.data import Dataset, open_dataset
-from churnml.exceptions import ConfigError, OutputExistsError, OutputWriteError, StaleDataError, storage_problem
+from churnml.exceptions import (
+    ConfigError,
+    DataWarning,
+    OutputExistsError,
+    OutputWriteError,
+    StaleDataError,
+    storage_problem,
+)
 from churnml.features import build_features
 from churnml.io import atomic_dir, sweep, try_lock, write_json, write_parquet
-from churnml.scoring import Scorer, recall_list
+from churnml.scoring import RANKED_BY_RISK, RANKED_BY_UPLIFT, Scorer, recall_list
 
 __all__ = ["EXIT_CODES", "ScoreJobResult", "score_job"]
 
@@ -69,6 +77,7 @@ class ScoreJobResult:
     counts: dict
     versions: dict
     top: pd.DataFrame
+    ranking: dict | None = None
 
 
 def _check_fresh(ds: Dataset, as_of: dt.datetime, hours: float) -> dt.datetime:
@@ -94,6 +103,26 @@ def _opt_out(path: Path | None) -> set:
     if "user_id" not in df:
         raise ConfigError(f"opt-out list {path} has no 'user_id' column")
     return set(df["user_id"].astype(str)) | set(df["user_id"])
+
+
+def ranking_note(cfg: ScoreConfig, scorer: Scorer) -> dict:
+    """How the list will be ranked and why, for the manifest and the summary.
+
+    Returns ``{"by": "uplift" | "churn_risk", "why": ..., "note": ...}``; ``why`` is
+    ``uplift_model``, ``configured`` (``ranking: risk`` or no ``uplift_model``)
+    or ``auto_no_uplift_model`` (``ranking: auto`` and none registered).
+    """
+    value = f"{cfg.value_column} (per user)" if cfg.value_column else f"value_per_user {cfg.value_per_user:g}"
+    if scorer.uplift is not None and cfg.ranking != "risk":
+        return {"by": RANKED_BY_UPLIFT, "why": "uplift_model", "value": value,
+                "note": f"ranked by expected incremental returns (uplift x {value})"}
+    configured = cfg.ranking == "risk" or not cfg.uplift_model
+    why = "configured" if configured else "auto_no_uplift_model"
+    cause = ("as configured" if configured else
+             f"no uplift model '{cfg.uplift_model}' with alias '{cfg.alias}' is registered")
+    return {"by": RANKED_BY_RISK, "why": why, "value": value,
+            "note": f"ranked by churn risk x {value}, not by uplift ({cause}); the random holdout makes this "
+                    "list a randomised campaign the uplift model can later learn from"}
 
 
 def _sha256(path: Path) -> str:
@@ -143,8 +172,14 @@ def _score_locked(cfg: ScoreConfig, as_of: dt.datetime, folder: Path, *, force: 
                   scorer: Scorer | None, settings: Settings | None, log: Callable[[str], None]) -> ScoreJobResult:
     ds = dataset or open_dataset(load_dataset_config(cfg.dataset))
     latest = _check_fresh(ds, as_of, cfg.max_staleness_hours)
-    scorer = scorer or Scorer.from_registry(churn_model=cfg.churn_model, uplift_model=cfg.uplift_model,
-                                            alias=cfg.alias, settings=settings)
+    scorer = scorer or Scorer.from_registry(
+        churn_model=cfg.churn_model, uplift_model=None if cfg.ranking == "risk" else cfg.uplift_model,
+        alias=cfg.alias, settings=settings, uplift_optional=cfg.ranking == "auto")
+    ranking = ranking_note(cfg, scorer)
+    if ranking["why"] == "auto_no_uplift_model":
+        warnings.warn(f"no uplift model '{cfg.uplift_model}' with alias '{cfg.alias}' is registered: this list is "
+                      "ranked by churn risk, not by who a message brings back (see the README, 'Recall lists "
+                      "before any campaign')", DataWarning, stacklevel=2)
     log(f"models: {', '.join(f'{k} v{v}' for k, v in scorer.versions.items())}")
     fs = build_features(ds, as_of, event_types=scorer.event_types,
                         max_inactive_days=cfg.eligibility.lapsed_max_days)
@@ -173,6 +208,7 @@ def _score_locked(cfg: ScoreConfig, as_of: dt.datetime, folder: Path, *, force: 
             "data": {"dataset": ds.config.name, "latest_event_before_as_of": latest.isoformat(),
                      "feature_window_days": max(ds.config.feature_windows_days),
                      "observed_until": ds.observed_until.isoformat()},
+            "ranking": ranking,
             "counts": counts,
             "config": cfg.model_dump(mode="json"),
         })
@@ -182,7 +218,7 @@ def _score_locked(cfg: ScoreConfig, as_of: dt.datetime, folder: Path, *, force: 
             raise
         raise OutputWriteError(f"cannot write the recall list for {as_of.date()} to {cfg.output}: {problem}; "
                                "nothing was changed (earlier lists are untouched)") from exc
-    return ScoreJobResult(folder, as_of, campaign_id, counts, dict(scorer.versions), lst.head(10))
+    return ScoreJobResult(folder, as_of, campaign_id, counts, dict(scorer.versions), lst.head(10), ranking)
 
 
 def _write_list(folder: Path, force: bool, lst: pd.DataFrame, scored: pd.DataFrame, table: pa.Table,

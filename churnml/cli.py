@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import signal
 import sys
 import time
@@ -22,8 +23,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from churnml.exceptions import ChurnmlError, DataNote, DataWarning, storage_problem
 
@@ -50,6 +49,7 @@ CANNOT_WRITE = 7
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Dataset config (YAML).")]
 TrainConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config (YAML), e.g. training/churn.yaml.")]
+UpliftConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config (YAML), e.g. training/uplift.yaml.")]
 
 
 def _input_errors(fn):
@@ -125,25 +125,36 @@ def _parse_instants(values: list[str] | None) -> list[dt.datetime] | None:
     return out
 
 
-def _progress() -> Progress:
+def _table(**kwargs):
+    from rich.table import Table  # imported when a command prints one, not on every start (--help)
+
+    return Table(**kwargs)
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=err,
     )
 
 
-def _simulate(out_dir: Path, users: int, days: int, seed: int, promotion: bool, truth: bool):
+def _simulate(out_dir: Path, users: int, days: int, seed: int, promotion: bool, truth: bool,
+              subscriptions: bool = False, horizons=None):
     from churnml.jobs import simulate_job
-    from churnml.simulator import SimulationConfig
+    from churnml.simulator import SimulationConfig, SubscriptionConfig
 
     sim = SimulationConfig(n_users=users, days=days, seed=seed,
-                           **({} if promotion else {"promotion_days": []}))
+                           **({} if promotion else {"promotion_days": []}),
+                           **({"subscriptions": SubscriptionConfig()} if subscriptions else {}))
     with _progress() as bar:
         task = bar.add_task("simulating days", total=days)
-        result, cfg_path = simulate_job(sim, out_dir, truth=truth,
+        result, cfg_path = simulate_job(sim, out_dir, truth=truth, horizons_days=horizons,
                                         progress=lambda d, n: bar.update(task, completed=d + 1))
     out.print(f"simulated [bold]{result.n_users:,}[/] users, [bold]{result.n_events:,}[/] events, "
-              f"{result.n_exposures:,} campaign exposures -> {out_dir}")
+              f"{result.n_exposures:,} campaign exposures"
+              + (f", {result.n_subscriptions:,} subscription periods" if subscriptions else "") + f" -> {out_dir}")
     out.print(f"dataset config: {cfg_path}")
     return result, cfg_path
 
@@ -157,13 +168,48 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
     promotion: Annotated[bool, typer.Option(help="Plant the 2-day low-intent signup promotion.")] = True,
     truth: Annotated[bool, typer.Option(help="Write ground-truth churn probabilities per snapshot.")] = True,
+    subscriptions: Annotated[bool, typer.Option(
+        help="Add the subscription layer (monthly and yearly plans); the dataset.yaml then uses "
+             "churn: subscription.")] = False,
 ):
     """Simulate a music-streaming app with known ground truth.
 
     Writes events, users and campaigns as Parquet, the ground truth under
     truth/, and a dataset.yaml that the other commands take with --config.
     """
-    _simulate(out_dir, users, days, seed, promotion, truth)
+    _simulate(out_dir, users, days, seed, promotion, truth, subscriptions)
+
+
+@app.command()
+@_input_errors
+def init(
+    events: Annotated[Path, typer.Option("--events", help="The event log: Parquet or CSV (a glob is fine).")],
+    users: Annotated[Path | None, typer.Option("--users", help="The users table (signup times, attributes).")] = None,
+    subscriptions: Annotated[Path | None, typer.Option("--subscriptions", help="A subscriptions table.")] = None,
+    output: Annotated[Path, typer.Option("--out", "-o", help="The config file to write.")] = Path("dataset.yaml"),
+    horizon_days: Annotated[int | None, typer.Option(
+        "--horizon-days", min=1, help="The churn horizon you are asked about (default: chosen from the return gaps).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing config file.")] = False,
+):
+    """Write a commented config chosen from the data: column mapping, eligibility, horizon, windows, snapshots.
+
+    Reads the log with DuckDB, infers which column is the user, the time, the
+    event type, amounts and items, checks the data contract, and chooses every
+    window from the gaps between users' active days, the span of the log and
+    its timestamp granularity; each choice is explained in a comment. The file
+    has dataset, training and scoring sections: `churnml train churn -c FILE`
+    and `churnml score -c FILE` read it as it is.
+    """
+    from churnml.init import init_config
+
+    with err.status("reading the log and measuring it"):
+        res = init_config(events, output, users=users, subscriptions=subscriptions, horizon_days=horizon_days,
+                          force=force, log=lambda line: err.print(line, highlight=False))
+    for key in ("horizon_days", "eligibility_days", "feature_windows_days", "snapshots"):
+        out.print(f"  • {res.choices[key].why}", highlight=False)
+    if horizon_days is None:
+        out.print("  (asked about a given horizon? run init again with --horizon-days N --force)", highlight=False)
+    out.print(f"wrote {res.path}; next: [bold]churnml train churn -c {res.path}[/]")
 
 
 @app.command()
@@ -177,6 +223,9 @@ def validate(config: ConfigOpt):
     _, ds = _open(config)
     out.print(f"[green]ok[/]: {ds.n_events:,} events, {ds.n_users:,} users"
               + (f", {ds.campaigns.count().to_pyarrow().as_py():,} campaign rows" if ds.campaigns is not None else "")
+              + (f", {ds.subscriptions.count().to_pyarrow().as_py():,} subscription rows"
+                 if ds.subscriptions is not None else "")
+              + f"; churn: {ds.config.churn.definition}"
               + (f"; data until {ds.observed_until.isoformat()}" if ds.config.observed_until else
                  f"; last event at {(ds.observed_until - dt.timedelta(microseconds=1)).isoformat()} "
                  "(set observed_until in the config if the log runs later)"))
@@ -225,7 +274,7 @@ def _build(cfg, ds, output, instants, labels):
 
 
 def _report_features(res) -> None:
-    tab = Table(title="feature table", show_edge=False)
+    tab = _table(title="feature table", show_edge=False)
     tab.add_column("as_of")
     tab.add_column("eligible users", justify="right")
     if res.churn_rate:
@@ -292,7 +341,7 @@ def train_churn(
     from churnml.config import load_train_config
 
     cfg = _with_tuning(load_train_config(config), trials, timeout, study)
-    _report_churn(_train_churn(cfg, None))
+    _report_churn(_train_churn(cfg, None, register))
 
 
 def _with_tuning(cfg, trials, timeout, study):
@@ -302,30 +351,56 @@ def _with_tuning(cfg, trials, timeout, study):
 
 
 def _train_churn(cfg, ds, register: bool = True):
+    from churnml.config import load_dataset_config
     from churnml.train import train_churn_job
 
     with _progress() as bar:
-        total = len(ds.config.snapshot_instants()) if ds is not None else None
-        snaps = bar.add_task("building snapshots", total=total, visible=cfg.training_set is None)
-        trials = bar.add_task("Optuna trials", total=cfg.tuning.trials, visible=cfg.tuning.trials > 0)
+        snaps = None
+        if cfg.training_set is None:  # built from the dataset config's snapshots, one step each
+            total = len((ds.config if ds is not None else load_dataset_config(cfg.dataset)).snapshot_instants())
+            snaps = bar.add_task("building snapshots", total=total)
+        # Shown once they start, so that nothing about trials or folds is printed before a data error.
+        trials = bar.add_task("Optuna trials", total=cfg.tuning.trials, visible=False)
+        folds = bar.add_task("backtest cut-offs", total=cfg.backtest.folds, visible=False)
+
+        def on_trial(n, value):
+            bar.update(trials, visible=True, advance=1)
+
+        def on_fold(cutoff, metrics):
+            bar.update(folds, visible=True, advance=1)
+
         return train_churn_job(cfg, dataset=ds, register=register, log=lambda line: bar.console.print(line),
-                               on_snapshot=lambda s: bar.advance(snaps),
-                               on_trial=lambda n, v: bar.advance(trials))
+                               on_snapshot=lambda s: bar.advance(snaps) if snaps is not None else None,
+                               on_trial=on_trial, on_fold=on_fold)
 
 
 def _report_churn(res) -> None:
     cols = ["roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_at_10", "capture_at_10"]
-    tab = Table(title=f"churn model on the test snapshot {res.split.test[-1].date()} ({res.rows['test']:,} users)",
-                show_edge=False)
+    bt = res.backtest
+    tab = _table(title=f"churn model, rolling backtest: mean ± sd over {len(res.cutoffs)} cut-off(s) "
+                       f"({', '.join(str(c.date()) for c in res.cutoffs)}; {res.rows['backtest']:,} rows), "
+                       "each fit only on labels closed before its cut-off", show_edge=False)
     tab.add_column("scorer")
     for c in cols:
         tab.add_column(c, justify="right")
     for name, row in res.metrics.iterrows():
-        tab.add_row(name, *(f"{row[c]:.3f}" if c in row and row[c] == row[c] else "-" for c in cols))
+        sd = res.metrics_sd.loc[name]
+        tab.add_row(name, *(("-" if c not in row or row[c] != row[c] else
+                             f"{row[c]:.3f}" + (f"±{sd[c]:.3f}" if sd[c] == sd[c] else "")) for c in cols))
     out.print(tab)
+    auc = bt.per_cutoff("roc_auc")
+    shown = [c for c in ("model", "logistic regression", "recency only", "oracle") if c in auc]
+    out.print("ROC-AUC per cut-off (" + " / ".join(shown) + "): "
+              + "; ".join(f"{k} " + "/".join(f"{r[c]:.3f}" for c in shown) for k, r in auc.iterrows()))
     if res.oracle_ratio is not None:
-        out.print(f"model AUC = {res.oracle_ratio:.1%} of the oracle's (the simulator's exact churn probability "
-                  "given everything observable; 'latent state' also sees silent lapses, which no log shows)")
+        out.print(f"model AUC = {res.oracle_ratio:.1%} of the oracle's, mean over cut-offs (the simulator's exact "
+                  "churn probability given everything observable; 'latent state' also sees silent lapses, "
+                  "which no log shows)")
+    i = res.info
+    out.print(f"chosen by the backtest: {bt.chosen} (best mean log loss); registered model: refit on "
+              f"{len(i['snapshots'])} snapshots ({i['rows_refit']:,} rows), {i['trees']} trees "
+              f"({i['trees_early_stopping']} by early stopping on {i['rows_early_stopping']:,} rows, "
+              f"scaled by the rows ratio^{i['tree_exponent']:g}); its metrics above are the backtest's")
     where = f"registered churn-risk version {res.version} as 'challenger'" if res.version else "not registered"
     out.print(f"MLflow run {res.run_id}; {where}")
 
@@ -333,7 +408,7 @@ def _report_churn(res) -> None:
 @train_app.command("uplift")
 @_input_errors
 def train_uplift(
-    config: TrainConfigOpt = Path("training/uplift.yaml"),
+    config: UpliftConfigOpt = Path("training/uplift.yaml"),
     register: Annotated[bool, typer.Option(help="Register the model as the 'challenger'.")] = True,
 ):
     """Train the recall-uplift model on randomised campaigns: who returns because they were contacted.
@@ -348,7 +423,7 @@ def train_uplift(
     cfg = load_train_config(config)
     if cfg.kind != "uplift":
         raise _config_error(f"{config}: kind is '{cfg.kind}', expected 'uplift'")
-    _report_uplift(_train_uplift(cfg, None))
+    _report_uplift(_train_uplift(cfg, None, register))
 
 
 def _config_error(message):
@@ -367,7 +442,7 @@ def _train_uplift(cfg, ds, register: bool = True):
 def _report_uplift(res) -> None:
     sel = res.selection
     default = sel.index[sel["default"]][0]
-    pick = Table(title="learner choice: 5-fold cross-validated Qini on the training campaigns (the default, "
+    pick = _table(title="learner choice: 5-fold cross-validated Qini on the training campaigns (the default, "
                        f"{default}, is kept unless beaten by more than one standard error)", show_edge=False)
     for c in ("learner", "Qini mean ± std", "gain over default ± SE", "chosen"):
         pick.add_column(c, justify="left" if c == "learner" else "right")
@@ -378,7 +453,7 @@ def _report_uplift(res) -> None:
     out.print(pick)
     cols = ["qini_auc", "uplift_auc", "uplift_at_10", "uplift_at_30", "returns_per_1000_observed",
             "returns_per_1000_expected"]
-    tab = Table(title=f"targeting the test campaign {', '.join(res.test_campaigns)} ({res.rows['test']:,} exposures)",
+    tab = _table(title=f"targeting the test campaign {', '.join(res.test_campaigns)} ({res.rows['test']:,} exposures)",
                 show_edge=False)
     tab.add_column("targeting by")
     for c in cols:
@@ -441,7 +516,8 @@ def score(
 ):
     """Nightly scoring: the day's ranked recall list by expected incremental returns.
 
-    Writes <output>/<date>/ atomically: recall_list.parquet and .csv, scores,
+    Without a registered uplift model (no randomised campaign yet) the list is
+    ranked by churn risk (x value), with a warning, and says so. Writes <output>/<date>/ atomically: recall_list.parquet and .csv, scores,
     features and a manifest. Exit codes: 0 written; 2 bad input; 3 no champion
     model; 4 stale data; 5 features differ from the models'; 6 list exists
     (use --force).
@@ -464,21 +540,33 @@ def _report_list(res) -> None:
     out.print(f"[bold]recall list {res.campaign_id}[/] ({res.as_of.date()}): {c['selected']:,} users selected "
               f"({c['contact']:,} to contact, {c['holdout']:,} random holdout) of {c['eligible']:,} eligible "
               f"({c['eligible_lapsed']:,} lapsed, {c['eligible_at_risk']:,} at risk) among {c['scored']:,} scored")
+    if res.ranking:
+        out.print(f"{res.ranking['note']}", highlight=False)
     out.print("excluded: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["excluded"].items()))
+    by_uplift = c.get("ranked_by", "uplift") == "uplift"
     if not c["selected"]:
         err.print("[yellow]warning:[/] the list is empty: no eligible user is worth contacting under these "
                   "exclusions and costs (see 'excluded' above)", highlight=False)
     else:
-        out.print("segments on the list: "
-                  + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["segments"].items()))
-        out.print(f"expected incremental returns from the contacts: {c['expected_incremental_returns']:.0f} users")
-        tab = Table(title="top of the list", show_edge=False)
-        for col in ("rank", "user_id", "group", "uplift", "p_churn", "segment", "reason_1"):
+        if by_uplift:
+            out.print("segments on the list: "
+                      + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["segments"].items()))
+            out.print(f"expected incremental returns from the contacts: {c['expected_incremental_returns']:.0f} users")
+        else:
+            out.print(f"expected churners among the contacts: {c['expected_churners_contacted']:.0f} users")
+        cols = ("rank", "user_id", "group") + (("uplift", "p_churn", "segment") if by_uplift else ("priority", "p_churn"))
+        tab = _table(title="top of the list", show_edge=False)
+        for col in (*cols, "reason_1"):
             tab.add_column(col)
         for _, r in res.top.head(5).iterrows():
-            tab.add_row(str(r["rank"]), str(r["user_id"]), r["group"], f"{r['uplift']:+.3f}", f"{r['p_churn']:.2f}",
-                        r["segment"], str(r.get("reason_1", "")))
+            cells = [f"{r[k]:+.3f}" if k == "uplift" else f"{r[k]:.2f}" if k in ("p_churn", "priority") else str(r[k])
+                     for k in cols]
+            tab.add_row(*cells, str(r.get("reason_1", "")))
         out.print(tab)
+        horizons = [c for c in res.top.columns if c.startswith("p_churn_") and c.endswith("d")]
+        if horizons:
+            out.print(f"churn within {', '.join(c[8:] for c in horizons)} (top of the list): " + "; ".join(
+                "/".join(f"{r[c]:.2f}" for c in horizons) for _, r in res.top.head(5).iterrows()))
     out.print(f"models: {', '.join(f'{k} v{v}' for k, v in res.versions.items())}; list: {res.folder}")
 
 
@@ -502,9 +590,14 @@ def explain(
 def _explain(config, ds, output, alias="champion", uplift=True):
     from churnml.drivers import drivers_job
 
-    with err.status("explaining the models with SHAP"):
+    with _progress() as bar:
+        task = bar.add_task("drivers report", total=None)
+
+        def step(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, description=what)
+
         return drivers_job(config, output, alias=alias, uplift_model="recall-uplift" if uplift else None, ds=ds,
-                           log=lambda line: err.print(line))
+                           log=lambda line: bar.console.print(line), progress=step)
 
 
 def _report_drivers(res) -> None:
@@ -536,7 +629,9 @@ def run(
     from churnml.jobs import compare_with_truth
 
     t0 = time.perf_counter()
-    sim, cfg_path = _simulate(out_dir / "data", users, 120, seed, True, True)
+    for line in _rerun_notes(out_dir):
+        out.print(f"[yellow]note:[/] {line}", highlight=False)
+    sim, cfg_path = _simulate(out_dir / "data", users, 120, seed, True, True, horizons=[30, 90, 270])
     cfg, ds = _open(cfg_path)  # validated once, used by both steps
     _report_retention(_retention(cfg, ds, out_dir / "retention", "day"))
     res = _build(cfg, ds, out_dir / "features" / "training_set.parquet", None, None)
@@ -560,9 +655,62 @@ def run(
 
     _report_drivers(_explain(cfg_path, ds, out_dir / "drivers_report.html"))
     score_cfg = ScoreConfig(dataset=cfg_path, output=out_dir / "lists", channel="push")
+    replaced = (out_dir / "lists" / ds.observed_until.date().isoformat()).exists()
     _report_list(_score(score_cfg, ds, ds.observed_until, True))
-    out.print(f"[bold green]done[/] in {time.perf_counter() - t0:.0f}s; outputs under {out_dir}; "
-              "MLflow runs and models: `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`")
+    if replaced:
+        out.print(f"(replaced the earlier list of {ds.observed_until.date()})")
+    configs = _write_demo_configs(out_dir, train_cfg, uplift_cfg, score_cfg)
+    out.print(f"[bold green]done[/] in {time.perf_counter() - t0:.0f}s; outputs under {out_dir}; the configs of "
+              f"each step, to rerun it alone: {', '.join(str(c) for c in configs)}; MLflow runs and models: "
+              "`mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`")
+
+
+def _rerun_notes(out_dir: Path) -> list[str]:
+    """What a run over an earlier one replaces (its outputs, the list) and adds (model versions)."""
+    from churnml import tracking
+    from churnml.exceptions import ModelNotFoundError
+
+    notes = []
+    lists = sorted(p.name for p in (out_dir / "lists").glob("[0-9]*")) if (out_dir / "lists").is_dir() else []
+    if (out_dir / "data").exists() or lists:
+        notes.append(f"{out_dir} holds an earlier run: its data, reports and features are rewritten"
+                     + (f", and the recall list of {', '.join(lists)} replaced" if lists else ""))
+    champions = []
+    for name in ("churn-risk", "recall-uplift"):
+        try:
+            champions.append(f"{name} v{tracking.resolve(name, 'champion').version}")
+        except ModelNotFoundError:
+            pass
+    if champions:
+        notes.append(f"the MLflow store has champions ({', '.join(champions)}): this run registers new versions "
+                     "and promotes each only if the gate finds it not worse")
+    return notes
+
+
+def _write_demo_configs(out_dir: Path, churn, uplift, score) -> list[Path]:
+    """The training and scoring configs the run used, beside its outputs (paths relative to them), so
+    that each step can be rerun alone (the README's command table uses them)."""
+    import yaml
+
+    from churnml.io import write_text
+
+    base = out_dir.absolute()
+
+    def rel(path: Path | None):
+        return None if path is None else os.path.relpath(Path(path).absolute(), base)
+
+    docs = {
+        "churn.yaml": {"kind": "churn", "dataset": rel(churn.dataset), "training_set": rel(churn.training_set),
+                       "truth": rel(churn.truth), "tuning": {"trials": churn.tuning.trials, "timeout_seconds": None}},
+        "uplift.yaml": {"kind": "uplift", "dataset": rel(uplift.dataset), "truth": rel(uplift.truth)},
+        "batch.yaml": {"dataset": rel(score.dataset), "output": rel(score.output), "channel": score.channel},
+    }
+    paths = []
+    for name, doc in docs.items():
+        text = "# Written by `churnml run`: the config of this step, to rerun it alone.\n" + yaml.safe_dump(
+            doc, sort_keys=False)
+        paths.append(write_text(text, out_dir / name))
+    return paths
 
 
 def _check_campaign_sizes(ds, min_group: int, users: int) -> None:
@@ -583,8 +731,10 @@ def _check_campaign_sizes(ds, min_group: int, users: int) -> None:
 def _demo_train_config(dataset, training_set, truth_dir, trials):
     from churnml.config import TrainConfig, TuningConfig
 
+    # A fixed number of trials and no time limit: the same seed gives the same model on any machine
+    # and under any load (a time limit made the number of trials depend on both).
     return TrainConfig(dataset=dataset, training_set=training_set, truth=truth_dir / "churn.parquet",
-                       tuning=TuningConfig(trials=trials, timeout_seconds=120))
+                       tuning=TuningConfig(trials=trials, timeout_seconds=None))
 
 
 def _terminate(signum, frame) -> None:

@@ -26,9 +26,13 @@ events     user_id, ts, event                item_id, community_id, amount, ...
 users      user_id, signup_ts                acquisition channel, platform, ...
 campaigns  user_id, campaign_id, sent_ts,    channel, cost, ...
            treated
+subscriptions user_id, start, end (empty =    plan, price, period_days,
+           running)                          discount
 ========== ================================= ===============================
 
-Without a users table, a user's signup is the first event in the log.
+Without a users table, a user's signup is the first event in the log (or
+the first subscription start, if earlier). The subscriptions table's own
+rules are in :mod:`churnml.subscriptions`.
 """
 
 from __future__ import annotations
@@ -51,11 +55,14 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": ("user_id", "ts", "event"),
     "users": ("user_id", "signup_ts"),
     "campaigns": ("user_id", "campaign_id", "sent_ts", "treated"),
+    "subscriptions": ("user_id", "start", "end"),
 }
-_TS_COLUMN = {"events": "ts", "users": "signup_ts", "campaigns": "sent_ts"}
+_TS_COLUMN = {"events": "ts", "users": "signup_ts", "campaigns": "sent_ts", "subscriptions": "start"}
 _UTC = dtypes.Timestamp(timezone="UTC")
 # Strings with an explicit offset ("Z", "+02:00", "+0200") versus naive ones.
 _OFFSET_RE = r"(Z|[+-]\d\d(:?\d\d)?)$"
+# A time followed by a UTC offset beyond ±14:00, which no time zone has (DuckDB accepts up to ±99:59).
+_FAR_OFFSET_RE = r"\d:\d\d(:\d\d(\.\d*)?)?\s*[+-](1[5-9]|[2-9]\d|14:?(0[1-9]|[1-5]\d))(:?\d\d)?$"
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,9 @@ class Dataset:
         when no users table was given (``signup_inferred``).
     campaigns : ibis.Table or None
         ``user_id, campaign_id, sent_ts, treated (bool)`` plus extras.
+    subscriptions : ibis.Table or None
+        ``user_id, start, end`` (UTC; ``end`` null = running) plus the optional
+        ``plan, price, period_days, discount``; see :mod:`churnml.subscriptions`.
     observed_until : datetime
         Exclusive end of the period the log covers.
     n_events, n_users, n_duplicates : int
@@ -164,6 +174,7 @@ class Dataset:
     wall: WallTables | None = None
     event_counts: dict[str, int] = field(default_factory=dict)
     event_first: dict[str, int] = field(default_factory=dict)
+    subscriptions: ibis.Table | None = None
 
     def event_types(self, before: dt.datetime | None = None) -> list[str]:
         """Event types to build per-event features for.
@@ -246,9 +257,16 @@ def _read(con: ibis.BaseBackend, src: SourceConfig, kind: str) -> ibis.Table:
                 if ts_col in t.columns and con.name == "duckdb":
                     # Read timestamps as text so that bad values are reported, not guessed.
                     t = con.read_csv(p, types={ts_col: "VARCHAR"}, header=True)
-                return t
             except Exception as exc:  # noqa: BLE001 - duckdb raises many types
-                raise ContractError([DataProblem(src.label, None, 0, _first_line(exc))]) from None
+                raise ContractError([_ragged_rows(p, src.label) or DataProblem(src.label, None, 0, _first_line(exc))]) \
+                    from None
+            if len(t.columns) == 1 and any(d in t.columns[0] for d in ",;\t|"):
+                # DuckDB could not settle on a delimiter and read each line as one value: rows with
+                # another number of fields than the header make it give up.
+                ragged = _ragged_rows(p, src.label)
+                if ragged is not None:
+                    raise ContractError([ragged])
+            return t
         try:
             return con.read_parquet(p)
         except Exception as exc:  # noqa: BLE001
@@ -262,6 +280,52 @@ def _read(con: ibis.BaseBackend, src: SourceConfig, kind: str) -> ibis.Table:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"cannot read ({text[0] if text else exc.__class__.__name__})"
+
+
+def _ragged_rows(pattern: str, label: str) -> DataProblem | None:
+    """Rows of a CSV file (or glob of files) with another number of fields than the header, if any.
+
+    Read with Python's csv module, so that it works whatever stopped DuckDB's
+    reader; only called once a read has failed.
+    """
+    import csv
+    import glob
+    import gzip
+
+    for path in sorted(glob.glob(pattern)) if "*" in pattern else [pattern]:
+        opener = gzip.open if path.endswith(".gz") else open
+        try:
+            with opener(path, "rt", newline="", errors="replace") as f:
+                sample = f.read(65536)
+                f.seek(0)
+                delimiter = max(",;\t|", key=sample.split("\n", 1)[0].count)
+                rows = csv.reader(f, delimiter=delimiter)
+                width = len(next(rows, []))
+                count, first = 0, None
+                for row in rows:
+                    if row and len(row) != width:
+                        count += 1
+                        first = first or (rows.line_num, len(row), delimiter.join(row))
+        except (OSError, csv.Error):
+            return None
+        if count:
+            line, n, text = first
+            where = f"{Path(path).name}: " if "*" in pattern else ""
+            return DataProblem(label, None, count, f"rows with another number of fields than the header's {width} "
+                                                   f"({where}the first at line {line} has {n})", text[:200])
+    return None
+
+
+def _csv_error(exc: BaseException, label: str, path: str | None) -> DataProblem | None:
+    """A CSV reading error met while scanning a table (DuckDB reads lazily) as one problem line."""
+    text = str(exc)
+    if "CSV Error on Line" not in text and "Expected Number of Columns" not in text:
+        return None
+    if path is not None:
+        ragged = _ragged_rows(path, label)
+        if ragged is not None:
+            return ragged
+    return DataProblem(label, None, 0, _first_line(exc).replace("Invalid Input Error: ", ""))
 
 
 def _scalar(expr) -> object:
@@ -350,12 +414,17 @@ def _time_source(con, t: ibis.Table, col: str, label: str, problems: list[DataPr
         bad = present & parsed.isnull()
         has_offset = raw.strip().re_search(_OFFSET_RE)
         ok = present & parsed.notnull()
+        far = ok & raw.strip().re_search(_FAR_OFFSET_RE)
         stats = t.aggregate(
             missing=(~present).sum(),
             bad=bad.sum(),
+            far=far.sum(),
             aware=(ok & has_offset).sum(),
             naive=(ok & ~has_offset).sum(),
         ).to_pyarrow().to_pylist()[0]
+        if stats["far"]:
+            problems.append(DataProblem(label, col, stats["far"], "timestamps with a UTC offset beyond ±14:00, "
+                                        "which no time zone has", _example(t, far, col)))
         if stats["missing"]:
             problems.append(DataProblem(label, col, stats["missing"], "missing timestamps"))
         if stats["bad"]:
@@ -463,10 +532,21 @@ def _load_table(con, src: SourceConfig, kind: str) -> tuple[_Source | ibis.Table
     columns, no rows, wrong types) and the ones that do not (bad values).
     """
     t = _rename(_read(con, src, kind), src)
+    if src.event_type is not None:
+        if "event" in t.columns:
+            return t, [DataProblem(src.label, "event", 0, f"has an event column and event_type {src.event_type!r}; "
+                                                          "give one or the other")], []
+        t = t.mutate(event=ibis.literal(src.event_type))
     fatal = _check_columns(t, kind, src.label)
     if fatal:
         return t, fatal, []
-    n = _scalar(t.count())
+    try:
+        n = _scalar(t.count())  # the first full read: a bad row far into a CSV file shows here
+    except Exception as exc:  # noqa: BLE001 - whatever the engine raises
+        problem = _csv_error(exc, src.label, src.path)
+        if problem is None:
+            raise
+        return t, [problem], []
     if n == 0:
         return t, [DataProblem(src.label, None, 0, "table is empty (no rows)")], []
     values: list[DataProblem] = []
@@ -580,13 +660,14 @@ def _check_config_names(
             n_bad = _scalar(bad.sum())
             problems.append(DataProblem(label, col, n_bad, "sum_columns needs numbers; values that are not",
                                         _example(ev, bad, col)))
-    activity = config.activity_events or []
-    if activity and not any(a in counts for a in activity):
-        problems.append(DataProblem(label, "event", 0, f"none of the activity_events {activity} occurs "
-                                                       f"(event types found: {shown})"))
-    else:
-        notes += [f"{label}: activity event {a!r} never occurs (event types found: {shown})"
-                  for a in activity if a not in counts]
+    for key, one, named in (("activity_events", "activity event", config.activity_events or []),
+                            ("churn.events", "churn event", config.churn.events or [])):
+        if named and not any(a in counts for a in named):
+            problems.append(DataProblem(label, "event", 0, f"none of the {key} {named} occurs "
+                                                           f"(event types found: {shown})"))
+        else:
+            notes += [f"{label}: {one} {a!r} never occurs (event types found: {shown})"
+                      for a in named if a not in counts]
     notes += [f"{label}: event type {e!r} in event_types never occurs; its features will be empty "
               f"(event types found: {shown})" for e in config.event_types or [] if e not in counts]
     for d in config.distinct_counts:
@@ -683,7 +764,7 @@ def open_dataset(
     """
     srcs = config.sources
     if con is None:
-        dbs = {s.database for s in (srcs.events, srcs.users, srcs.campaigns) if s and s.database}
+        dbs = {s.database for s in srcs.named().values() if s.database}
         if len(dbs) > 1:
             raise ContractError(
                 [DataProblem("config", "sources", 0, f"all DuckDB sources must share one database, got {sorted(dbs)}")]
@@ -694,7 +775,7 @@ def open_dataset(
     fatal: list[DataProblem] = []
     problems: list[DataProblem] = []
     loaded: dict[str, _Source | None] = {}
-    for kind in ("events", "users", "campaigns"):
+    for kind in ("events", "users", "campaigns", "subscriptions"):
         src = getattr(srcs, kind)
         if src is None:
             loaded[kind] = None
@@ -704,13 +785,16 @@ def open_dataset(
         problems += p
     if fatal:
         raise ContractError(fatal + problems)
-    ev_src, us_src, camp_src = loaded["events"], loaded["users"], loaded["campaigns"]
+    p = _align_ids(loaded, srcs)
+    if p:
+        raise ContractError(p + problems)
+    ev_src, us_src, camp_src, sub_src = (loaded[k] for k in ("events", "users", "campaigns", "subscriptions"))
     ev_label = ev_src.label
 
     until = config.observed_until or utc(now or dt.datetime.now(dt.timezone.utc))
     if not clock.is_utc:
         # Offsets between these bounds make the wall-clock conversion exact; UTC needs none.
-        for src in (ev_src, us_src, camp_src):
+        for src in (ev_src, us_src, camp_src, sub_src):
             if src is not None:
                 span = src.table.aggregate(lo=src.raw_us().min(), hi=src.raw_us().max()).to_pyarrow().to_pylist()[0]
                 src.lo, src.hi = span["lo"], span["hi"]
@@ -732,11 +816,19 @@ def open_dataset(
         signup_inferred = us_src is None
         if signup_inferred:
             # Signup = first event (wall microseconds), from the summary; kept for the build.
-            first = summary.filter(summary["first"].notnull()).group_by("user_id").aggregate(
-                signup_us=summary["first"].min()).cache()
+            # (or the first subscription start, if earlier: a subscriber need not have any event yet).
+            first = summary.filter(summary["first"].notnull()).select("user_id", signup_us=summary["first"])
+            lo, hi = stats["lo"], stats["hi"]
+            if sub_src is not None:
+                starts = sub_src.table.select("user_id", signup_us=sub_src.wall_us(clock))
+                first = first.union(starts.filter(starts.signup_us.notnull()))
+                if not clock.is_utc:
+                    span = first.aggregate(lo=first.signup_us.min(), hi=first.signup_us.max()).to_pyarrow()
+                    lo, hi = span.to_pylist()[0]["lo"], span.to_pylist()[0]["hi"]
+            first = first.group_by("user_id").aggregate(signup_us=first.signup_us.min()).cache()
             users_wall = first
             users_public = first.select("user_id", signup_ts=_ts_from_us(
-                con, clock.to_instant(first.signup_us, stats["lo"], stats["hi"]) if not clock.is_utc else first.signup_us))
+                con, clock.to_instant(first.signup_us, lo, hi) if not clock.is_utc else first.signup_us))
         else:
             users_public = us_src.table.mutate(signup_ts=us_src.utc_ts(con, clock))
             users_wall = us_src.table.mutate(signup_us=us_src.wall_us(clock)).drop("signup_ts")
@@ -747,6 +839,17 @@ def open_dataset(
             checked, p = _check_campaigns(both, users_public, camp_src.label)
             problems += p
             campaigns_public, campaigns_wall = checked.drop("sent_us"), checked.drop("sent_ts")
+        subscriptions = None
+        if sub_src is not None:
+            from churnml.subscriptions import check_subscriptions
+
+            problems += _missing_typed(sub_src.table, "start", sub_src.label)
+            subs = sub_src.table.mutate(start=sub_src.utc_ts(con, clock))
+            subscriptions, p, n = check_subscriptions(
+                subs, users_public, sub_src.label, users_label=None if signup_inferred else us_src.label,
+                until=until, until_configured=config.observed_until is not None, con=con, clock=clock)
+            problems += p
+            notes += n
         if problems:
             raise ContractError(problems)
     finally:
@@ -772,6 +875,8 @@ def open_dataset(
         notes.append(msg)
         warnings.warn(msg, DataNote, stacklevel=2)
     last = clock.from_wall_us(stats["hi"]) if ev_src.time.wall or clock.is_utc else ev_src.instant(clock, ev_src.hi)
+    if subscriptions is not None and config.observed_until is None:
+        last = max(last, _scalar(subscriptions.start.max()))
     observed_until = config.observed_until or (last + dt.timedelta(microseconds=1))
     wall = WallTables(events=events_wall, users=users_wall, campaigns=campaigns_wall, clock=clock,
                       raw_is_wall=ev_src.time.wall)
@@ -791,7 +896,69 @@ def open_dataset(
         wall=wall,
         event_counts=stats["event_counts"],
         event_first=stats["event_first"],
+        subscriptions=subscriptions,
     )
+
+
+def _align_ids(sources: dict, srcs) -> list[DataProblem]:
+    """Give ``user_id`` one type across the sources, whose ids are compared with each other.
+
+    When some tables hold numbers and others text (a CSV column with one text id
+    among numbers is read as text), text ids that are all integers are read as
+    integers (the source's table is replaced); any other text id is a problem,
+    reported with an example.
+    """
+    present = {k: s for k, s in sources.items() if s is not None}
+    text = [k for k, s in present.items() if s.table.schema()["user_id"].is_string()]
+    numeric = [k for k in present if k not in text and present[k].table.schema()["user_id"].is_numeric()]
+    if not text or not numeric:
+        return []
+    other = getattr(srcs, numeric[0]).label
+    problems = []
+    for kind in text:
+        t = present[kind].table
+        uid = t.user_id.strip()
+        as_int = uid.try_cast("int64")
+        bad = t.user_id.notnull() & (uid != "") & as_int.isnull()
+        n_bad = _scalar(bad.sum())
+        if n_bad:
+            problems.append(DataProblem(getattr(srcs, kind).label, "user_id", n_bad,
+                                        f"user ids that are not integers, while {other}'s are integers",
+                                        _example(t, bad, "user_id")))
+        else:
+            present[kind].table = t.mutate(user_id=as_int)
+    return problems
+
+
+def _missing_typed(t: ibis.Table, col: str, label: str) -> list[DataProblem]:
+    """Missing values of a timestamp column that is not text (text columns are checked as they are parsed)."""
+    if t.schema()[col].is_string():
+        return []
+    n = _scalar(t[col].isnull().sum())
+    return [DataProblem(label, col, n, "missing timestamps")] if n else []
+
+
+def _normalise_ts(
+    t: ibis.Table, col: str, label: str, problems: list[DataProblem], *, con=None, clock: Clock | None = None
+) -> ibis.Table:
+    """``t`` with ``col`` as UTC timestamps, recording missing, unparsable and mixed-timezone values.
+
+    Naive values are wall-clock times of ``clock``'s zone (UTC if omitted),
+    read as :func:`open_dataset` reads every other timestamp.
+    """
+    con = con if con is not None else t._find_backend()
+    clock = clock or Clock()
+    problems += _missing_typed(t, col, label)
+    time = _time_source(con, t, col, label, problems)
+    if time is None:
+        return t
+    src = _Source(t, time, label)
+    if time.wall and not clock.is_utc:
+        span = t.aggregate(lo=src.raw_us().min(), hi=src.raw_us().max()).to_pyarrow().to_pylist()[0]
+        src.lo, src.hi = span["lo"], span["hi"]
+        if src.lo is None:
+            return t.mutate(**{col: ibis.null(_UTC)})
+    return t.mutate(**{col: src.utc_ts(con, clock)})
 
 
 def _check_users(

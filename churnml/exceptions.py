@@ -137,10 +137,12 @@ def storage_problem(exc: BaseException) -> str | None:
     if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
         where = f" ({exc.filename})" if exc.filename else ""
         return f"{exc.strerror or errno.errorcode.get(exc.errno, 'I/O error')}{where}"
-    text = str(exc)
+    text = str(exc).lower()
     for phrase in ("No space left on device", "Disk quota exceeded", "Read-only file system"):
-        if phrase.lower() in text.lower():
+        if phrase.lower() in text:
             return phrase
+    if "readonly database" in text:  # SQLite under MLflow or Optuna
+        return "read-only database (is the MLflow store mounted read-only?)"
     return None
 
 

@@ -211,3 +211,58 @@ def test_a_really_full_disk_keeps_the_earlier_list(job):
         assert leftovers(lists / AS_OF) == [] and not lock_path(lists / AS_OF).exists()
     finally:
         subprocess.run(["umount", str(lists)], check=False)
+
+
+def _tree(folder: Path) -> dict:
+    """Every file and folder under ``folder`` with its size and modification time."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_loading_models_never_writes_into_the_store(trained_store, job):
+    # MLflow writes `registered_model_meta` into the store's artifact folder when asked to download a
+    # registered version without a destination: a read-only store then fails (#15).
+    from churnml.scoring import Scorer
+    from serving.app import ServeSettings, load_service
+
+    store = Path(trained_store["settings"].mlruns_dir)
+    _earlier_list(job)
+    before = _tree(store)
+    Scorer.from_registry(settings=trained_store["settings"])
+    service = load_service(ServeSettings(lists_dir=job["lists"], runtime=trained_store["settings"],
+                                         warm_reasons=False))
+    assert service.problems == () and service.scorer is not None
+    assert _tree(store) == before
+
+
+def _mount_read_only(folder: Path) -> bool:
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    if subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode:
+        return False
+    if subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], capture_output=True).returncode:
+        subprocess.run(["umount", str(folder)], check=False)
+        return False
+    return True
+
+
+@pytest.mark.skipif(not CHURNML.exists(), reason="needs the installed console script (pip install -e .)")
+def test_a_read_only_store_scores_and_refuses_to_promote_in_one_line(trained_store, job, tmp_path):
+    store = Path(trained_store["settings"].mlruns_dir)
+    if not _mount_read_only(store):
+        pytest.skip("a read-only bind mount needs root (CAP_SYS_ADMIN); no writes on load are tested above")
+    try:
+        assert subprocess.run(["touch", str(store / "probe")], capture_output=True).returncode != 0
+        done = subprocess.run([str(CHURNML), "score", "--config", str(job["config"]), "--as-of", AS_OF],
+                              env=job["env"], capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr
+        assert (job["day"] / LIST_FILE).is_file()
+        train = tmp_path / "churn.yaml"
+        train.write_text(yaml.safe_dump({"kind": "churn", "dataset": str(trained_store["config"])}))
+        done = subprocess.run([str(CHURNML), "promote", "--config", str(train)], env=job["env"],
+                              capture_output=True, text=True, timeout=240)
+        assert done.returncode == 7, done.stderr
+        assert "Traceback" not in done.stderr
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "read-only" in errors[0], done.stderr
+    finally:
+        subprocess.run(["umount", str(store)], check=False)

@@ -12,10 +12,12 @@ README):
   default): an event exactly ``w`` days before ``as_of`` is inside, and on
   date-only data a 7-day window before a midnight ``as_of`` covers 7 dates;
 * a user is eligible at ``as_of`` if signed up before it and active in
-  ``[as_of - eligibility_days, as_of)``;
-* churned = eligible and no activity event in ``[as_of, as_of + horizon)``.
-  The window is half-open so that every event falls on exactly one side of
-  ``as_of``; a label is only given once ``as_of + horizon <= observed_until``.
+  ``[as_of - eligibility_days, as_of)``, unless the churn definition says
+  otherwise (subscription: covered at ``as_of``);
+* the label follows the dataset's churn definition
+  (:mod:`churnml.features.labels`; by default churned = eligible and no
+  activity event in ``[as_of, as_of + horizon)``). A label is only given once
+  its window is fully observed.
 
 All times are integer wall-clock microseconds (:mod:`churnml.clock`), read
 once per source by :func:`churnml.data.open_dataset`.
@@ -43,6 +45,8 @@ from churnml.clock import DAY_US, int_div
 from churnml.data import Dataset, condense
 from churnml.exceptions import ContractError, DataProblem
 from churnml.features.definitions import Feature, count_windows, feature_definitions, safe_name
+from churnml.features.labels import CHURN_TS, LABEL, check_labelled, churn_definition
+from churnml.features.labels import is_activity as _activity
 
 __all__ = [
     "ID_COLUMNS",
@@ -55,7 +59,6 @@ __all__ = [
     "RESPONSE",
     "build_training_set",
     "build_uplift_set",
-    "churn_labels",
 ]
 
 ID_COLUMNS = ("user_id", "as_of")
@@ -63,7 +66,6 @@ ID_COLUMNS = ("user_id", "as_of")
 _PIVOT_CHUNK = 24
 #: Snapshots computed together from the condensed log; more share more work but join more rows at once.
 _SNAPSHOTS_PER_PASS = 16
-LABEL = "churned"
 
 #: ``population(ds, snapshots) -> table of (user_id, k)``: who is in each snapshot (replaces the
 #: default rule, recent activity). ``snapshots`` has ``k`` (index), ``asof`` (wall microseconds)
@@ -108,14 +110,26 @@ class FeatureSet:
         return [f.name for f in self.features] + ["tenure_days"] + self.attributes
 
 
-def _activity(ds: Dataset, events: ibis.Table) -> ibis.Value:
-    acts = ds.config.activity_events
-    return events.event.isin(acts) if acts else ibis.literal(True)
+def _definition_population(ds: Dataset, plan: _Plan) -> tuple[ibis.Table | None, bool]:
+    """The churn definition's population (:mod:`churnml.features.labels`) for each snapshot.
 
-
-def _default_population(ds: Dataset) -> Population | None:
-    """The population rule the config asks for; None = recently active users (the default)."""
-    return None
+    Returns ``(user_id, k)`` of the users it allows (None: no restriction of
+    its own, the inactivity default) and whether the eligibility rule (recent
+    activity) applies as well; when it does not, the table is the whole
+    population, users without any event included.
+    """
+    d = churn_definition(ds.config)
+    if d.name == "inactivity":
+        return None, True
+    per, requires_activity = [], True
+    for k, s in enumerate(plan.instants):
+        p = d.population(ds, s)
+        requires_activity = p.requires_activity
+        if p.users is not None:
+            per.append(p.users.select("user_id").mutate(k=ibis.literal(k, "int64")))
+    if not per:
+        return None, requires_activity
+    return (per[0] if len(per) == 1 else ibis.union(*per)), requires_activity
 
 
 def _default_parts(ds: Dataset) -> list[FeaturePart]:
@@ -285,13 +299,21 @@ def _build(
 
     first, *rest = [stage["per_event"][i:i + _PIVOT_CHUNK] for i in range(0, len(stage["per_event"]), _PIVOT_CHUNK)]
     agg = pivot(per_event, first)
-    population = population or _default_population(ds)
-    if population is None:
+    given = None if population is None else population(ds, plan.snaps())
+    restrict = None
+    if given is None and max_inactive_days is None:
+        restrict, requires_activity = _definition_population(ds, plan)
+        if restrict is not None and not requires_activity:  # e.g. subscribers, with or without events
+            given, restrict = restrict, None
+    if given is None:
         window = cfg.eligibility_days if max_inactive_days is None else max_inactive_days
-        agg = plan.keep(agg.filter(agg.days_since_last_activity <= window))
+        agg = agg.filter(agg.days_since_last_activity <= window)
+        if restrict is not None:  # e.g. less users whose latest event is a churn event
+            agg = agg.semi_join(restrict, ["user_id", "k"])
+        agg = plan.keep(agg)
         pop = agg.select("user_id", "k")
     else:
-        pop = plan.keep(population(ds, plan.snaps()).select("user_id", "k"))
+        pop = plan.keep(given.select("user_id", "k").distinct())
         agg = plan.keep(agg.semi_join(pop, ["user_id", "k"]))
     inner = [agg] + [plan.keep(pivot(per_event.semi_join(pop, ["user_id", "k"]), chunk)) for chunk in rest]
     inner.append(plan.keep(pivot(days, stage["days"])))
@@ -309,7 +331,11 @@ def _build(
         fs, table = part(ds, plan.snaps())
         extra_feats += fs
         optional.append(plan.keep(table))
-    returned = None if label_span is None else plan.keep(_returned(ds, plan, rows, label_span))
+    if ds.subscriptions is not None:
+        fs, table = _subscription_part(ds, plan)
+        extra_feats += fs
+        optional.append(table)
+    labels = None if label_span is None else _labels(ds, plan, rows, label_span)
     # The condensed tables are consumed; free them before the final join.
     for t in (per_event, days, rows) if condensed and owned else (per_event, days):
         t.release()
@@ -317,9 +343,9 @@ def _build(
 
     base = plan.base(users)
     base = base.select("user_id", "k", "as_of", *attrs, tenure_days=(base.asof - base.signup_us) / DAY_US)
-    wide = _join(base, pop) if population is not None else base
+    wide = _join(base, pop) if given is not None else base
     for part in inner:
-        wide = _join(wide, part, "left" if population is not None else "inner")
+        wide = _join(wide, part, "left" if given is not None else "inner")
     for part in optional:
         wide = _join(wide, part, "left")
     feats = feats + extra_feats
@@ -328,10 +354,11 @@ def _build(
     wide = wide.mutate(**{f.name: f.expr(wide) for f in stage["derived"]})
 
     cols = ["user_id", "as_of", *(["k"] if with_k else []), *(f.name for f in feats), "tenure_days", *attrs]
-    if returned is not None:
-        wide = _join(wide, returned, "left")
-        wide = wide.mutate(**{LABEL: wide.returned.isnull().cast("int8")})
-        cols.append(LABEL)
+    if labels is not None:
+        listed, unlisted, label_cols = labels
+        wide = _join(wide, listed, "left")
+        wide = wide.mutate(**{LABEL: wide._label.fill_null(unlisted).cast("int8")})
+        cols += [*label_cols, LABEL]
     return FeatureSet(as_of=plan.instants[-1], table=wide.select(*cols), features=feats,
                       attributes=attrs, cached=plan.cached)
 
@@ -385,44 +412,42 @@ def _campaign_history(ds: Dataset, plan: _Plan, feats: list[Feature]) -> ibis.Ta
     return out
 
 
-def _label_end(ds: Dataset, as_of: dt.datetime) -> tuple[int, dt.datetime]:
-    """Wall microseconds of ``as_of``'s label window span and its end instant; refuses an unobserved end."""
-    span = ds.config.horizon_days * DAY_US
-    end = ds.clock.from_wall_us(ds.clock.wall_us(as_of) + span)
-    if end > ds.observed_until:
-        raise ContractError([DataProblem(
-            "snapshots", None, 0,
-            f"label window of {as_of.date()} ends {end.date()}, after the data ends "
-            f"({ds.observed_until.isoformat()}); use an earlier snapshot or a shorter horizon",
-        )])
-    return span, end
+def _subscription_part(ds: Dataset, plan: _Plan) -> tuple[list[Feature], ibis.Table]:
+    """Subscription features (:mod:`churnml.features.subscriptions`) of each snapshot: ``user_id, k, sub_*``."""
+    from churnml.features.subscriptions import subscription_features
+
+    per, feats = [], []
+    for k, s in enumerate(plan.instants):
+        feats, t = subscription_features(ds.subscriptions, s, grace_days=ds.config.churn.grace_days,
+                                         epoch_us=lambda ts: epoch_us(ds, ts))
+        per.append(t.mutate(k=ibis.literal(k, "int64")))
+    return feats, plan.keep(per[0] if len(per) == 1 else ibis.union(*per))
 
 
-def _returned(ds: Dataset, plan: _Plan, rows: ibis.Table, span: int) -> ibis.Table:
-    """``user_id, k, returned`` for users with activity in each snapshot's label window."""
-    if plan.single:
-        lab = churn_labels(ds, plan.instants[0])
-        return lab.mutate(k=ibis.literal(0, "int64"))
-    fut = plan.expand(rows.filter(_activity(ds, rows)), "t", before=False, span=span)
-    return fut.select("user_id", "k").distinct().mutate(returned=ibis.literal(True))
+def _labels(ds: Dataset, plan: _Plan, rows: ibis.Table, span: int) -> tuple[ibis.Table, int, list[str]]:
+    """Each snapshot's labels by the churn definition: ``(user_id, k, _label[, churn_ts])``, the label of
+    users not listed, and the extra label columns (``churn_ts`` for definitions with a churn event).
 
-
-def churn_labels(ds: Dataset, as_of: dt.datetime) -> ibis.Table:
-    """Users with activity in ``[as_of, as_of + horizon)``: ``user_id, returned``.
-
-    ``horizon`` is ``horizon_days`` calendar days in the dataset's time zone.
-
-    Raises
-    ------
-    ContractError
-        If the label window is not fully inside the observed period.
+    ``inactivity`` reads the activity in ``[as_of, as_of + horizon)`` from the
+    rows the features were built from (condensed, for several snapshots);
+    the other definitions ask :mod:`churnml.features.labels` per snapshot.
     """
-    as_of = ds.clock.instant(as_of)
-    span, _ = _label_end(ds, as_of)
-    w = ds.clock.wall_us(as_of)
-    fut = ds.wall.events_between(lo=w, hi=w + span)
-    fut = fut.filter(_activity(ds, fut))
-    return fut.select("user_id").distinct().mutate(returned=ibis.literal(True))
+    d = churn_definition(ds.config)
+    if d.name == "inactivity":
+        if plan.single:
+            w = plan.walls[0]
+            fut = ds.wall.events_between(lo=w, hi=w + span).mutate(k=ibis.literal(0, "int64"))
+            fut = fut.filter(_activity(ds, fut))
+        else:
+            fut = plan.expand(rows.filter(_activity(ds, rows)), "t", before=False, span=span)
+        listed = fut.select("user_id", "k").distinct().mutate(_label=ibis.literal(0, "int8"))
+        return plan.keep(listed), 1, []
+    per, unlisted = [], 0
+    extra = [CHURN_TS] if d.has_event_time else []
+    for k, s in enumerate(plan.instants):
+        listed, unlisted = d.outcomes(ds, s)
+        per.append(listed.select("user_id", *extra, k=ibis.literal(k, "int64"), _label=listed[LABEL]))
+    return plan.keep(per[0] if len(per) == 1 else ibis.union(*per)), unlisted, extra
 
 
 def _check_instant(ds: Dataset, s: dt.datetime) -> None:
@@ -470,11 +495,13 @@ def build_features(
         with when scoring.
     max_inactive_days : int, optional
         Keep users whose last activity is at most this many days before
-        ``as_of``; default the config's ``eligibility_days``. Recall campaigns
-        reach users lapsed for longer, so their training rows widen it.
+        ``as_of``. By default the churn definition's population (see
+        :mod:`churnml.features.labels`: with ``inactivity``, activity within
+        ``eligibility_days``). Recall campaigns reach users lapsed for longer,
+        so their training rows widen it (and skip the definition's rule).
     population : callable, optional
         ``population(ds, snapshots) -> (user_id, k)``: who is in the snapshot,
-        instead of the recently active users (``max_inactive_days`` is then
+        instead of the definition's population (``max_inactive_days`` is then
         unused). Their behaviour features are empty (counts 0) if they have no
         events.
     parts : sequence of callable
@@ -513,12 +540,16 @@ def build_snapshot(
     Returns
     -------
     table : pyarrow.Table
-        Sorted by ``user_id``; with a ``churned`` column (0/1) if ``labels``.
+        Sorted by ``user_id``; with a ``churned`` column (0/1) if ``labels``,
+        and ``churn_ts`` (the churn event's instant, empty if none) when the
+        churn definition has churn events.
     feature_set : FeatureSet
     """
     as_of = ds.clock.instant(as_of)
     _check_instant(ds, as_of)
-    span = _label_end(ds, as_of)[0] if labels else None
+    if labels:
+        check_labelled(ds, as_of)
+    span = ds.config.horizon_days * DAY_US if labels else None
     fs = _build(ds, [as_of], event_types=event_types, label_span=span)
     return _collect(fs), fs
 
@@ -557,7 +588,7 @@ def build_training_set(
         raise ContractError([DataProblem("snapshots", None, 0, "no snapshot instants given")])
     instants = sorted(ds.clock.instant(s) for s in snapshots)
     for s in instants:  # fail before any work if a label window is incomplete
-        _label_end(ds, s)
+        check_labelled(ds, s)
     span = ds.config.horizon_days * DAY_US
     types = list(event_types) if event_types is not None else ds.event_types(before=instants[-1])
     parts, fs = [], None

@@ -93,6 +93,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from churnml.simulator.subscriptions import (
+    SUBSCRIPTION_TRUTH_README,
+    SUBSCRIPTION_TRUTH_SCHEMA,
+    SubscriptionConfig,
+    SubscriptionLayer,
+)
+
 __all__ = ["SimulationConfig", "SimulationResult", "TruthSpec", "simulate"]
 
 DAY_US = 86_400_000_000
@@ -268,6 +275,11 @@ class SimulationConfig(BaseModel):
         tenure is below ``block_short_tenure_days`` (capped at 0.9).
     row_group_days : int
         Simulated days per Parquet row group of ``events.parquet``.
+    subscriptions : SubscriptionConfig, optional
+        Turns on the subscription layer (monthly and yearly plans, renewals,
+        cancellations driven by engagement, exact truth; see
+        :mod:`churnml.simulator.subscriptions`). Off by default: without it
+        every output is what it was before the layer existed.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -327,6 +339,7 @@ class SimulationConfig(BaseModel):
     block_short_tenure_multiplier: float = Field(2.5, ge=0)
 
     row_group_days: int = Field(4, gt=0)
+    subscriptions: SubscriptionConfig | None = None
 
     @field_validator("promotion_days", "campaign_days")
     @classmethod
@@ -402,6 +415,10 @@ class SimulationResult:
         Directory holding the ground-truth tables and their README.
     n_users, n_events, n_exposures : int
         Row counts of users, events and campaigns.
+    subscriptions_path : Path or None
+        ``subscriptions.parquet`` when the subscription layer is on.
+    n_subscriptions : int
+        Its rows (billing periods).
     """
 
     events_path: Path
@@ -411,6 +428,8 @@ class SimulationResult:
     n_users: int
     n_events: int
     n_exposures: int
+    subscriptions_path: Path | None = None
+    n_subscriptions: int = 0
 
 
 # --------------------------------------------------------------------------- users
@@ -940,6 +959,7 @@ class _World:
         self.home_community = np.zeros(n, dtype=np.int64)
         self.window_end = np.full(n, -1, dtype=np.int64)  # first day after the window
         self.boost = np.zeros(n)  # rho of the current window (0 for control)
+        self.excluded = np.zeros(n, dtype=bool)  # never sent recall campaigns (subscribers)
         # Filtered belief over (alive, lapsed, blocked) from observed activity.
         self.belief = np.zeros((n, 3))
         self.belief[:, ALIVE] = 1.0
@@ -964,7 +984,7 @@ class _World:
         for c in cfg.campaign_days:
             if not day <= c < day + horizon:
                 continue
-            eligible = _eligible(cfg, users.signup_day[idx], last_active, window_end, c)
+            eligible = _eligible(cfg, users.signup_day[idx], last_active, window_end, c) & ~self.excluded[idx]
             rho, block = _campaign_effects(cfg, users, idx, c, last_active, like_habit, community)
             steps.append(
                 _CampaignStep(
@@ -1022,6 +1042,7 @@ def _send_campaign(
     s = slice(0, n_signed)
     idx = np.flatnonzero(
         _eligible(cfg, users.signup_day[s], world.last_active[s], world.window_end[s], day)
+        & ~world.excluded[s]
     )
     treated = rng.random(len(idx)) < cfg.campaign_treated_share
     block_draw = rng.random(len(idx))
@@ -1227,7 +1248,8 @@ def simulate(
     first_signup = np.searchsorted(users.signup_day, np.arange(config.days + 1))
     campaign_days = set(config.campaign_days)
 
-    campaigns, exposures, churn = [], [], []
+    campaigns, exposures, churn, sub_churn = [], [], [], []
+    layer = SubscriptionLayer(config, t0) if config.subscriptions is not None else None
     n_events = 0
     buffer: list[_DayEvents] = []
     events_path = out_dir / "events.parquet"
@@ -1238,6 +1260,10 @@ def simulate(
             n_prev, n_signed = int(first_signup[day]), int(first_signup[day + 1])
             if day in snapshot_days:
                 churn.append(_churn_truth(world, day, n_prev, truth, t0))
+                if layer is not None:
+                    sub_churn.append(layer.truth(world, day, truth.horizon_days))
+            if layer is not None:
+                layer.renew(world, day)
             if day in campaign_days:
                 sent = _send_campaign(world, rng_campaign, day, n_prev, t0)
                 campaigns.append(sent[0])
@@ -1256,6 +1282,8 @@ def simulate(
             )
             buffer.append(day_events)
             _record_behaviour(world, day, idx, day_events)
+            if layer is not None:
+                layer.subscribe(world, day, idx, _earliest_offset(world, day, idx))
             _lapse(world, rng_lapse, day, n_signed)
 
             if len(buffer) == config.row_group_days or day == config.days - 1:
@@ -1275,7 +1303,17 @@ def simulate(
     pq.write_table(_concat(exposures, _EXPOSURE_SCHEMA), truth_dir / "exposures.parquet")
     if truth is not None:
         pq.write_table(_concat(churn, _CHURN_SCHEMA), truth_dir / "churn.parquet")
-    (truth_dir / "README.md").write_text(_TRUTH_README)
+    readme = _TRUTH_README
+    subscriptions_path, n_subscriptions = None, 0
+    if layer is not None:
+        subscriptions_path = out_dir / "subscriptions.parquet"
+        sub_table = layer.table()
+        n_subscriptions = sub_table.num_rows
+        pq.write_table(sub_table, subscriptions_path)
+        if truth is not None:
+            pq.write_table(_concat(sub_churn, SUBSCRIPTION_TRUTH_SCHEMA), truth_dir / "subscription_churn.parquet")
+        readme += SUBSCRIPTION_TRUTH_README
+    (truth_dir / "README.md").write_text(readme)
     return SimulationResult(
         events_path=events_path,
         users_path=users_path,
@@ -1284,4 +1322,6 @@ def simulate(
         n_users=config.n_users,
         n_events=n_events,
         n_exposures=campaign_table.num_rows,
+        subscriptions_path=subscriptions_path,
+        n_subscriptions=n_subscriptions,
     )
