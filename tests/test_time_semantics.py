@@ -222,3 +222,48 @@ def test_same_features_from_every_timestamp_type(tmp_path, zone, kinds):
     assert ref.num_rows == 3
     for kind, t in tables.items():
         assert t.equals(ref), f"{kind} timestamps give other features than tz-aware ones"
+
+
+def test_label_horizon_across_daylight_saving_is_calendar_days(tmp_path):
+    # New York moves to summer time on 2024-03-10. as_of 2024-03-05 00:00 local = 05:00 UTC; a 7-day
+    # horizon ends 2024-03-12 00:00 local = 04:00 UTC, 6 days 23 hours later.
+    events = [{"user_id": "a", "ts": "2024-03-04T12:00:00Z", "event": "x"},
+              {"user_id": "a", "ts": "2024-03-12T04:30:00Z", "event": "x"},  # 03-12 00:30 local: too late
+              {"user_id": "b", "ts": "2024-03-04T12:00:00Z", "event": "x"},
+              {"user_id": "b", "ts": "2024-03-12T03:59:59Z", "event": "x"}]  # 03-11 23:59:59 local: inside
+    ds = open_tiny(tmp_path, events, horizon_days=7, observed_until="2024-04-01", timezone="America/New_York")
+    as_of = dt.datetime(2024, 3, 5, 5, tzinfo=dt.UTC)
+    rows = _rows(ds, "2024-03-05", labels=True)
+    assert rows["a"]["churned"] == 1 and rows["b"]["churned"] == 0
+    # the churn definitions' own labels (the gate, the simulator checks) follow the same rule
+    from churnml.features import churn_labels
+
+    users = ds.events.select("user_id").distinct()
+    lab = {r["user_id"]: r["churned"] for r in churn_labels(ds, as_of, users).to_pyarrow().to_pylist()}
+    assert lab == {"a": 1, "b": 0}
+    # and so do the hazard model's churn times: a churns at as_of (no activity in the 7 calendar days);
+    # b's first 7-day spell starts at its last event (nothing follows it until observed_until)
+    from churnml.features.churn_time import churn_times_frame
+
+    times = churn_times_frame(ds, [as_of]).set_index("user_id")["churn_ts"]
+    assert times["a"] == as_of
+    assert times["b"] == dt.datetime(2024, 3, 12, 3, 59, 59, tzinfo=dt.UTC)
+
+
+def test_subscription_times_are_wall_clock_times_of_the_zone(tmp_path):
+    # Tokyo is UTC+9. The row ends 2024-01-10 00:00 local = 2024-01-09 15:00 UTC (read as UTC it would
+    # end 9 hours later). At 2024-01-10 05:00 local the end has passed: not covered, not in the
+    # subscription population; at 2024-01-09 23:00 local it is still running.
+    events = [{"user_id": "e", "ts": "2024-01-02 10:00:00", "event": "play"}]
+    subs = [{"user_id": "s", "start": "2024-01-01 00:00:00", "end": "2024-01-10 00:00:00"}]
+    ds = open_tiny(tmp_path, events, subscriptions=subs, horizon_days=3, observed_until="2024-02-01",
+                   timezone="Asia/Tokyo", churn={"definition": "subscription", "grace_days": 2})
+    assert ds.subscriptions.to_pyarrow().column("end").to_pylist()[0] == dt.datetime(2024, 1, 9, 15, tzinfo=dt.UTC)
+    late = _rows(ds, "2024-01-10T05:00")
+    assert "s" not in late
+    early = _rows(ds, "2024-01-09T23:00", labels=True)
+    # covered, and the coverage ends one hour later, inside the horizon, with no renewal: churned
+    assert early["s"]["sub_covered"] == 1 and early["s"]["churned"] == 1
+    assert early["s"]["churn_ts"] == dt.datetime(2024, 1, 9, 15, tzinfo=dt.UTC)
+    # users are inferred from events and subscription starts: s signed up at its start (local midnight)
+    assert early["s"]["tenure_days"] == pytest.approx(8 + 23 / 24)
