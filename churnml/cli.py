@@ -24,7 +24,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from churnml.exceptions import ChurnmlError, DataWarning, storage_problem
+from churnml.exceptions import ChurnmlError, DataNote, DataWarning, storage_problem
 
 app = typer.Typer(
     name="churnml",
@@ -79,7 +79,9 @@ def _input_errors(fn):
                 raise typer.Exit(CANNOT_WRITE) from None
             finally:
                 for w in caught:
-                    if issubclass(w.category, DataWarning):
+                    if issubclass(w.category, DataNote):
+                        err.print(f"info: {w.message}", highlight=False, soft_wrap=True)
+                    elif issubclass(w.category, DataWarning):
                         err.print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
         return result
 
@@ -113,7 +115,9 @@ def _parse_instants(values: list[str] | None) -> list[dt.datetime] | None:
     out = []
     for v in values:
         try:
-            out.append(utc(v))
+            # Naive values stay naive: the dataset's time zone decides what they mean.
+            utc(v)
+            out.append(dt.datetime.fromisoformat(v))
         except ValueError:
             err.print(f"[bold red]error:[/] --as-of must be a date or ISO datetime such as 2024-04-15, "
                       f"got {v!r}")
@@ -232,7 +236,7 @@ def validate(config: ConfigOpt):
 def features_build(
     config: ConfigOpt,
     as_of: Annotated[list[str] | None, typer.Option(
-        "--as-of", help="Snapshot date/instant (UTC); repeat for several. Default: the config's snapshots.")] = None,
+        "--as-of", help="Snapshot date/instant (without an offset: in the dataset's timezone); repeat for several. Default: the config's snapshots.")] = None,
     output: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")] = Path("out/features.parquet"),
     labels: Annotated[bool | None, typer.Option(
         "--labels/--no-labels", help="Add the churn label (default: yes for config snapshots, no for --as-of).")] = None,

@@ -307,6 +307,17 @@ class DatasetConfig(_Strict):
         Exclusive end of the period the log covers. Events at or after it are
         an input error; labels need ``as_of + horizon <= observed_until``.
         Defaults to just after the latest event.
+    timezone : str
+        IANA time zone of the product's calendar (default ``"UTC"``). Naive
+        timestamps, in the data and in this config (snapshots,
+        ``observed_until``), are wall-clock times in this zone; "days" (active
+        days, gaps, onboarding days, windows of ``w`` days) are calendar dates
+        in it. See the README's time semantics.
+    duplicates : {"drop", "keep"}
+        What to do with exact duplicate events (every column equal): ``drop``
+        keeps one of each (the default, as before) and warns; ``keep`` counts
+        every copy (date-only purchase logs, where two equal rows are two
+        purchases) and says how many there are. Either way they are counted.
     horizons_days : list of int, optional
         Extra horizons (days) for which each user gets a probability of
         churning within that many days (``p_churn_<h>d``), monotone in the
@@ -328,8 +339,47 @@ class DatasetConfig(_Strict):
     sum_columns: list[str] = Field(default_factory=list)
     observed_until: dt.datetime | None = None
     engine: Literal["duckdb", "pyspark"] = "duckdb"
+    timezone: str = "UTC"
+    duplicates: Literal["drop", "keep"] = "drop"
     churn: ChurnConfig = Field(default_factory=ChurnConfig)
     horizons_days: list[PositiveDays] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from churnml.clock import Clock
+
+        Clock(v)  # raises ValueError with the allowed form
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _local_instants(cls, data):
+        # Naive instants in the config are wall-clock times of the dataset's zone; make them aware
+        # here, before the field validators (which take naive values as UTC) see them.
+        if not isinstance(data, dict) or data.get("timezone", "UTC") == "UTC":
+            return data
+        from churnml.clock import Clock
+
+        try:
+            clock = Clock(data["timezone"])
+        except ValueError:
+            return data  # reported by the field validator
+        def local(v):
+            try:
+                return clock.localize(v)
+            except (ValueError, TypeError, AttributeError):
+                return v  # not an instant: the field validator says so
+
+        data = dict(data)
+        if data.get("observed_until") is not None:
+            data["observed_until"] = local(data["observed_until"])
+        snaps = data.get("snapshots")
+        if isinstance(snaps, list):
+            data["snapshots"] = [local(v) for v in snaps]
+        elif isinstance(snaps, dict):
+            data["snapshots"] = {k: local(v) if k in ("start", "end") else v for k, v in snaps.items()}
+        return data
 
     @field_validator("observed_until", mode="before")
     @classmethod
@@ -370,7 +420,16 @@ class DatasetConfig(_Strict):
         if self.snapshots is None:
             return []
         if isinstance(self.snapshots, SnapshotRule):
-            return self.snapshots.instants()
+            if self.timezone == "UTC":
+                return self.snapshots.instants()
+            # Steps of whole calendar days in the dataset's zone: the same wall-clock time each time,
+            # across daylight-saving changes.
+            from churnml.clock import Clock
+
+            rule, clock = self.snapshots, Clock(self.timezone)
+            start, end = clock.wall_us(rule.start), clock.wall_us(rule.end)
+            step = rule.every_days * 86_400_000_000
+            return [clock.from_wall_us(w) for w in range(start, end + 1, step)]
         return sorted(self.snapshots)
 
 

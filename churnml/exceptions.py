@@ -14,6 +14,7 @@ __all__ = [
     "ChurnmlError",
     "ConfigError",
     "ContractError",
+    "DataNote",
     "DataProblem",
     "DataWarning",
     "ModelNotFoundError",
@@ -92,6 +93,14 @@ class SchemaMismatchError(ChurnmlError, ValueError):
 
 class DataWarning(UserWarning):
     """Input data had a fixable problem (e.g. exact duplicate events were dropped)."""
+
+
+class DataNote(DataWarning):
+    """Something about the input worth saying that is not a problem (e.g. duplicate events kept as configured).
+
+    A :class:`DataWarning` so that everything catching those sees it; the CLI
+    prints it as ``info:`` rather than ``warning:``.
+    """
 
 
 class TrainingDataError(ChurnmlError, ValueError):

@@ -226,7 +226,7 @@ def build_features_job(
     """
     cfg = config if isinstance(config, DatasetConfig) else load_dataset_config(config)
     ds = dataset or open_dataset(cfg)
-    instants = [utc(a) for a in as_of] if as_of else cfg.snapshot_instants()
+    instants = [ds.clock.instant(a) for a in as_of] if as_of else cfg.snapshot_instants()
     if not instants:
         from churnml.exceptions import ConfigError
 

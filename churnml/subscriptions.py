@@ -108,6 +108,8 @@ def check_subscriptions(
     users_label: str | None,
     until: dt.datetime,
     until_configured: bool,
+    con=None,
+    clock=None,
 ) -> tuple[ibis.Table, list[DataProblem], list[str]]:
     """Check a subscriptions table (``user_id``, ``start`` already read and typed) against the contract.
 
@@ -126,6 +128,11 @@ def check_subscriptions(
         Exclusive end of the observed period; rows may not start at or after it.
     until_configured : bool
         Whether ``until`` came from the config (``observed_until``) or is now.
+    con : ibis backend, optional
+        The tables' backend (found from ``t`` if omitted).
+    clock : churnml.clock.Clock, optional
+        The dataset's time zone: an ``end`` without an offset is a wall-clock
+        time in it, like every other timestamp (UTC if omitted).
 
     Returns
     -------
@@ -144,7 +151,7 @@ def check_subscriptions(
 
     problems: list[DataProblem] = []
     ends: list[DataProblem] = []
-    t = _normalise_ts(t, "end", label, ends)
+    t = _normalise_ts(t, "end", label, ends, con=con, clock=clock)
     # An empty end is a running subscription, not a missing value.
     problems += [p for p in ends if p.message != "missing timestamps"]
     if any("expected timestamps" in p.message for p in problems):

@@ -54,13 +54,18 @@ def test_learns_planted_signal_far_above_shuffled_labels(frames, seed):
     model, _ = _fit(parts, features)
     y = parts["test"][LABEL].to_numpy()
     auc = roc_auc(y, model.predict_proba(parts["test"]))
-    shuffled = {k: v.assign(**{LABEL: np.random.default_rng(seed).permutation(v[LABEL].to_numpy())})
-                for k, v in parts.items()}
-    control, _ = _fit(shuffled, features)
-    auc_control = roc_auc(y, control.predict_proba(parts["test"]))
+    # One shuffle's model is a noise fit of strong features whose AUC on the real labels scatters
+    # (0.43-0.62 over four shuffles of this set): the control is the mean over five shuffles.
+    controls = []
+    for i in range(5):
+        rng = np.random.default_rng(seed + i)
+        shuffled = {k: v.assign(**{LABEL: rng.permutation(v[LABEL].to_numpy())}) for k, v in parts.items()}
+        control, _ = _fit(shuffled, features)
+        controls.append(roc_auc(y, control.predict_proba(parts["test"])))
+    auc_control = float(np.mean(controls))
     assert auc > 0.85
     assert abs(auc_control - 0.5) < 0.06
-    assert auc - auc_control > 0.3
+    assert auc - max(controls) > 0.2
 
 
 def test_calibration_repairs_a_deliberately_biased_booster(frames):

@@ -7,7 +7,8 @@ import pytest
 
 from churnml.config import load_dataset_config
 from churnml.data import open_dataset
-from churnml.exceptions import ConfigError, ContractError, DataWarning
+from churnml.exceptions import ConfigError, ContractError, DataNote, DataWarning
+from churnml.features import build_snapshot
 
 from conftest import TINY_CAMPAIGNS, TINY_EVENTS, TINY_USERS, open_tiny, write_dataset
 
@@ -91,7 +92,8 @@ def test_mixed_timezones(tmp_path):
     events = [dict(TINY_EVENTS[0], ts="2024-01-01 10:00:00")] + TINY_EVENTS[1:]
     lines = _problems(tmp_path, events=events)
     assert lines == ["events.csv: column 'ts': 1 timestamps without a timezone mixed with 6 that have one "
-                     "(mixed timezones; give every value an offset, or none for UTC) (e.g. '2024-01-01 10:00:00')"]
+                     "(mixed timezones; give every value an offset, or none for times in the dataset's timezone) "
+                     "(e.g. '2024-01-01 10:00:00')"]
 
 
 def test_offsets_are_converted_to_utc(tmp_path):
@@ -124,6 +126,39 @@ def test_duplicates_counted_dropped_and_warned(tmp_path):
         ds = open_tiny(tmp_path, events, TINY_USERS, **UNTIL)
     assert ds.n_duplicates == 3 and ds.n_events == len(TINY_EVENTS)
     assert ds.events.count().to_pyarrow().as_py() == len(TINY_EVENTS)
+
+
+def test_duplicates_kept_when_configured(tmp_path):
+    # u1's play and like of 2024-01-01 twice more, and the play once more: 3 extra copies.
+    events = TINY_EVENTS + TINY_EVENTS[:2] + TINY_EVENTS[:1]
+    with pytest.warns(DataNote, match="3 exact duplicate events kept as separate events"):
+        ds = open_tiny(tmp_path, events, TINY_USERS, duplicates="keep", **UNTIL)
+    assert ds.n_duplicates == 3 and ds.n_events == len(TINY_EVENTS) + 3
+    rows = {r["user_id"]: r for r in build_snapshot(ds, "2024-01-06")[0].to_pylist()}
+    # plays: 01-01 10:00 three times and 01-03; likes: 01-01 11:00 twice
+    assert rows["u1"]["n_play_all"] == 4 and rows["u1"]["n_like_all"] == 2
+    dropped = open_tiny(tmp_path / "drop", events, TINY_USERS, **UNTIL)
+    rows = {r["user_id"]: r for r in build_snapshot(dropped, "2024-01-06")[0].to_pylist()}
+    assert rows["u1"]["n_play_all"] == 2 and rows["u1"]["n_like_all"] == 1
+
+
+def test_duplicates_are_judged_on_normalised_values(tmp_path):
+    # The same instant written with two offsets is the same event; a different item is not.
+    events = TINY_EVENTS + [dict(TINY_EVENTS[0], ts="2024-01-01T11:00:00+01:00"),
+                            dict(TINY_EVENTS[1], item_id=99)]
+    with pytest.warns(DataWarning, match="1 exact duplicate events dropped"):
+        ds = open_tiny(tmp_path, events, TINY_USERS, **UNTIL)
+    assert ds.n_duplicates == 1 and ds.n_events == len(TINY_EVENTS) + 1
+
+
+def test_date_only_repeated_purchases_can_be_kept(tmp_path):
+    # Two equal purchases on one date (date-only timestamps) are two purchases when kept.
+    events = [{"user_id": "a", "ts": "2024-01-02", "event": "buy", "amount": 5.0}] * 2 + [
+        {"user_id": "a", "ts": "2024-01-03", "event": "buy", "amount": 5.0}]
+    with pytest.warns(DataNote):
+        ds = open_tiny(tmp_path, events, duplicates="keep", sum_columns=["amount"], **UNTIL)
+    row = build_snapshot(ds, "2024-01-04")[0].to_pylist()[0]
+    assert row["n_buy_all"] == 3 and row["sum_amount_all"] == 15.0 and row["active_days_all"] == 2
 
 
 def test_parquet_and_duckdb_sources_agree(tmp_path):

@@ -123,9 +123,9 @@ def test_event_types_come_from_before_as_of(tmp_path):
 
 
 def test_distinct_counts_window_and_event_filter(tmp_path):
-    # Distinct counts read only their window's events (a filter on the raw timestamp, so the
+    # Distinct counts read only their window's events (a filter on the stored timestamp, so the
     # engine can skip the rest of the log); the window boundary must match the other windows':
-    # an event exactly 30 days before as_of is outside "the last 30 days".
+    # [as_of - 30 days, as_of), so an event exactly 30 days before as_of is inside.
     ev = [
         {"user_id": "a", "ts": "2024-01-01T00:00:00Z", "event": "play", "item_id": 1, "community_id": None},
         {"user_id": "a", "ts": "2024-01-01T00:00:01Z", "event": "play", "item_id": 5, "community_id": None},
@@ -143,9 +143,9 @@ def test_distinct_counts_window_and_event_filter(tmp_path):
                 {"name": "items_30d", "column": "item_id", "window_days": 30}]
     ds = open_tiny(tmp_path, ev, distinct_counts=distinct, observed_until="2024-03-01")
     rows, fs = _rows(ds, as_of="2024-01-31T00:00:00")
-    # items 5 (one second inside the window), 2 (twice) and 3; item 1 at exactly 30 days before
-    # is out, the null item is not counted
-    assert rows["a"]["items_30d"] == 3
+    # items 1 (exactly 30 days before: the window's first instant), 5, 2 (twice) and 3; the null
+    # item is not counted
+    assert rows["a"]["items_30d"] == 4
     # communities 7 and 8 (9 was a post, 10 is at as_of: not before it)
     assert rows["a"]["communities_joined"] == 2
     assert rows["b"]["items_30d"] == 1 and rows["b"]["communities_joined"] == 0

@@ -6,7 +6,10 @@ new users included), subscription rows starting at or after ``as_of``, and
 rewrites the ``end`` of every subscription row whose end lies at or after
 ``as_of`` (a running subscription's end is not known at ``as_of``). The
 feature table must stay identical, value for value, under every churn
-definition (each has its own population rule).
+definition (each has its own population rule), both when the snapshot is
+built alone and when it is built together with an earlier one from the
+condensed log (the training-set path), in UTC and in a time zone whose
+midnight is not UTC's.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churnml.features import build_snapshot
+from churnml.features.build import _build, _collect
 
 from conftest import open_tiny
 
@@ -104,17 +110,21 @@ def _users(extra: list[str]) -> list[dict]:
     return rows
 
 
-def _features(folder: Path, events, campaigns, extra_users, subscriptions, churn):
+def _features(folder: Path, events, campaigns, extra_users, subscriptions, churn, timezone):
     ds = open_tiny(folder, pd.DataFrame(events), _users(extra_users), pd.DataFrame(campaigns),
                    fmt="parquet", observed_until=UNTIL.isoformat(), response_window_days=3,
-                   subscriptions=pd.DataFrame(subscriptions), churn=churn)
-    table, _ = build_snapshot(ds, AS_OF)
-    return table
+                   subscriptions=pd.DataFrame(subscriptions), churn=churn,
+                   timezone=timezone, sum_columns=["item_id"],
+                   distinct_counts=[{"name": "items_7d", "column": "item_id", "window_days": 7}])
+    alone, _ = build_snapshot(ds, AS_OF)
+    stacked = _collect(_build(ds, [AS_OF - dt.timedelta(days=6), AS_OF]))
+    return alone, stacked
 
 
 @pytest.mark.filterwarnings("ignore::churnml.exceptions.DataWarning")
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
+    timezone=st.sampled_from(["UTC", "Europe/Berlin"]),
     past=st.lists(past_event, min_size=1, max_size=25),
     future=st.lists(future_event, min_size=1, max_size=25),
     future_campaigns=st.lists(future_campaign, max_size=5),
@@ -125,7 +135,8 @@ def _features(folder: Path, events, campaigns, extra_users, subscriptions, churn
     future_subs=st.lists(future_subscription, max_size=4),
     churn=st.sampled_from(DEFINITIONS),
 )
-def test_future_rows_change_no_feature(past, future, future_campaigns, exposed, subs, future_subs, churn):
+def test_future_rows_change_no_feature(timezone, past, future, future_campaigns, exposed, subs, future_subs,
+                                       churn):
     campaigns = [{"user_id": u, "campaign_id": "c1",
                   "sent_ts": (START + dt.timedelta(days=x)).isoformat(), "treated": t} for u, x, t in exposed]
     if not campaigns:  # keep the campaigns table (and its features) present in both runs
@@ -136,8 +147,13 @@ def test_future_rows_change_no_feature(past, future, future_campaigns, exposed, 
     past = past + [{"user_id": "d", "ts": _day(1.5), "event": "cancel", "item_id": 1}]
     rows, ends_before, ends_after = subs
     with tempfile.TemporaryDirectory() as tmp:
-        before = _features(Path(tmp) / "before", past, campaigns, [], _subscriptions(rows, ends_before, []), churn)
-        after = _features(Path(tmp) / "after", past + future, campaigns + future_campaigns, new_users,
-                          _subscriptions(rows, ends_after, future_subs), churn)
+        before, stacked_before = _features(Path(tmp) / "before", past, campaigns, [],
+                                           _subscriptions(rows, ends_before, []), churn, timezone)
+        after, stacked_after = _features(Path(tmp) / "after", past + future, campaigns + future_campaigns,
+                                         new_users, _subscriptions(rows, ends_after, future_subs), churn, timezone)
     assert before.schema.equals(after.schema)
     assert before.equals(after), "a row at or after as_of (or an end not yet passed) changed the feature table"
+    assert stacked_before.equals(stacked_after), "a row at or after as_of changed a stacked snapshot"
+    # the stacked path gives the single build's table for the same snapshot
+    last = stacked_after.filter(pa.compute.equal(stacked_after["as_of"], pa.scalar(AS_OF, after.schema.field("as_of").type)))
+    assert last.equals(after), "the stacked build differs from the single build"

@@ -2,10 +2,15 @@
 
 Everything here is an ibis expression over a validated
 :class:`~churnml.data.Dataset`, so the same definitions run on DuckDB (the
-default, out of core) and on Spark. Time semantics (see DESIGN.md):
+default, out of core) and on Spark. Time semantics (see DESIGN.md and the
+README):
 
 * features at ``as_of`` see only events with ``ts < as_of``, users who signed
   up before ``as_of`` and campaign exposures sent before ``as_of``;
+* a window of ``w`` days is ``[as_of - w days, as_of)``, and a day is a
+  calendar date, both in the dataset's time zone (``timezone``, UTC by
+  default): an event exactly ``w`` days before ``as_of`` is inside, and on
+  date-only data a 7-day window before a midnight ``as_of`` covers 7 dates;
 * a user is eligible at ``as_of`` if signed up before it and active in
   ``[as_of - eligibility_days, as_of)``, unless the churn definition says
   otherwise (subscription: covered at ``as_of``);
@@ -13,6 +18,18 @@ default, out of core) and on Spark. Time semantics (see DESIGN.md):
   (:mod:`churnml.features.labels`; by default churned = eligible and no
   activity event in ``[as_of, as_of + horizon)``). A label is only given once
   its window is fully observed.
+
+All times are integer wall-clock microseconds (:mod:`churnml.clock`), read
+once per source by :func:`churnml.data.open_dataset`.
+
+How the log is read. One snapshot reads the events before ``as_of`` into two
+small tables (per user and event type; per user and active date) plus one
+pass per distinct count over its window. Several snapshots (a training set)
+first condense the log once into one row per user, event type and calendar
+day, and compute every snapshot's tables from that in the same queries (each
+row of the condensed table joined to the snapshots it precedes), so K
+snapshots read the log a constant number of times (plus one windowed pass per
+snapshot and distinct count), not K times.
 """
 
 from __future__ import annotations
@@ -22,20 +39,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import ibis
-import ibis.expr.datatypes as dtypes
 import pyarrow as pa
 
-from churnml.config import utc
-from churnml.data import Dataset
+from churnml.clock import DAY_US, int_div
+from churnml.data import Dataset, condense
 from churnml.exceptions import ContractError, DataProblem
-from churnml.features.definitions import DAY_US, Feature, count_windows, feature_definitions, safe_name
-from churnml.features.labels import LABEL, Population, check_labelled, churn_definition, churn_labels
+from churnml.features.definitions import Feature, count_windows, feature_definitions, safe_name
+from churnml.features.labels import CHURN_TS, LABEL, check_labelled, churn_definition
 from churnml.features.labels import is_activity as _activity
 
 __all__ = [
     "ID_COLUMNS",
     "LABEL",
+    "FeaturePart",
     "FeatureSet",
+    "Population",
     "build_features",
     "build_snapshot",
     "RESPONSE",
@@ -46,18 +64,29 @@ __all__ = [
 ID_COLUMNS = ("user_id", "as_of")
 #: Features per level-2 aggregation query; smaller chunks lower peak memory, larger ones save passes.
 _PIVOT_CHUNK = 24
+#: Snapshots computed together from the condensed log; more share more work but join more rows at once.
+_SNAPSHOTS_PER_PASS = 16
+
+#: ``population(ds, snapshots) -> table of (user_id, k)``: who is in each snapshot (replaces the
+#: default rule, recent activity). ``snapshots`` has ``k`` (index), ``asof`` (wall microseconds)
+#: and ``as_of`` (the instant).
+Population = Callable[[Dataset, ibis.Table], ibis.Table]
+#: ``part(ds, snapshots) -> (features, table of user_id, k and the features' columns)``: an extra
+#: per-user feature part, left-joined onto every snapshot (e.g. subscription features).
+FeaturePart = Callable[[Dataset, ibis.Table], tuple[list[Feature], ibis.Table]]
 
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """The lazy feature table of one snapshot and the definitions behind it.
+    """The lazy feature table of one snapshot (or several) and the definitions behind it.
 
     Attributes
     ----------
     as_of : datetime
+        The (last) snapshot instant.
     table : ibis.Table
-        One row per eligible user (in no particular order): ``user_id``,
-        ``as_of``, then the features.
+        One row per user in the population (in no particular order):
+        ``user_id``, ``as_of``, then the features.
     features : list of Feature
         Behavioural feature definitions, in column order.
     attributes : list of str
@@ -81,24 +110,361 @@ class FeatureSet:
         return [f.name for f in self.features] + ["tenure_days"] + self.attributes
 
 
-@ibis.udf.scalar.builtin(name="epoch_us")
-def _duckdb_epoch_us(ts: dtypes.Timestamp(timezone="UTC")) -> dtypes.int64:  # type: ignore[empty-body]
-    """DuckDB's own microseconds-since-epoch; ibis's epoch_seconds casts through local time (slow)."""
+def _definition_population(ds: Dataset, plan: _Plan) -> tuple[ibis.Table | None, bool]:
+    """The churn definition's population (:mod:`churnml.features.labels`) for each snapshot.
+
+    Returns ``(user_id, k)`` of the users it allows (None: no restriction of
+    its own, the inactivity default) and whether the eligibility rule (recent
+    activity) applies as well; when it does not, the table is the whole
+    population, users without any event included.
+    """
+    d = churn_definition(ds.config)
+    if d.name == "inactivity":
+        return None, True
+    per, requires_activity = [], True
+    for k, s in enumerate(plan.instants):
+        p = d.population(ds, s)
+        requires_activity = p.requires_activity
+        if p.users is not None:
+            per.append(p.users.select("user_id").mutate(k=ibis.literal(k, "int64")))
+    if not per:
+        return None, requires_activity
+    return (per[0] if len(per) == 1 else ibis.union(*per)), requires_activity
 
 
-@ibis.udf.scalar.builtin(name="unix_micros")
-def _spark_epoch_us(ts: dtypes.Timestamp(timezone="UTC")) -> dtypes.int64:  # type: ignore[empty-body]
-    """Spark's microseconds-since-epoch."""
+def _default_parts(ds: Dataset) -> list[FeaturePart]:
+    """Extra feature parts the dataset brings (e.g. a subscriptions source); none by default."""
+    return []
 
 
-def instant_us(t: dt.datetime) -> int:
-    """Unix microseconds of an aware datetime, exactly (no float rounding of the microseconds)."""
-    return int(t.timestamp()) * 1_000_000 + t.microsecond
+# --- snapshots ----------------------------------------------------------------------------------
+@dataclass
+class _Plan:
+    """Snapshots built together: their instants, wall-clock microseconds and common time of day."""
+
+    ds: Dataset
+    instants: list[dt.datetime]
+    cached: list[ibis.Table] = field(default_factory=list)
+
+    def __post_init__(self):
+        clock = self.ds.clock
+        self.walls = [clock.wall_us(s) for s in self.instants]
+        tods = {w % DAY_US for w in self.walls}
+        assert len(tods) == 1, "snapshots built together share their time of day"
+        self.tod = tods.pop()
+
+    @property
+    def single(self) -> bool:
+        return len(self.instants) == 1
+
+    def snaps(self) -> ibis.Table:
+        """``k, asof, as_of``: one row per snapshot."""
+        return ibis.memtable(pa.table({
+            "k": pa.array(range(len(self.instants)), pa.int64()),
+            "asof": pa.array(self.walls, pa.int64()),
+            "as_of": pa.array(self.instants, pa.timestamp("us", tz="UTC")),
+        }))
+
+    def expand(self, t: ibis.Table, col: str, *, before: bool = True, span: int | None = None) -> ibis.Table:
+        """Rows of ``t`` joined to each snapshot they belong to, with ``k`` and ``asof``.
+
+        ``before``: rows with ``t[col] < asof`` (the feature side); otherwise
+        rows with ``asof <= t[col] < asof + span`` (a label window).
+        """
+        if self.single:
+            w = self.walls[0]
+            cond = (t[col] < w) if before else ((t[col] >= w) & (t[col] < w + span))
+            return t.filter(cond).mutate(k=ibis.literal(0, "int64"), asof=ibis.literal(w, "int64"))
+        s = self.snaps().select("k", "asof")
+        cond = (t[col] < s.asof) if before else ((t[col] >= s.asof) & (t[col] < s.asof + span))
+        return t.join(s, cond)
+
+    def base(self, users: ibis.Table) -> ibis.Table:
+        """Users signed up before each snapshot, with ``k``, ``asof`` and ``as_of``."""
+        if self.single:
+            w = self.walls[0]
+            return users.filter(users.signup_us < w).mutate(
+                k=ibis.literal(0, "int64"), asof=ibis.literal(w, "int64"),
+                as_of=ibis.literal(self.instants[0]))
+        s = self.snaps()
+        return users.join(s, users.signup_us < s.asof)
+
+    def keep(self, t: ibis.Table) -> ibis.Table:
+        t = t.cache()
+        self.cached.append(t)
+        return t
 
 
-def epoch_us(ds: Dataset, ts: ibis.Value) -> ibis.Value:
-    """Unix microseconds of a UTC timestamp column, with the backend's native function."""
-    return (_spark_epoch_us if ds.con.name == "pyspark" else _duckdb_epoch_us)(ts)
+def _rows(ds: Dataset, plan: _Plan, hi: int, sum_cols: list[str]) -> tuple[ibis.Table, bool, bool]:
+    """The rows the snapshot tables are aggregated from: whether condensed, and whether the build owns them.
+
+    Snapshots at midnight (wall-clock) start from the table validation
+    condensed (one row per user, event type and calendar day, with ``n``
+    events, their ``first``/``last`` times and sums; ``t`` = the row's date).
+    Others condense the log once for themselves, split at their time of day
+    so that every window edge is a row edge; a single snapshot off midnight
+    reads the events before it directly (``t`` = the event's time).
+    """
+    if plan.tod == 0 and ds.wall.condensed is not None:
+        c = ds.wall.condensed
+        return c.filter(c.t < hi), True, False
+    ev = ds.wall.events_between(hi=hi)
+    if plan.single:
+        cols = {"user_id": ev.user_id, "event": ev.event, "t": ev.us, "first": ev.us, "last": ev.us}
+        cols.update({f"s_{safe_name(c)}": ev[c] for c in sum_cols})
+        return ev.select(**cols), False, True
+    return plan.keep(condense(ev, sum_cols, plan.tod, ds.con.name)), True, True
+
+
+def _level1(ds: Dataset, plan: _Plan, rows: ibis.Table, condensed: bool, users: ibis.Table, sum_cols: list[str]):
+    """Per user, snapshot and event type; per user, snapshot and active date (both cached)."""
+    cfg = ds.config
+
+    def count(t, where=None):
+        # A sum over no rows is empty, a count 0: the condensed path must give the count's 0.
+        return t.n.sum(where=where).fill_null(0) if condensed else t.count(where=where)
+
+    eng = ds.con.name
+    # The onboarding window ends onboarding_days dates after the signup date (per user, not per event).
+    sday = users.select("user_id", sday=int_div(users.signup_us, DAY_US, eng))
+    sday = sday.mutate(onb_end=(sday.sday + cfg.onboarding_days) * DAY_US)
+    e = plan.expand(rows, "t").join(sday, "user_id")
+    onb = e.t < e.onb_end
+    sums = {}
+    for col in sum_cols:
+        c = f"s_{safe_name(col)}"
+        sums[f"{c}_all"] = e[c].sum()
+        sums.update({f"{c}_{w}": e[c].sum(where=e.t >= e.asof - w * DAY_US) for w in cfg.feature_windows_days})
+    per_event = e.group_by("user_id", "k", "event").aggregate(
+        asof=e.asof.max(),
+        n_all=count(e),
+        n_onb=count(e, onb),
+        first_us=e["first"].min(),
+        last_us=e["last"].max(),
+        **{f"n_{w}": count(e, e.t >= e.asof - w * DAY_US) for w in count_windows(cfg)},
+        **sums,
+    )
+    per_event = plan.keep(per_event.mutate(act=_activity(ds, per_event)))
+
+    # Active calendar dates: from the events alone (no join to users).
+    a = plan.expand(rows.filter(_activity(ds, rows)), "t")
+    days = a.group_by("user_id", "k", d=int_div(a.t, DAY_US, eng)).aggregate(
+        asof=a.asof.max(), tmin=a["first"].min(), tmax=a["last"].max())
+    days = days.mutate(gap=days.d.lead().over(group_by=["user_id", "k"], order_by="d") - days.d)
+    return per_event, plan.keep(days), sday
+
+
+def _join(wide: ibis.Table, part: ibis.Table, how: str = "inner") -> ibis.Table:
+    keys = ["user_id", "k"]
+    if how == "inner":
+        return wide.join(part, keys)
+    out = wide.left_join(part, keys)
+    return out.drop(*[c for c in out.columns if c.endswith("_right")])
+
+
+def _build(
+    ds: Dataset,
+    instants: Sequence[dt.datetime],
+    *,
+    event_types: Sequence[str] | None = None,
+    max_inactive_days: int | None = None,
+    label_span: int | None = None,
+    population: Population | None = None,
+    parts: Sequence[FeaturePart] = (),
+    with_k: bool = False,
+) -> FeatureSet:
+    """The lazy feature table of snapshots sharing a time of day (optionally with churn labels).
+
+    ``with_k`` keeps the snapshot index ``k`` after ``as_of``.
+    """
+    cfg = ds.config
+    plan = _Plan(ds, list(instants))
+    types = list(event_types) if event_types is not None else ds.event_types(before=max(plan.instants))
+    feats = feature_definitions(cfg, types, has_campaigns=ds.campaigns is not None,
+                                event_columns=tuple(ds.events.columns))
+    stage = {s: [f for f in feats if f.stage == s]
+             for s in ("per_event", "days", "onboarding_days", "distinct", "campaigns", "derived")}
+    sum_cols = [c for c in cfg.sum_columns if c in ds.events.columns]
+    users = ds.wall.users
+    attrs = [c for c in users.columns if c not in ("user_id", "signup_us")]
+
+    hi = max(plan.walls) + (label_span or 0)
+    rows, condensed, owned = _rows(ds, plan, hi, sum_cols)
+    per_event, days, sday = _level1(ds, plan, rows, condensed, users, sum_cols)
+
+    # Level 2: narrow per-user tables, each its own cached query so no single aggregation holds
+    # every feature's state at once (that was the memory peak on large logs; see BENCHMARKS.md).
+    def pivot(t: ibis.Table, fs: list[Feature]) -> ibis.Table:
+        return t.group_by("user_id", "k").aggregate(**{f.name: f.expr(t) for f in fs})
+
+    first, *rest = [stage["per_event"][i:i + _PIVOT_CHUNK] for i in range(0, len(stage["per_event"]), _PIVOT_CHUNK)]
+    agg = pivot(per_event, first)
+    given = None if population is None else population(ds, plan.snaps())
+    restrict = None
+    if given is None and max_inactive_days is None:
+        restrict, requires_activity = _definition_population(ds, plan)
+        if restrict is not None and not requires_activity:  # e.g. subscribers, with or without events
+            given, restrict = restrict, None
+    if given is None:
+        window = cfg.eligibility_days if max_inactive_days is None else max_inactive_days
+        agg = agg.filter(agg.days_since_last_activity <= window)
+        if restrict is not None:  # e.g. less users whose latest event is a churn event
+            agg = agg.semi_join(restrict, ["user_id", "k"])
+        agg = plan.keep(agg)
+        pop = agg.select("user_id", "k")
+    else:
+        pop = plan.keep(given.select("user_id", "k").distinct())
+        agg = plan.keep(agg.semi_join(pop, ["user_id", "k"]))
+    inner = [agg] + [plan.keep(pivot(per_event.semi_join(pop, ["user_id", "k"]), chunk)) for chunk in rest]
+    inner.append(plan.keep(pivot(days, stage["days"])))
+
+    optional = []
+    onb = days.join(sday, "user_id")
+    onb = onb.filter(onb.d < onb.sday + cfg.onboarding_days)
+    optional.append(plan.keep(pivot(onb, stage["onboarding_days"])))
+    for f in stage["distinct"]:
+        optional.append(_distinct(ds, plan, f))
+    if stage["campaigns"]:
+        optional.append(_campaign_history(ds, plan, stage["campaigns"]))
+    extra_feats: list[Feature] = []
+    for part in [*parts, *_default_parts(ds)]:
+        fs, table = part(ds, plan.snaps())
+        extra_feats += fs
+        optional.append(plan.keep(table))
+    if ds.subscriptions is not None:
+        fs, table = _subscription_part(ds, plan)
+        extra_feats += fs
+        optional.append(table)
+    labels = None if label_span is None else _labels(ds, plan, rows, label_span)
+    # The condensed tables are consumed; free them before the final join.
+    for t in (per_event, days, rows) if condensed and owned else (per_event, days):
+        t.release()
+        plan.cached.remove(t)
+
+    base = plan.base(users)
+    base = base.select("user_id", "k", "as_of", *attrs, tenure_days=(base.asof - base.signup_us) / DAY_US)
+    wide = _join(base, pop) if given is not None else base
+    for part in inner:
+        wide = _join(wide, part, "left" if given is not None else "inner")
+    for part in optional:
+        wide = _join(wide, part, "left")
+    feats = feats + extra_feats
+    fills = {f.name: wide[f.name].fill_null(f.fill) for f in feats if f.fill is not None}
+    wide = wide.mutate(**fills) if fills else wide
+    wide = wide.mutate(**{f.name: f.expr(wide) for f in stage["derived"]})
+
+    cols = ["user_id", "as_of", *(["k"] if with_k else []), *(f.name for f in feats), "tenure_days", *attrs]
+    if labels is not None:
+        listed, unlisted, label_cols = labels
+        wide = _join(wide, listed, "left")
+        wide = wide.mutate(**{LABEL: wide._label.fill_null(unlisted).cast("int8")})
+        cols += [*label_cols, LABEL]
+    return FeatureSet(as_of=plan.instants[-1], table=wide.select(*cols), features=feats,
+                      attributes=attrs, cached=plan.cached)
+
+
+def _distinct(ds: Dataset, plan: _Plan, f: Feature) -> ibis.Table:
+    """A distinct count per snapshot. Each reads only the events it counts: filtered in a WHERE
+    (not only in the aggregate) and, for a window, by time, so the engine skips the rest of the log.
+    The feature's own expression still applies both exactly."""
+    per = []
+    for k, w in enumerate(plan.walls):
+        lo = None if f.window_days is None else w - f.window_days * DAY_US
+        rows = ds.wall.events_between(lo=lo, hi=w)
+        rows = rows.mutate(k=ibis.literal(k, "int64"), asof=ibis.literal(w, "int64"))
+        rows = rows if f.rows is None else rows.filter(f.rows(rows))
+        per.append(rows.group_by("user_id", "k").aggregate(**{f.name: f.expr(rows)}))
+    out = per[0] if len(per) == 1 else ibis.union(*per)
+    return plan.keep(out)
+
+
+def _responses(ds: Dataset, exposures: ibis.Table, until: int) -> ibis.Table:
+    """``user_id, campaign_id, sent_us, hit``: exposures followed by activity within the response window.
+
+    ``exposures`` holds ``user_id, campaign_id, sent_us``; only activity before
+    ``until`` (wall microseconds) is read. The join's build side is the
+    exposures (small); events before the earliest of them cannot be responses.
+    """
+    span = ds.config.response_window_days * DAY_US
+    judged = exposures.select(uid="user_id", cid="campaign_id", sent="sent_us").distinct().cache()
+    first = judged.sent.min().to_pyarrow().as_py()
+    acts = ds.wall.events_between(lo=first, hi=until) if first is not None else ds.wall.events_between(hi=until)
+    acts = acts.filter(_activity(ds, acts)).select("user_id", "us")
+    hits = judged.join(acts, [judged.uid == acts.user_id, acts.us >= judged.sent, acts.us < judged.sent + span])
+    hits = hits.select(user_id="uid", campaign_id="cid", sent_us="sent").distinct().mutate(hit=ibis.literal(True))
+    return hits, judged
+
+
+def _campaign_history(ds: Dataset, plan: _Plan, feats: list[Feature]) -> ibis.Table:
+    """Per user and snapshot: campaign features from the exposures sent before it (cached)."""
+    span = ds.config.response_window_days * DAY_US
+    c = ds.wall.campaigns.select("user_id", "campaign_id", "sent_us", "treated")
+    # A response is activity in [sent, sent + window). Only windows closed by as_of are judged, and
+    # those end before as_of, so only events before as_of are used.
+    closed = c.filter(c.treated & (c.sent_us + span <= max(plan.walls)))
+    hits, judged = _responses(ds, closed, max(plan.walls))
+    c = plan.expand(c, "sent_us")
+    c = c.mutate(closed=c.treated & (c.sent_us + span <= c.asof))
+    c = c.left_join(hits, ["user_id", "campaign_id", "sent_us"])
+    c = c.mutate(responded=c.hit.fill_null(False))
+    out = plan.keep(c.group_by("user_id", "k").aggregate(**{f.name: f.expr(c) for f in feats}))
+    judged.release()
+    return out
+
+
+def _subscription_part(ds: Dataset, plan: _Plan) -> tuple[list[Feature], ibis.Table]:
+    """Subscription features (:mod:`churnml.features.subscriptions`) of each snapshot: ``user_id, k, sub_*``."""
+    from churnml.features.subscriptions import subscription_features
+
+    per, feats = [], []
+    for k, s in enumerate(plan.instants):
+        feats, t = subscription_features(ds.subscriptions, s, grace_days=ds.config.churn.grace_days,
+                                         epoch_us=lambda ts: epoch_us(ds, ts))
+        per.append(t.mutate(k=ibis.literal(k, "int64")))
+    return feats, plan.keep(per[0] if len(per) == 1 else ibis.union(*per))
+
+
+def _labels(ds: Dataset, plan: _Plan, rows: ibis.Table, span: int) -> tuple[ibis.Table, int, list[str]]:
+    """Each snapshot's labels by the churn definition: ``(user_id, k, _label[, churn_ts])``, the label of
+    users not listed, and the extra label columns (``churn_ts`` for definitions with a churn event).
+
+    ``inactivity`` reads the activity in ``[as_of, as_of + horizon)`` from the
+    rows the features were built from (condensed, for several snapshots);
+    the other definitions ask :mod:`churnml.features.labels` per snapshot.
+    """
+    d = churn_definition(ds.config)
+    if d.name == "inactivity":
+        if plan.single:
+            w = plan.walls[0]
+            fut = ds.wall.events_between(lo=w, hi=w + span).mutate(k=ibis.literal(0, "int64"))
+            fut = fut.filter(_activity(ds, fut))
+        else:
+            fut = plan.expand(rows.filter(_activity(ds, rows)), "t", before=False, span=span)
+        listed = fut.select("user_id", "k").distinct().mutate(_label=ibis.literal(0, "int8"))
+        return plan.keep(listed), 1, []
+    per, unlisted = [], 0
+    extra = [CHURN_TS] if d.has_event_time else []
+    for k, s in enumerate(plan.instants):
+        listed, unlisted = d.outcomes(ds, s)
+        per.append(listed.select("user_id", *extra, k=ibis.literal(k, "int64"), _label=listed[LABEL]))
+    return plan.keep(per[0] if len(per) == 1 else ibis.union(*per)), unlisted, extra
+
+
+def _check_instant(ds: Dataset, s: dt.datetime) -> None:
+    if ds.clock.is_ambiguous(s):
+        raise ContractError([DataProblem(
+            "snapshots", None, 1,
+            f"as_of {s.isoformat()} falls in an hour that daylight saving repeats or skips in "
+            f"{ds.clock.name}; its windows would be ambiguous, so choose another time of day")])
+
+
+def _groups(ds: Dataset, instants: Sequence[dt.datetime]) -> list[list[dt.datetime]]:
+    """Snapshots that can be built together: same time of day, at most ``_SNAPSHOTS_PER_PASS`` each."""
+    by_tod: dict[int, list[dt.datetime]] = {}
+    for s in sorted(instants):
+        _check_instant(ds, s)
+        by_tod.setdefault(ds.clock.wall_us(s) % DAY_US, []).append(s)
+    return [g[i:i + _SNAPSHOTS_PER_PASS] for g in by_tod.values() for i in range(0, len(g), _SNAPSHOTS_PER_PASS)]
 
 
 def build_features(
@@ -107,11 +473,13 @@ def build_features(
     *,
     event_types: Sequence[str] | None = None,
     max_inactive_days: int | None = None,
+    population: Population | None = None,
+    parts: Sequence[FeaturePart] = (),
 ) -> FeatureSet:
     """Build the point-in-time feature table at ``as_of`` (lazily).
 
     The events before ``as_of`` are condensed twice (per user and event type;
-    per user and active day) into cached tables, and every feature is an
+    per user and active date) into cached tables, and every feature is an
     aggregate over those (see :mod:`churnml.features.definitions`). Call
     :meth:`FeatureSet.release` when done with the table.
 
@@ -120,7 +488,7 @@ def build_features(
     ds : Dataset
         Validated dataset.
     as_of : datetime
-        Snapshot instant (naive = UTC).
+        Snapshot instant (naive = wall-clock time in the dataset's time zone).
     event_types : sequence of str, optional
         Event types for per-event features; defaults to those found before
         ``as_of`` (or the configured list). Pass the list a model was trained
@@ -130,149 +498,38 @@ def build_features(
         ``as_of``. By default the churn definition's population (see
         :mod:`churnml.features.labels`: with ``inactivity``, activity within
         ``eligibility_days``). Recall campaigns reach users lapsed for longer,
-        so their training rows widen it.
+        so their training rows widen it (and skip the definition's rule).
+    population : callable, optional
+        ``population(ds, snapshots) -> (user_id, k)``: who is in the snapshot,
+        instead of the definition's population (``max_inactive_days`` is then
+        unused). Their behaviour features are empty (counts 0) if they have no
+        events.
+    parts : sequence of callable
+        Extra feature parts ``part(ds, snapshots) -> (features, table)``,
+        left-joined on ``user_id, k``.
 
     Returns
     -------
     FeatureSet
+
+    Raises
+    ------
+    ContractError
+        If ``as_of``'s wall-clock time is ambiguous (a daylight-saving hour).
     """
-    as_of = utc(as_of)
-    cfg = ds.config
-    ep = instant_us(as_of)
-    cut = ibis.literal(as_of)
-    types = list(event_types) if event_types is not None else ds.event_types(before=as_of)
-    feats = feature_definitions(
-        cfg, types, as_of_us=ep, has_campaigns=ds.campaigns is not None,
-        event_columns=tuple(ds.events.columns),
-    )
-    stage = {s: [f for f in feats if f.stage == s]
-             for s in ("per_event", "days", "onboarding_days", "distinct", "campaigns", "derived")}
-
-    users = ds.users.filter(ds.users.signup_ts < cut)
-    attrs = [c for c in users.columns if c not in ("user_id", "signup_ts")]
-    signup_us = epoch_us(ds, users.signup_ts)
-    ev = ds.events.filter(ds.events.ts < cut)
-    ev = ev.mutate(us=epoch_us(ds, ev.ts))
-    ev = ev.mutate(d=(ibis.literal(ep) - ev.us) // DAY_US)
-    e = ev.join(users.select("user_id", signup_us=signup_us), "user_id")
-    e = e.mutate(tsec=e.us - e.signup_us, act=_activity(ds, e))
-    onb = e.tsec < cfg.onboarding_days * DAY_US
-
-    # Level 1: two passes over the events, cached (they are small: users x types, users x days).
-    sums = {}
-    for col in cfg.sum_columns:
-        if col in ds.events.columns:
-            c = safe_name(col)
-            sums[f"s_{c}_all"] = e[col].sum()
-            sums.update({f"s_{c}_{w}": e[col].sum(where=e.d < w) for w in cfg.feature_windows_days})
-    per_event = e.group_by("user_id", "event").aggregate(
-        n_all=e.count(),
-        n_onb=e.count(where=onb),
-        first_us=e.us.min(),
-        last_us=e.us.max(),
-        **{f"n_{w}": e.count(where=e.d < w) for w in count_windows(cfg)},
-        **sums,
-    )
-    per_event = per_event.mutate(act=_activity(ds, per_event)).cache()
-    # Active days come from the events alone (no join to users): the onboarding days, which need
-    # the signup, are their own aggregate below.
-    days = ev.filter(_activity(ds, ev)).select("user_id", "d").distinct().cache()
-
-    # Level 2: narrow per-user tables, each its own cached query so no single aggregation holds
-    # every feature's state at once (that was the memory peak on large logs; see BENCHMARKS.md).
-    first, *rest = [stage["per_event"][i:i + _PIVOT_CHUNK]
-                    for i in range(0, len(stage["per_event"]), _PIVOT_CHUNK)]
-    agg = per_event.group_by("user_id").aggregate(**{f.name: f.expr(per_event) for f in first})
-    window = cfg.eligibility_days if max_inactive_days is None else max_inactive_days
-    pop = Population(None, True) if max_inactive_days is not None else churn_definition(cfg).population(ds, as_of)
-    if pop.requires_activity:
-        agg = agg.filter(agg.days_since_last_activity <= window)
-    if pop.users is not None:
-        agg = agg.semi_join(pop.users, "user_id")
-    agg = agg.cache()
-    parts = [agg] + [
-        per_event.semi_join(agg, "user_id").group_by("user_id")
-        .aggregate(**{f.name: f.expr(per_event) for f in chunk}).cache()
-        for chunk in rest
-    ]
-
-    # The gap (in days) from each active day to the user's previous one.
-    gaps = days.mutate(gap=days.d.lead().over(group_by="user_id", order_by="d") - days.d)
-    parts.append(gaps.group_by("user_id").aggregate(**{f.name: f.expr(gaps) for f in stage["days"]}).cache())
-    optional = []
-    onb_days = e.filter(onb & e.act).select("user_id", od=e.tsec // DAY_US).distinct()
-    optional.append(onb_days.group_by("user_id").aggregate(
-        **{f.name: f.expr(onb_days) for f in stage["onboarding_days"]}).cache())
-    # Distinct counts cannot be condensed. Each reads only the events it counts: filtered in a
-    # WHERE (not only in the aggregate) and, for a window, on the raw timestamp, so the engine
-    # skips the rest of the log. The features' own expressions still apply both exactly.
-    for f in stage["distinct"]:
-        rows = ev if f.window_days is None else ev.filter(
-            ev.ts > ibis.literal(as_of - dt.timedelta(days=f.window_days)))
-        rows = rows if f.rows is None else rows.filter(f.rows(rows))
-        optional.append(rows.group_by("user_id").aggregate(**{f.name: f.expr(rows)}).cache())
-    if stage["campaigns"]:
-        history, judged = _campaign_history(ds, ev, cut, stage["campaigns"])
-        judged.release()
-        optional.append(history)
-    if ds.subscriptions is not None:
-        from churnml.features.subscriptions import subscription_features
-
-        sub_feats, sub_table = subscription_features(ds.subscriptions, as_of, grace_days=cfg.churn.grace_days,
-                                                     epoch_us=lambda ts: epoch_us(ds, ts))
-        feats = feats + sub_feats
-        optional.append(sub_table.cache())
-    # The condensed tables are consumed; free them before the final join.
-    per_event.release()
-    days.release()
-    cached = parts + optional
-
-    base = users.select("user_id", *attrs, tenure_days=(ibis.literal(ep) - signup_us) / DAY_US)
-    if not pop.requires_activity:
-        # The population is given outright (subscribers): users without any event keep their row.
-        base = base.semi_join(pop.users, "user_id")
-        parts, optional = [], parts + optional
-    wide = base
-    for part in parts:
-        wide = wide.join(part, "user_id")
-    for part in optional:
-        wide = _left(wide, part)
-
-    fills = {f.name: wide[f.name].fill_null(f.fill) for f in feats if f.fill is not None}
-    wide = wide.mutate(**fills) if fills else wide
-    wide = wide.mutate(**{f.name: f.expr(wide) for f in stage["derived"]})
-
-    ordered = [f.name for f in feats] + ["tenure_days"] + attrs
-    table = wide.select("user_id", ibis.literal(as_of).name("as_of"), *ordered)
-    return FeatureSet(as_of=as_of, table=table, features=feats, attributes=attrs, cached=cached)
+    as_of = ds.clock.instant(as_of)
+    _check_instant(ds, as_of)
+    return _build(ds, [as_of], event_types=event_types, max_inactive_days=max_inactive_days,
+                  population=population, parts=parts)
 
 
-def _left(wide: ibis.Table, other: ibis.Table) -> ibis.Table:
-    return wide.left_join(other, "user_id").drop("user_id_right")
-
-
-def _campaign_history(
-    ds: Dataset, ev: ibis.Table, cut, feats: list[Feature]
-) -> tuple[ibis.Table, ibis.Table]:
-    """Per-user campaign features (cached) and the cached table of judged exposures."""
-    win = ibis.interval(days=ds.config.response_window_days)
-    c = ds.campaigns.filter(ds.campaigns.sent_ts < cut)
-    c = c.select("user_id", "campaign_id", "sent_ts", "treated")
-    c = c.mutate(closed=c.treated & (c.sent_ts + win <= cut))
-    # A response is activity in [sent_ts, sent_ts + window). Only closed windows are judged, and
-    # those end before as_of, so only events before as_of are used. The join's build side is the
-    # closed exposures (small); events before the earliest of them cannot be responses.
-    judged = c.filter(c.closed).select(uid="user_id", cid="campaign_id", sent="sent_ts").cache()
-    first = judged.sent.min().to_pyarrow().as_py()
-    acts = ev.filter(_activity(ds, ev))
-    if first is not None:
-        acts = acts.filter(acts.ts >= ibis.literal(first))
-    acts = acts.select("user_id", "ts")
-    hits = judged.join(acts, [judged.uid == acts.user_id, acts.ts >= judged.sent, acts.ts < judged.sent + win])
-    hits = hits.select(user_id="uid", campaign_id="cid", sent_ts="sent").distinct().mutate(hit=ibis.literal(True))
-    c = c.left_join(hits, ["user_id", "campaign_id", "sent_ts"])
-    c = c.mutate(responded=c.hit.fill_null(False), sent_us=epoch_us(ds, c.sent_ts))
-    return c.group_by("user_id").aggregate(**{f.name: f.expr(c) for f in feats}).cache(), judged
+def _collect(fs: FeatureSet) -> pa.Table:
+    try:
+        # Sorted here rather than in the engine: an ORDER BY over the wide result roughly doubles
+        # the peak memory of the final query on large logs.
+        return fs.table.to_pyarrow().sort_by([("as_of", "ascending"), ("user_id", "ascending")])
+    finally:
+        fs.release()
 
 
 def build_snapshot(
@@ -288,16 +545,13 @@ def build_snapshot(
         churn definition has churn events.
     feature_set : FeatureSet
     """
-    fs = build_features(ds, as_of, event_types=event_types)
-    t = fs.table
+    as_of = ds.clock.instant(as_of)
+    _check_instant(ds, as_of)
     if labels:
-        t = churn_labels(ds, fs.as_of, t)
-    try:
-        # Sorted here rather than in the engine: an ORDER BY over the wide result roughly doubles
-        # the peak memory of the final query on large logs.
-        return t.to_pyarrow().sort_by("user_id"), fs
-    finally:
-        fs.release()
+        check_labelled(ds, as_of)
+    span = ds.config.horizon_days * DAY_US if labels else None
+    fs = _build(ds, [as_of], event_types=event_types, label_span=span)
+    return _collect(fs), fs
 
 
 def build_training_set(
@@ -307,10 +561,12 @@ def build_training_set(
     event_types: Sequence[str] | None = None,
     progress: Callable[[dt.datetime], None] | None = None,
 ) -> tuple[pa.Table, FeatureSet]:
-    """Stack labelled snapshots into one training table.
+    """Stack labelled snapshots into one training table, in shared scans of the log.
 
     Event types are fixed once (from the config or the data before the last
-    snapshot) so every snapshot has the same columns.
+    snapshot) so every snapshot has the same columns. Snapshots at the same
+    time of day are built together (up to 16 at a time) from one condensed
+    copy of the log; the table equals the one separate builds would give.
 
     Parameters
     ----------
@@ -330,17 +586,22 @@ def build_training_set(
     """
     if not snapshots:
         raise ContractError([DataProblem("snapshots", None, 0, "no snapshot instants given")])
-    instants = sorted(utc(s) for s in snapshots)
+    instants = sorted(ds.clock.instant(s) for s in snapshots)
     for s in instants:  # fail before any work if a label window is incomplete
         check_labelled(ds, s)
+    span = ds.config.horizon_days * DAY_US
     types = list(event_types) if event_types is not None else ds.event_types(before=instants[-1])
     parts, fs = [], None
-    for s in instants:
-        table, fs = build_snapshot(ds, s, labels=True, event_types=types)
-        parts.append(table)
+    for group in _groups(ds, instants):
+        fs = _build(ds, group, event_types=types, label_span=span)
+        parts.append(_collect(fs))
         if progress:
-            progress(s)
-    return pa.concat_tables(parts, promote_options="permissive"), fs
+            for s in group:
+                progress(s)
+    table = pa.concat_tables(parts, promote_options="permissive")
+    if len(parts) > 1:
+        table = table.sort_by([("as_of", "ascending"), ("user_id", "ascending")])
+    return table, fs
 
 
 #: The outcome column of recall training sets: activity within the response window after the send.
@@ -360,6 +621,7 @@ def build_uplift_set(
     it; the exposure itself is not in the campaign history) for the users the
     campaign reached, however long they had been inactive. ``responded`` is 1 if
     the user had activity in ``[sent_ts, sent_ts + response_window_days)``.
+    Sends at the same time of day are built together in shared scans.
 
     Returns
     -------
@@ -376,31 +638,63 @@ def build_uplift_set(
     if ds.campaigns is None:
         raise ContractError([DataProblem("campaigns", None, 0,
                                          "no campaigns table configured; uplift needs randomised campaigns")])
-    win = dt.timedelta(days=ds.config.response_window_days)
+    clock = ds.clock
+    span = ds.config.response_window_days * DAY_US
     sends = ds.campaigns.select("campaign_id", "sent_ts").distinct().to_pyarrow().to_pylist()
-    closed = sorted({utc(r["sent_ts"]) for r in sends if utc(r["sent_ts"]) + win <= ds.observed_until})
+    end = clock.wall_us(ds.observed_until)
+    closed = sorted({clock.instant(r["sent_ts"]) for r in sends
+                     if clock.wall_us(clock.instant(r["sent_ts"])) + span <= end})
     if not closed:
         raise ContractError([DataProblem(
             "campaigns", "sent_ts", len(sends),
             f"no campaign's {ds.config.response_window_days}-day response window ends before the data ends "
             f"({ds.observed_until.isoformat()})")])
     types = list(event_types) if event_types is not None else ds.event_types(before=closed[-1])
-    parts, fs = [], None
-    ev = ds.events
-    for sent in closed:
-        fs = build_features(ds, sent, event_types=types, max_inactive_days=10**6)
-        c = ds.campaigns.filter(ds.campaigns.sent_ts == ibis.literal(sent))
-        c = c.select("campaign_id", "user_id", treated=c.treated.cast("int8"))
-        after = ev.filter((ev.ts >= ibis.literal(sent)) & (ev.ts < ibis.literal(sent + win)) & _activity(ds, ev))
-        hit = after.select("user_id").distinct().mutate(hit=ibis.literal(1))
-        t = fs.table.join(c, "user_id").left_join(hit, "user_id").drop("user_id_right")
-        t = t.mutate(**{RESPONSE: t.hit.fill_null(0).cast("int8")}).drop("hit")
-        cols = ["campaign_id", "user_id", "as_of", *fs.columns, "treated", RESPONSE]
-        try:
-            parts.append(t.select(*cols).to_pyarrow().sort_by([("campaign_id", "ascending"),
-                                                                ("user_id", "ascending")]))
-        finally:
-            fs.release()
-        if progress:
-            progress(sent)
-    return pa.concat_tables(parts, promote_options="permissive"), fs
+    camp = ds.wall.campaigns
+    exposures = camp.filter(camp.sent_us.isin([clock.wall_us(s) for s in closed]))
+    hits, judged = _responses(ds, exposures, max(clock.wall_us(s) for s in closed) + span)
+    hits = hits.cache()
+    out, fs = [], None
+    try:
+        for group in _groups(ds, closed):
+            fs = _build(ds, group, event_types=types, max_inactive_days=10**6, with_k=True)
+            snaps = _Plan(ds, group).snaps().select("k", "asof")
+            c = exposures.join(snaps, exposures.sent_us == snaps.asof)
+            c = c.select("campaign_id", "user_id", "k", "sent_us", treated=c.treated.cast("int8"))
+            c = c.left_join(hits, ["user_id", "campaign_id", "sent_us"])
+            c = c.select("campaign_id", "user_id", "k", **{RESPONSE: c.hit.fill_null(False).cast("int8")},
+                         treated="treated")
+            t = fs.table.join(c, ["user_id", "k"])
+            cols = ["campaign_id", "user_id", "as_of", *fs.columns, "treated", RESPONSE]
+            out.append(_collect(FeatureSet(fs.as_of, t.select(*cols), fs.features, fs.attributes, fs.cached)))
+            if progress:
+                for s in group:
+                    progress(s)
+    finally:
+        hits.release()
+        judged.release()
+    table = pa.concat_tables(out, promote_options="permissive")
+    table = table.sort_by([("as_of", "ascending"), ("campaign_id", "ascending"), ("user_id", "ascending")])
+    return table, fs
+
+
+
+# --- helpers other modules (retention, behaviours) read timestamps with --------------------------
+@ibis.udf.scalar.builtin(name="epoch_us")
+def _duckdb_epoch_us(ts: ibis.expr.datatypes.Timestamp(timezone="UTC")) -> ibis.expr.datatypes.int64:  # type: ignore[empty-body]
+    """DuckDB's own microseconds-since-epoch; ibis's epoch_seconds casts through local time (slow)."""
+
+
+@ibis.udf.scalar.builtin(name="unix_micros")
+def _spark_epoch_us(ts: ibis.expr.datatypes.Timestamp(timezone="UTC")) -> ibis.expr.datatypes.int64:  # type: ignore[empty-body]
+    """Spark's microseconds-since-epoch."""
+
+
+def instant_us(t: dt.datetime) -> int:
+    """Unix microseconds of an aware datetime, exactly (no float rounding of the microseconds)."""
+    return int(t.timestamp()) * 1_000_000 + t.microsecond
+
+
+def epoch_us(ds: Dataset, ts: ibis.Value) -> ibis.Value:
+    """Unix microseconds of a UTC timestamp column, with the backend's native function."""
+    return (_spark_epoch_us if ds.con.name == "pyspark" else _duckdb_epoch_us)(ts)

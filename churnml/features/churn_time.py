@@ -22,6 +22,10 @@ churn time ``T`` per user and snapshot, and then "churned within h" is
     censored there. Returning after the spell does not undo it: "churned
     within h" is the first spell's start, monotone in ``h``.
 
+Times follow the build's rules: ``L`` days are calendar days in the
+dataset's time zone (``as_of + L`` is the same wall-clock time ``L`` dates
+later), computed on the wall-clock microseconds the feature build reads.
+
 ``subscription``
     The end of the coverage spell holding ``as_of`` when no new subscription
     starts within the grace: "churned within h" is "coverage ends within h
@@ -43,9 +47,9 @@ from collections.abc import Sequence
 import ibis
 import pandas as pd
 
-from churnml.config import DatasetConfig, utc
+from churnml.config import DatasetConfig
 from churnml.data import Dataset
-from churnml.features.build import epoch_us, instant_us
+from churnml.features.build import epoch_us
 from churnml.features.definitions import DAY_US
 
 __all__ = ["CHURN_TS", "churn_times", "churn_times_frame", "confirmation_lag", "confirmed_until"]
@@ -74,18 +78,22 @@ def confirmation_lag(config: DatasetConfig) -> dt.timedelta:
 
 
 def confirmed_until(ds: Dataset, until: dt.datetime | None = None) -> dt.datetime:
-    """Churn times before this instant are final, for data that ends at ``until`` (default: the dataset's end)."""
-    return utc(until or ds.observed_until) - confirmation_lag(ds.config)
+    """Churn times before this instant are final, for data that ends at ``until`` (default: the dataset's end).
+
+    The lag is counted in calendar days of the dataset's time zone.
+    """
+    clock = ds.clock
+    end = clock.wall_us(clock.instant(until or ds.observed_until))
+    return clock.from_wall_us(end - confirmation_lag(ds.config).days * DAY_US)
 
 
 def _activity_gaps(ds: Dataset, until: dt.datetime) -> ibis.Table:
     """Activity events after which the next one is at least ``L`` later or never came: ``user_id, us, nxt``."""
-    ev = ds.events
+    ev = ds.wall.events_between(hi=ds.clock.wall_us(until))  # wall-clock microseconds
     acts = ds.config.activity_events
-    ev = ev.filter(ev.ts < ibis.literal(until))
     if acts:
         ev = ev.filter(ev.event.isin(acts))
-    ev = ev.select("user_id", us=epoch_us(ds, ev.ts))
+    ev = ev.select("user_id", "us")
     ev = ev.mutate(nxt=ev.us.lead().over(group_by="user_id", order_by="us"))
     spell = ds.config.horizon_days * DAY_US
     return ev.filter(ev.nxt.isnull() | (ev.nxt - ev.us >= spell))
@@ -118,7 +126,8 @@ def churn_times(ds: Dataset, as_of: dt.datetime, *, until: dt.datetime | None = 
     ImportError
         A ``subscription`` or ``event`` definition without ``churnml.features.labels``.
     """
-    as_of, until = utc(as_of), utc(until or ds.observed_until)
+    clock = ds.clock
+    as_of, until = clock.instant(as_of), clock.instant(until or ds.observed_until)
     if _definition(ds.config) != "inactivity":
         # The subscription and event definitions give their own churn times (churnml.features.labels);
         # as the data stood at `until`, only those confirmed by then count.
@@ -128,23 +137,26 @@ def churn_times(ds: Dataset, as_of: dt.datetime, *, until: dt.datetime | None = 
         t = t.filter(t[CHURN_TS] < ibis.literal(confirmed_until(ds, until)))
         return t.select("user_id", churn_us=epoch_us(ds, t[CHURN_TS]))
     g = _activity_gaps(ds, until) if gaps is None else gaps
-    s, u, spell = instant_us(as_of), instant_us(until), ds.config.horizon_days * DAY_US
+    s, u, spell = clock.wall_us(as_of), clock.wall_us(until), ds.config.horizon_days * DAY_US
     # The gap that spans as_of, if it leaves [as_of, as_of + L) without activity: churned at as_of.
     at_once = g.filter((g.us < s) & ((g.nxt >= s + spell) | (g.nxt.isnull() & ibis.literal(s + spell <= u))))
     # Otherwise the last activity before the first long gap after as_of, once the gap is seen in full.
     later = g.filter((g.us >= s) & (g.nxt.notnull() | (g.us + spell <= u)))
     both = at_once.select("user_id", t=ibis.literal(s)).union(later.select("user_id", t=later.us))
-    return both.group_by("user_id").aggregate(churn_us=both.t.min())
+    out = both.group_by("user_id").aggregate(churn_us=both.t.min())
+    if clock.is_utc:
+        return out
+    return out.mutate(churn_us=clock.to_instant(out.churn_us, s, u))  # wall -> Unix microseconds
 
 
 def churn_times_frame(ds: Dataset, snapshots: Sequence[dt.datetime], *,
                       until: dt.datetime | None = None) -> pd.DataFrame:
     """:func:`churn_times` for several snapshots: ``as_of``, ``user_id``, ``churn_ts`` (UTC) in pandas."""
-    until = utc(until or ds.observed_until)
+    until = ds.clock.instant(until or ds.observed_until)
     gaps = _activity_gaps(ds, until).cache() if _definition(ds.config) == "inactivity" else None
     parts = []
     try:
-        for s in sorted(utc(x) for x in snapshots):
+        for s in sorted(ds.clock.instant(x) for x in snapshots):
             t = churn_times(ds, s, until=until, gaps=gaps).to_pandas()
             parts.append(pd.DataFrame({"as_of": pd.Timestamp(s), "user_id": t["user_id"].to_numpy(),
                                        CHURN_TS: pd.to_datetime(t["churn_us"].to_numpy(), unit="us", utc=True)}))

@@ -7,30 +7,35 @@ per-event features by configuration alone. Adding a feature is one edit: one
 more :class:`Feature` in the family that owns it.
 
 The build (:mod:`churnml.features.build`) first condenses the events before
-``as_of`` into two small tables, then every feature is an aggregate over one
-of them (two levels keep the scan of the event log to two passes however
-many features there are). Each feature names the stage it is computed at:
+``as_of`` into small tables, then every feature is an aggregate over one of
+them. Every stage table has ``user_id``, ``k`` (the snapshot's index when
+several are built together) and ``asof`` (the snapshot's wall-clock
+microseconds, see :mod:`churnml.clock`); level-2 aggregates group by
+``user_id, k``. Time follows one rule: the window of ``w`` days is
+``[as_of - w days, as_of)`` and a day is a calendar date in the dataset's
+time zone. Each feature names the stage it is computed at:
 
 ``per_event``
     One row per user and event type, with ``event``, ``act`` (the type counts
-    as activity), ``n_all`` and ``n_<w>`` (events in the last ``w`` days, for
-    every window in :func:`count_windows`), ``n_onb`` (events in the
-    onboarding window), ``first_us``/``last_us`` (first/last event, Unix
-    microseconds) and ``s_<col>_<w>``/``s_<col>_all`` (summed columns).
+    as activity), ``n_all`` and ``n_<w>`` (events in the window of ``w`` days,
+    for every window in :func:`count_windows`), ``n_onb`` (events on the
+    first ``onboarding_days`` calendar dates from the signup date),
+    ``first_us``/``last_us`` (first/last event, wall microseconds) and
+    ``s_<col>_<w>``/``s_<col>_all`` (summed columns).
 ``days``
-    One row per user and active 24-hour bucket: ``d`` (whole days before
-    ``as_of``: 0 is the last 24 hours), ``gap`` (days to the user's previous
-    active bucket, empty for the first).
+    One row per user and calendar date with activity: ``d`` (the date as
+    days since 1970-01-01), ``tmin``/``tmax`` (first/last activity on it,
+    wall microseconds; never at or after ``as_of``) and ``gap`` (days to the
+    user's next active date, empty for the last).
 ``onboarding_days``
-    One row per user and distinct 24-hour bucket after signup, within the
-    onboarding window, with activity.
+    The ``days`` rows on the first ``onboarding_days`` dates from the signup date.
 ``distinct``
-    The raw events before ``as_of`` with ``d``: for distinct counts, which
-    cannot be condensed. Each has its own pass, which reads only the events
-    it counts (its ``rows``, and its window by timestamp).
+    The raw events before ``as_of`` with ``us`` (wall microseconds): for
+    distinct counts, which cannot be condensed. Each has its own pass, which
+    reads only the events it counts (its ``rows``, and its window).
 ``campaigns``
     The user's campaign exposures sent before ``as_of`` (``treated``,
-    ``sent_ts``, ``closed``, ``responded``).
+    ``sent_us``, ``closed``, ``responded``).
 ``derived``
     A row-wise expression over the already-computed features.
 
@@ -47,12 +52,12 @@ from typing import Literal
 
 import ibis
 
+from churnml.clock import DAY_US
 from churnml.config import DatasetConfig
 
 __all__ = ["DAY_US", "Feature", "count_windows", "feature_definitions", "safe_name"]
 
 Stage = Literal["per_event", "days", "onboarding_days", "distinct", "campaigns", "derived", "subscriptions"]
-DAY_US = 86_400_000_000
 TREND_DAYS = 7
 
 
@@ -107,15 +112,15 @@ def count_windows(config: DatasetConfig) -> list[int]:
     return sorted(set(config.feature_windows_days) | {TREND_DAYS, 2 * TREND_DAYS})
 
 
-def _days_since(us: ibis.Value, as_of_us: int) -> ibis.Value:
-    return (ibis.literal(as_of_us) - us) / DAY_US
+def _days_since(t: ibis.Table, us: ibis.Value) -> ibis.Value:
+    """Days (wall-clock, fractional) from ``us`` to the snapshot: an event ``w`` days before is ``w``."""
+    return (t.asof.max() - us) / DAY_US
 
 
 def feature_definitions(
     config: DatasetConfig,
     event_types: list[str],
     *,
-    as_of_us: int,
     has_campaigns: bool = False,
     event_columns: tuple[str, ...] = (),
 ) -> list[Feature]:
@@ -127,8 +132,6 @@ def feature_definitions(
         Windows, activity events, distinct counts and summed columns.
     event_types : list of str
         Event types that get per-event features.
-    as_of_us : int
-        The snapshot instant in Unix microseconds (recency features need it).
     has_campaigns : bool
         Whether campaign-history features apply.
     event_columns : tuple of str
@@ -154,13 +157,13 @@ def feature_definitions(
 
     # --- recency and tenure -------------------------------------------------------------
     add(Feature("days_since_last_activity", "days since the user's last activity", "recency", "per_event",
-                lambda p: _days_since(p.last_us.max(where=p.act), as_of_us)))
+                lambda p: _days_since(p, p.last_us.max(where=p.act))))
     for ev, n in names.items():
         add(Feature(f"days_since_last_{n}", f"days since the user's last '{ev}' event (empty if never)",
                     "recency", "per_event",
-                    lambda p, ev=ev: _days_since(p.last_us.max(where=p.event == ev), as_of_us)))
+                    lambda p, ev=ev: _days_since(p, p.last_us.max(where=p.event == ev))))
     add(Feature("days_since_first_event", "days since the user's first event", "tenure", "per_event",
-                lambda p: _days_since(p.first_us.min(), as_of_us)))
+                lambda p: _days_since(p, p.first_us.min())))
 
     # --- frequency per event type and window --------------------------------------------
     for ev, n in names.items():
@@ -174,8 +177,8 @@ def feature_definitions(
     for w in windows:
         add(Feature(f"n_events_{w}d", f"number of activity events in the last {w} days", "activity",
                     "per_event", active(f"n_{w}"), w, fill=0))
-        add(Feature(f"active_days_{w}d", f"days with activity among the last {w}", "activity",
-                    "days", lambda a, w=w: a.count(where=a.d < w), w, fill=0))
+        add(Feature(f"active_days_{w}d", f"calendar days with activity in the last {w} days", "activity",
+                    "days", lambda a, w=w: a.count(where=a.tmax >= a.asof - w * DAY_US), w, fill=0))
     add(Feature("active_days_all", "days with activity so far", "activity", "days",
                 lambda a: a.count(), fill=0))
 
@@ -212,7 +215,7 @@ def feature_definitions(
             if dc.events:
                 cond &= e.event.isin(dc.events)
             if dc.window_days:
-                cond &= e.d < dc.window_days
+                cond &= e.us >= e.asof - dc.window_days * DAY_US
             return cond
 
         what = f"distinct {dc.column}" + (f" in {', '.join(dc.events)} events" if dc.events else "")
@@ -232,15 +235,15 @@ def feature_definitions(
 
     # --- onboarding: the first k days after signup ------------------------------------------
     for ev, n in names.items():
-        add(Feature(f"onboard_n_{n}_{k}d", f"'{ev}' events in the first {k} days after signup",
+        add(Feature(f"onboard_n_{n}_{k}d", f"'{ev}' events on the first {k} calendar days from the signup date",
                     "onboarding", "per_event", per_type("n_onb", ev), k, fill=0))
-    add(Feature(f"onboard_active_days_{k}d", f"days with activity in the first {k} days after signup",
+    add(Feature(f"onboard_active_days_{k}d", f"calendar days with activity among the first {k} from the signup date",
                 "onboarding", "onboarding_days", lambda o: o.count(), k, fill=0))
 
     # --- gaps between active days -----------------------------------------------------------
-    add(Feature("gap_mean_days", "average gap in days between consecutive active days", "gaps", "days",
+    add(Feature("gap_mean_days", "average gap in days between consecutive active calendar days", "gaps", "days",
                 lambda g: g.gap.mean()))
-    add(Feature("gap_max_days", "longest gap in days between consecutive active days", "gaps", "days",
+    add(Feature("gap_max_days", "longest gap in days between consecutive active calendar days", "gaps", "days",
                 lambda g: g.gap.max()))
 
     # --- purchase-log shape: BG/NBD's frequency, recency and age as ratios ------------------------
@@ -270,10 +273,10 @@ def feature_definitions(
                     lambda c: c.treated.sum(), fill=0))
         add(Feature("days_since_last_contact", "days since the last recall message (empty if never)",
                     "campaign", "campaigns",
-                    lambda c: _days_since(c.sent_us.max(where=c.treated), as_of_us)))
+                    lambda c: _days_since(c, c.sent_us.max(where=c.treated))))
         add(Feature("responded_last_contact",
                     f"came back within {config.response_window_days} days of the last recall message "
                     "whose response window had closed (1/0, empty if none)",
                     "campaign", "campaigns",
-                    lambda c: c.responded.argmax(c.sent_ts, where=c.closed).cast("int8")))
+                    lambda c: c.responded.argmax(c.sent_us, where=c.closed).cast("int8")))
     return feats

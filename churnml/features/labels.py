@@ -63,7 +63,8 @@ from typing import ClassVar
 
 import ibis
 
-from churnml.config import DatasetConfig, utc
+from churnml.clock import DAY_US, Clock
+from churnml.config import DatasetConfig
 from churnml.data import Dataset
 from churnml.exceptions import ContractError, DataProblem
 from churnml.features.subscriptions import coverage_spells
@@ -129,13 +130,23 @@ class ChurnDefinition(ABC):
 
     def __init__(self, config: DatasetConfig) -> None:
         self.config = config
+        self.clock = Clock(config.timezone)
 
-    def horizon(self, horizon_days: int | None = None) -> dt.timedelta:
-        return dt.timedelta(days=self.config.horizon_days if horizon_days is None else horizon_days)
+    def instant(self, value: dt.datetime) -> dt.datetime:
+        """``value`` as an aware UTC instant (naive = wall-clock time in the dataset's time zone)."""
+        return self.clock.instant(value)
+
+    def after(self, instant: dt.datetime, days: int) -> dt.datetime:
+        """The same wall-clock time ``days`` calendar days later (earlier if negative), in the dataset's zone."""
+        return self.clock.from_wall_us(self.clock.wall_us(self.instant(instant)) + days * DAY_US)
+
+    def horizon_end(self, as_of: dt.datetime, horizon_days: int | None = None) -> dt.datetime:
+        """``as_of + horizon``: the label window ``[as_of, as_of + horizon)`` ends here (calendar days)."""
+        return self.after(as_of, self.config.horizon_days if horizon_days is None else horizon_days)
 
     def label_end(self, as_of: dt.datetime, horizon_days: int | None = None) -> dt.datetime:
         """The instant the data must reach (``observed_until``) for the label at ``as_of`` to be final."""
-        return utc(as_of) + self.horizon(horizon_days)
+        return self.horizon_end(as_of, horizon_days)
 
     def population(self, ds: Dataset, as_of: dt.datetime) -> Population:
         """The snapshot's users, from what is known before ``as_of``."""
@@ -188,14 +199,14 @@ class InactivityChurn(ChurnDefinition):
     name = "inactivity"
 
     def outcomes(self, ds, as_of, horizon_days=None):
-        as_of = utc(as_of)
+        as_of = self.instant(as_of)
         ev = ds.events
-        fut = ev.filter((ev.ts >= ibis.literal(as_of)) & (ev.ts < ibis.literal(as_of + self.horizon(horizon_days)))
+        fut = ev.filter((ev.ts >= ibis.literal(as_of)) & (ev.ts < ibis.literal(self.horizon_end(as_of, horizon_days)))
                         & is_activity(ds, ev))
         return fut.select("user_id").distinct().mutate(**{LABEL: ibis.literal(0, "int8")}), 1
 
     def describe(self, horizon_days=None):
-        h = self.horizon(horizon_days).days
+        h = self.config.horizon_days if horizon_days is None else horizon_days
         return f"1 if no activity in the {h} days from as_of"
 
 
@@ -205,18 +216,14 @@ class SubscriptionChurn(ChurnDefinition):
     name = "subscription"
     has_event_time = True
 
-    @property
-    def grace(self) -> dt.timedelta:
-        return dt.timedelta(days=self.config.churn.grace_days)
-
     def label_end(self, as_of, horizon_days=None):
-        return super().label_end(as_of, horizon_days) + self.grace
+        return self.after(super().label_end(as_of, horizon_days), self.config.churn.grace_days)
 
     def confirmed_until(self, ds):
-        return ds.observed_until - self.grace
+        return self.after(ds.observed_until, -self.config.churn.grace_days)
 
     def population(self, ds, as_of):
-        seen = as_seen(ds.subscriptions, utc(as_of))
+        seen = as_seen(ds.subscriptions, self.instant(as_of))
         return Population(seen.filter(seen.end.isnull()).select("user_id").distinct(), False)
 
     def _current_spell(self, ds: Dataset, as_of: dt.datetime) -> ibis.Table:
@@ -226,18 +233,19 @@ class SubscriptionChurn(ChurnDefinition):
         return sp.filter((sp.start < cut) & (sp.end.isnull() | (sp.end >= cut))).select("user_id", "end")
 
     def outcomes(self, ds, as_of, horizon_days=None):
-        as_of = utc(as_of)
+        as_of = self.instant(as_of)
         cur = self._current_spell(ds, as_of)
-        ended = cur.filter(cur.end.notnull() & (cur.end < ibis.literal(as_of + self.horizon(horizon_days))))
+        ended = cur.filter(cur.end.notnull() & (cur.end < ibis.literal(self.horizon_end(as_of, horizon_days))))
         return ended.select("user_id", **{LABEL: ibis.literal(1, "int8"), CHURN_TS: ended.end}), 0
 
     def event_times(self, ds, as_of):
-        cur = self._current_spell(ds, utc(as_of))
+        cur = self._current_spell(ds, self.instant(as_of))
         done = cur.filter(cur.end.notnull() & (cur.end <= ibis.literal(self.confirmed_until(ds))))
         return done.select("user_id", **{CHURN_TS: done.end})
 
     def describe(self, horizon_days=None):
-        h, g = self.horizon(horizon_days).days, self.config.churn.grace_days
+        h = self.config.horizon_days if horizon_days is None else horizon_days
+        g = self.config.churn.grace_days
         return (f"1 if the subscription covering as_of ends within the {h} days from as_of and no new one "
                 f"starts within {g} days of the end")
 
@@ -253,7 +261,7 @@ class EventChurn(ChurnDefinition):
 
     def population(self, ds, as_of):
         ev = ds.events
-        past = ev.filter(ev.ts < ibis.literal(utc(as_of)))
+        past = ev.filter(ev.ts < ibis.literal(self.instant(as_of)))
         churn = self._is_churn(past)
         last = past.group_by("user_id").aggregate(c=past.ts.max(where=churn), o=past.ts.max(where=~churn))
         alive = last.filter(last.c.isnull() | (last.o.notnull() & (last.o > last.c)))
@@ -265,15 +273,15 @@ class EventChurn(ChurnDefinition):
         return hits.group_by("user_id").aggregate(**{CHURN_TS: hits.ts.min()})
 
     def outcomes(self, ds, as_of, horizon_days=None):
-        as_of = utc(as_of)
-        first = self._first(ds, as_of, as_of + self.horizon(horizon_days))
+        as_of = self.instant(as_of)
+        first = self._first(ds, as_of, self.horizon_end(as_of, horizon_days))
         return first.mutate(**{LABEL: ibis.literal(1, "int8")}).select("user_id", LABEL, CHURN_TS), 0
 
     def event_times(self, ds, as_of):
-        return self._first(ds, utc(as_of), self.confirmed_until(ds))
+        return self._first(ds, self.instant(as_of), self.confirmed_until(ds))
 
     def describe(self, horizon_days=None):
-        h = self.horizon(horizon_days).days
+        h = self.config.horizon_days if horizon_days is None else horizon_days
         return f"1 if a churn event ({', '.join(self.config.churn.events)}) occurs in the {h} days from as_of"
 
 
@@ -310,7 +318,7 @@ def check_labelled(ds: Dataset, as_of: dt.datetime, *, horizon_days: int | None 
         extra = f" (horizon and {ds.config.churn.grace_days}-day grace)" if d.name == "subscription" else ""
         raise ContractError([DataProblem(
             "snapshots", None, 0,
-            f"label window of {utc(as_of).date()}{extra} ends {end.date()}, after the data ends "
+            f"label window of {d.instant(as_of).date()}{extra} ends {end.date()}, after the data ends "
             f"({ds.observed_until.isoformat()}); use an earlier snapshot or a shorter horizon",
         )])
 
@@ -340,9 +348,9 @@ def churn_labels(
     ContractError
         If the data does not reach :meth:`ChurnDefinition.label_end`.
     """
-    as_of = utc(as_of)
-    check_labelled(ds, as_of, horizon_days=horizon_days)
     d = churn_definition(ds.config)
+    as_of = d.instant(as_of)
+    check_labelled(ds, as_of, horizon_days=horizon_days)
     listed, unlisted = d.outcomes(ds, as_of, horizon_days)
     listed = listed.rename(_label=LABEL)
     t = users.left_join(listed, "user_id").drop("user_id_right")
