@@ -24,6 +24,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from churnml.exceptions import ConfigError
 
 __all__ = [
+    "BudgetConfig",
+    "ChannelConfig",
     "DatasetConfig",
     "DistinctCount",
     "Settings",
@@ -175,6 +177,9 @@ class DatasetConfig(_Strict):
         Length of the onboarding window after signup.
     response_window_days : int
         A recall exposure "responded" if activity follows within this many days.
+    control_channel : str
+        The ``channel`` value of control (not contacted) rows in the campaigns
+        table; validated tables call it ``control``.
     distinct_counts : list of DistinctCount
         Distinct-count features (items, communities, ...).
     sum_columns : list of str
@@ -195,6 +200,7 @@ class DatasetConfig(_Strict):
     feature_windows_days: list[PositiveDays] = Field(default_factory=lambda: [1, 7, 14, 30])
     onboarding_days: PositiveDays = 7
     response_window_days: PositiveDays = 7
+    control_channel: str = Field("control", min_length=1)
     distinct_counts: list[DistinctCount] = Field(default_factory=list)
     sum_columns: list[str] = Field(default_factory=list)
     observed_until: dt.datetime | None = None
@@ -423,9 +429,38 @@ class ExclusionConfig(_Strict):
 
 
 class BudgetConfig(_Strict):
-    """How many users the list selects (holdout included); ``None`` = every user with a positive priority."""
+    """The list's budget: users selected (holdout included) and, optionally, money spent on messages.
+
+    ``max_contacts=None`` selects every user with a positive priority;
+    ``max_cost`` caps the summed cost of the messages sent (multi-channel lists).
+    """
 
     max_contacts: Annotated[int, Field(gt=0)] | None = 1000
+    max_cost: Annotated[float, Field(ge=0)] | None = None
+
+
+class ChannelConfig(_Strict):
+    """One recall channel of a multi-channel list.
+
+    Parameters
+    ----------
+    cost : float, optional
+        Cost of one message by this channel, in the unit of ``value_per_user``;
+        ``contact_cost`` if omitted.
+    max_contacts : int, optional
+        Most messages by this channel per list (a provider's cap); no cap if omitted.
+    """
+
+    cost: Annotated[float, Field(ge=0)] | None = None
+    max_contacts: Annotated[int, Field(ge=0)] | None = None
+
+
+def _check_channel_names(channels: dict) -> dict:
+    bad = [n for n in channels if not str(n).strip() or str(n).strip().lower() == "control"]
+    if bad:
+        raise ValueError(f"channel names must be non-empty and not 'control' (the arm of users not "
+                         f"contacted). Got {bad[0]!r}")
+    return channels
 
 
 class ScoreConfig(_Strict):
@@ -441,9 +476,15 @@ class ScoreConfig(_Strict):
         Registered models and the alias to load (``champion``).
     eligibility, exclusions, budget
     value_per_user : float
-        Value of one returned user; priority = uplift x value - contact_cost.
+        Value of one returned user; priority = uplift x value - cost of the message.
     contact_cost : float
-        Cost of one message; users whose expected gain does not cover it are left out.
+        Cost of one message (of a channel without its own cost); users whose
+        expected gain does not cover it are left out.
+    channels : dict of str to ChannelConfig
+        Multi-channel lists (an uplift model learned from campaigns with several
+        channels): the channels to use, each with its cost and optional cap.
+        Empty: every channel the model knows, at ``contact_cost``. Names are
+        the campaigns table's ``channel`` values.
     holdout_share : float
         Share of the selected users held out at random (not contacted), per user and campaign.
     campaign_id : str
@@ -466,12 +507,23 @@ class ScoreConfig(_Strict):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     value_per_user: Annotated[float, Field(gt=0)] = 1.0
     contact_cost: Annotated[float, Field(ge=0)] = 0.0
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     holdout_share: Annotated[float, Field(ge=0, lt=1)] = 0.1
     campaign_id: str = "recall-{as_of}"
     channel: str | None = None
     reasons: Annotated[int, Field(ge=0, le=3)] = 3
     max_staleness_hours: Annotated[float, Field(gt=0)] = 24.0
     source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, v: dict) -> dict:
+        return _check_channel_names(v)
+
+    def channel_cost(self, name: str) -> float:
+        """The cost of one message by channel ``name`` (its own, else ``contact_cost``)."""
+        own = self.channels.get(name)
+        return self.contact_cost if own is None or own.cost is None else own.cost
 
 
 def load_score_config(path: str | Path) -> ScoreConfig:
