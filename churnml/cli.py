@@ -111,12 +111,20 @@ def _progress() -> Progress:
     )
 
 
-def _simulate(out_dir: Path, users: int, days: int, seed: int, promotion: bool, truth: bool):
+def _simulate(out_dir: Path, users: int, days: int, seed: int, promotion: bool, truth: bool,
+              channels: list[str] | None = None):
+    from pydantic import ValidationError
+
+    from churnml.exceptions import ConfigError
     from churnml.jobs import simulate_job
     from churnml.simulator import SimulationConfig
 
-    sim = SimulationConfig(n_users=users, days=days, seed=seed,
-                           **({} if promotion else {"promotion_days": []}))
+    try:
+        sim = SimulationConfig(n_users=users, days=days, seed=seed,
+                               **({} if promotion else {"promotion_days": []}),
+                               **({"campaign_channels": channels} if channels else {}))
+    except ValidationError as exc:
+        raise ConfigError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
     with _progress() as bar:
         task = bar.add_task("simulating days", total=days)
         result, cfg_path = simulate_job(sim, out_dir, truth=truth,
@@ -136,13 +144,17 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
     promotion: Annotated[bool, typer.Option(help="Plant the 2-day low-intent signup promotion.")] = True,
     truth: Annotated[bool, typer.Option(help="Write ground-truth churn probabilities per snapshot.")] = True,
+    channel: Annotated[list[str] | None, typer.Option(
+        "--channel", help="A recall channel campaigns randomise over (repeat; default sms, email and push; "
+                          "'--channel push' alone is the single-channel app).")] = None,
 ):
     """Simulate a music-streaming app with known ground truth.
 
     Writes events, users and campaigns as Parquet, the ground truth under
     truth/, and a dataset.yaml that the other commands take with --config.
+    Recall campaigns randomise users over control and each channel.
     """
-    _simulate(out_dir, users, days, seed, promotion, truth)
+    _simulate(out_dir, users, days, seed, promotion, truth, channel)
 
 
 @app.command()
