@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import itertools
 
+import numpy as np
+import pytest
+from scipy.optimize import linprog
+from scipy.sparse import csr_matrix, eye, kron, vstack
+
+from churnml.assignment import NONE, assign_channels
 from churnml.config import load_score_config
 from churnml.exceptions import ConfigError
 
@@ -36,3 +42,93 @@ def test_a_channel_named_control_or_nothing_is_refused_in_one_line(tmp_path, nam
 def test_bad_channel_settings_are_refused(tmp_path, bad):
     with pytest.raises(ConfigError, match=r"channels\.push\."):
         load_score_config(_score_yaml(tmp_path, f"channels:\n  push: {bad}\n"))
+
+
+# --------------------------------------------------------------------------- the assignment
+
+
+def _value(net, choice):
+    on = choice != NONE
+    return float(net[np.flatnonzero(on), choice[on]].sum())
+
+
+def test_without_budgets_each_user_gets_the_best_positive_channel():
+    net = np.array([[0.30, 0.50, 0.10], [0.20, 0.10, -0.5], [-0.1, -0.2, -0.3], [0.0, 0.0, 0.01]])
+    # The last user's third channel pays but its uplift is negative: never contacted by it.
+    uplift = np.array([[0.3, 0.6, 0.2], [0.2, 0.2, 0.1], [0.1, 0.1, 0.1], [0.05, 0.05, -0.01]])
+    got = assign_channels(net, [0.0, 0.1, 0.1], uplift=uplift)
+    assert got.tolist() == [1, 0, NONE, NONE]
+
+
+def test_a_full_channel_sends_its_weakest_users_to_their_next_channel():
+    net = np.array([[0.9, 0.5], [0.8, 0.7], [0.7, 0.1], [0.6, -1.0]])
+    got = assign_channels(net, [0.0, 0.0], caps=[2, None])
+    # Channel 0 keeps its two best (users 0 and 1); user 2 moves to channel 1, user 3 has nowhere to go.
+    assert got.tolist() == [0, 0, 1, NONE]
+
+
+def test_the_count_budget_keeps_the_largest_values():
+    net = np.array([[0.1], [0.4], [0.3], [0.2]])
+    assert assign_channels(net, [0.0], max_contacts=2).tolist() == [NONE, 0, 0, NONE]
+
+
+@pytest.mark.parametrize("trial", range(40))
+def test_small_problems_are_feasible_and_near_the_best_possible(trial):
+    """Against every possible assignment of six users: never breaks a rule, reaches 80% of the best."""
+    rng = np.random.default_rng(trial)
+    n, k = 6, 3
+    uplift = rng.normal(0.05, 0.1, (n, k))
+    cost = np.array([0.0, 0.02, 0.08])
+    net = uplift - cost
+    max_cost, max_contacts = [None, 0.05, 0.1, 0.2][trial % 4], [None, 2, 4][trial % 3]
+    caps = rng.choice(np.array([None, 1, 2], dtype=object), size=k).tolist()
+
+    def feasible(c):
+        on = c != NONE
+        cols = np.maximum(c, 0)
+        return not ((on & ((uplift[np.arange(n), cols] <= 0) | (net[np.arange(n), cols] <= 0))).any()
+                    or (max_contacts is not None and on.sum() > max_contacts)
+                    or (max_cost is not None and cost[c[on]].sum() > max_cost + 1e-12)
+                    or any(cp is not None and (c == j).sum() > cp for j, cp in enumerate(caps)))
+
+    best = max(_value(net, np.array(c)) for c in itertools.product(range(-1, k), repeat=n) if feasible(np.array(c)))
+    got = assign_channels(net, cost, uplift=uplift, max_contacts=max_contacts, max_cost=max_cost, caps=caps)
+    assert feasible(got)
+    assert _value(net, got) >= 0.8 * best - 1e-12
+
+
+def test_large_problems_reach_the_linear_programming_bound():
+    """2,000 users, three channels, money, count and channel budgets: within 1% of the LP relaxation's optimum."""
+    rng = np.random.default_rng(3)
+    n, k = 2000, 3
+    uplift = rng.normal(0.03, 0.06, (n, k)) + rng.normal(0, 0.03, (n, 1))
+    cost = np.array([0.0, 0.01, 0.05])
+    net = uplift - cost
+    ok = (uplift > 0) & (net > 0)
+    max_cost, max_contacts, caps = 15.0, 800, [300, None, 200]
+    rows = [kron(eye(n), np.ones((1, k))), csr_matrix(np.tile(cost, n)[None, :]), csr_matrix(np.ones((1, n * k)))]
+    bounds = [1.0] * n + [max_cost, max_contacts]
+    for j, cp in enumerate(caps):
+        if cp is not None:
+            row = np.zeros((1, n * k))
+            row[0, j::k] = 1
+            rows.append(csr_matrix(row))
+            bounds.append(cp)
+    lp = linprog(-np.where(ok, net, 0).reshape(-1), A_ub=vstack(rows), b_ub=bounds,
+                 bounds=[(0, float(o)) for o in ok.reshape(-1)], method="highs")
+    got = assign_channels(net, cost, uplift=uplift, max_contacts=max_contacts, max_cost=max_cost, caps=caps)
+    on = got != NONE
+    assert cost[got[on]].sum() <= max_cost and on.sum() <= max_contacts and (got == 0).sum() <= 300
+    assert _value(net, got) >= 0.99 * -lp.fun
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"net_value": [0.1, 0.2]}, "must be a 2-D array"),
+    ({"cost": [0.0, -1.0]}, "`cost` parameter of assign_channels must be 2 finite costs >= 0"),
+    ({"caps": [1]}, "`caps` parameter of assign_channels must be 2 counts"),
+    ({"max_cost": -1.0}, "`max_cost` parameter of assign_channels must be >= 0"),
+])
+def test_bad_arguments_are_named(kwargs, match):
+    args = {"net_value": [[0.1, 0.2]], "cost": [0.0, 0.0], **kwargs}
+    with pytest.raises(ValueError, match=match):
+        assign_channels(args.pop("net_value"), args.pop("cost"), **args)

@@ -371,7 +371,8 @@ def build_uplift_set(
     -------
     table : pyarrow.Table
         ``campaign_id``, ``user_id``, ``as_of`` (= ``sent_ts``), the features,
-        ``treated`` (0/1) and ``responded`` (0/1); sorted by send, campaign, user.
+        ``channel`` (the arm: ``control`` or a channel), ``treated`` (0/1) and
+        ``responded`` (0/1); sorted by send, campaign, user.
     feature_set : FeatureSet
 
     Raises
@@ -396,12 +397,12 @@ def build_uplift_set(
     for sent in closed:
         fs = build_features(ds, sent, event_types=types, max_inactive_days=10**6)
         c = ds.campaigns.filter(ds.campaigns.sent_ts == ibis.literal(sent))
-        c = c.select("campaign_id", "user_id", treated=c.treated.cast("int8"))
+        c = c.select("campaign_id", "user_id", "channel", treated=c.treated.cast("int8"))
         after = ev.filter((ev.ts >= ibis.literal(sent)) & (ev.ts < ibis.literal(sent + win)) & _activity(ds, ev))
         hit = after.select("user_id").distinct().mutate(hit=ibis.literal(1))
         t = fs.table.join(c, "user_id").left_join(hit, "user_id").drop("user_id_right")
         t = t.mutate(**{RESPONSE: t.hit.fill_null(0).cast("int8")}).drop("hit")
-        cols = ["campaign_id", "user_id", "as_of", *fs.columns, "treated", RESPONSE]
+        cols = ["campaign_id", "user_id", "as_of", *fs.columns, "channel", "treated", RESPONSE]
         try:
             parts.append(t.select(*cols).to_pyarrow().sort_by([("campaign_id", "ascending"),
                                                                 ("user_id", "ascending")]))

@@ -27,7 +27,8 @@ and the normalised areas return NaN where scikit-uplift raises
 ZeroDivisionError (a perfect curve without area).
 
 The functions live in one module per family (:mod:`churnml.metrics.uplift`,
-:mod:`churnml.metrics.churn`, :mod:`churnml.metrics.bootstrap`) and are imported from here.
+:mod:`churnml.metrics.churn`, :mod:`churnml.metrics.policy` for several channels,
+:mod:`churnml.metrics.bootstrap`) and are imported from here.
 """
 
 from churnml.metrics.bootstrap import bootstrap_interval
@@ -41,6 +42,13 @@ from churnml.metrics.churn import (
     pr_auc,
     reliability_table,
     roc_auc,
+)
+from churnml.metrics.policy import (
+    expected_policy_value,
+    multiarm_qini_auc_score,
+    multiarm_qini_curve,
+    policy_value,
+    policy_value_interval,
 )
 from churnml.metrics.uplift import (
     perfect_qini_curve,
@@ -61,10 +69,15 @@ __all__ = [
     "brier_score",
     "capture_at_k",
     "expected_calibration_error",
+    "expected_policy_value",
     "lift_at_k",
     "log_loss",
+    "multiarm_qini_auc_score",
+    "multiarm_qini_curve",
     "perfect_qini_curve",
     "perfect_uplift_curve",
+    "policy_value",
+    "policy_value_interval",
     "pr_auc",
     "qini_auc_score",
     "qini_curve",

@@ -109,15 +109,26 @@ def bootstrap_interval(
         labels = checked[names.index("treatment")]
     else:
         labels = np.zeros(columns[0].size, dtype=np.int8)
-    strata = [np.flatnonzero(labels == value) for value in pd.unique(labels)]
+    resampled = _percentile_bootstrap(
+        lambda rows: metric(*(col[rows] for col in columns), **kwargs), labels, n_boot=n_boot, alpha=alpha,
+        seed=seed)
+    return {"estimate": float(estimate), **resampled}
 
+
+def _percentile_bootstrap(statistic: Callable[[np.ndarray], float], labels: np.ndarray, *, n_boot: int,
+                          alpha: float, seed) -> dict[str, float]:
+    """``low``, ``high`` and ``std`` of ``statistic(rows)`` over resamples of rows drawn within each label.
+
+    Resamples on which the statistic is NaN are ignored.
+    """
+    strata = [np.flatnonzero(labels == value) for value in pd.unique(labels)]
     rng = np.random.default_rng(seed)
     values = np.empty(n_boot)
     for b in range(n_boot):
         # Per-resample index draws keep memory at O(n) for large tables; the
         # metric, not the draw, dominates the cost.
         rows = np.concatenate([s[rng.integers(0, s.size, s.size)] for s in strata])
-        values[b] = metric(*(col[rows] for col in columns), **kwargs)
+        values[b] = statistic(rows)
 
     valid = values[~np.isnan(values)]
     if valid.size < 2:
@@ -125,5 +136,4 @@ def bootstrap_interval(
     else:
         low, high = np.quantile(valid, [alpha / 2, 1 - alpha / 2])
         std = valid.std(ddof=1)
-    return {"estimate": float(estimate), "low": float(low), "high": float(high),
-            "std": float(std)}
+    return {"low": float(low), "high": float(high), "std": float(std)}

@@ -22,10 +22,16 @@ fraction of the training rows. ``fit`` warns with
 model (Fisher's discriminant) can tell treated rows from control rows (AUC above
 ``max_propensity_auc``).
 
+With several channels (a campaign randomised over control and, say, SMS,
+e-mail and push), the multi-arm learners of :mod:`churnml.models.uplift.multiarm`
+predict one uplift per channel, and :func:`select_multiarm_model` chooses among
+them by cross-validated multi-arm Qini.
+
 The code lives in one module per family: :mod:`churnml.models.uplift.learners`
-(the binary learners), :mod:`churnml.models.uplift.selection` (segments,
-cross-validated choice, default candidates) and a private module of what they
-share; every public name is imported from here.
+(the binary learners), :mod:`churnml.models.uplift.multiarm` (the multi-arm
+learners), :mod:`churnml.models.uplift.selection` (segments, cross-validated
+choice, default candidates) and a private module of what they share; every
+public name is imported from here.
 """
 
 from churnml.models.uplift._base import (
@@ -40,17 +46,29 @@ from churnml.models.uplift.learners import (
     TLearner,
     XLearner,
 )
-from churnml.models.uplift.selection import default_candidates, segments, select_uplift_model
+from churnml.models.uplift.multiarm import MultiArmSLearner, MultiArmTLearner, PerArmUplift
+from churnml.models.uplift.selection import (
+    default_candidates,
+    default_multiarm_candidates,
+    segments,
+    select_multiarm_model,
+    select_uplift_model,
+)
 
 __all__ = [
     "SEGMENTS",
     "ClassTransformation",
     "DRLearner",
     "InteractionLogistic",
+    "MultiArmSLearner",
+    "MultiArmTLearner",
+    "PerArmUplift",
     "SLearner",
     "TLearner",
     "XLearner",
     "default_candidates",
+    "default_multiarm_candidates",
     "segments",
+    "select_multiarm_model",
     "select_uplift_model",
 ]

@@ -152,11 +152,10 @@ def _encode(X: pd.DataFrame, categories: dict[str, pd.Index]) -> pd.DataFrame:
     return X.assign(**new) if new else X
 
 
-def _check_fit_data(X, y, treatment, caller: str, min_group: int):
-    """Check the training data; return ``(X, y, t, categories, feature_names)``.
+def _check_features(X, caller: str):
+    """The training features as a new DataFrame (strings as categoricals) or a float array.
 
-    ``X`` comes back as a new DataFrame (string columns as categoricals) or a
-    float array; the caller's objects are never modified.
+    Returns ``(X, categories, feature_names)``; the caller's object is never modified.
     """
     if isinstance(X, pd.DataFrame):
         names = [str(c) for c in X.columns]
@@ -168,11 +167,17 @@ def _check_fit_data(X, y, treatment, caller: str, min_group: int):
             )
         Xc = X.set_axis(names, axis=1).reset_index(drop=True)
         categories = _learn_categories(Xc)
-        Xc = _encode(Xc, categories)
-        feature_names = np.asarray(names, dtype=object)
-    else:
-        Xc = check_array(X, dtype="numeric", ensure_all_finite="allow-nan")
-        categories, feature_names = {}, None
+        return _encode(Xc, categories), categories, np.asarray(names, dtype=object)
+    return check_array(X, dtype="numeric", ensure_all_finite="allow-nan"), {}, None
+
+
+def _check_fit_data(X, y, treatment, caller: str, min_group: int):
+    """Check the training data; return ``(X, y, t, categories, feature_names)``.
+
+    ``X`` comes back as a new DataFrame (string columns as categoricals) or a
+    float array; the caller's objects are never modified.
+    """
+    Xc, categories, feature_names = _check_features(X, caller)
     y = _binary_vector(y, "y", caller)
     t = _binary_vector(treatment, "treatment", caller)
     if not len(Xc) == len(y) == len(t):
@@ -242,12 +247,7 @@ class _UpliftBase(BaseEstimator):
         Xc, y, t, categories, names = _check_fit_data(
             X, y, treatment, f"{owner}.fit", self.min_group
         )
-        self.n_features_in_ = Xc.shape[1]
-        self.categories_ = categories
-        if names is not None:
-            self.feature_names_in_ = names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+        self._record_schema(Xc, categories, names)
         self.propensity_ = float(self.propensity if self.propensity is not None else t.mean())
         self.propensity_auc_ = None
         if self.max_propensity_auc is not None:
@@ -255,6 +255,15 @@ class _UpliftBase(BaseEstimator):
                 Xc, t, categories, self.max_propensity_auc, self.random_state, owner
             )
         return Xc, y, t
+
+    def _record_schema(self, Xc, categories: dict, names) -> None:
+        """Remember the fitted features: their number, names and categories."""
+        self.n_features_in_ = Xc.shape[1]
+        self.categories_ = categories
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
 
     # -- predict-time checks -----------------------------------------------------------
 

@@ -24,7 +24,8 @@ from churnml.models.uplift.learners import (
     XLearner,
 )
 
-__all__ = ["default_candidates", "segments", "select_uplift_model"]
+__all__ = ["default_candidates", "default_multiarm_candidates", "segments", "select_multiarm_model",
+           "select_uplift_model"]
 
 # --------------------------------------------------------------------------------------
 # Segments, selection, candidates
@@ -185,68 +186,80 @@ def select_uplift_model(
     >>> sorted(table.index) == ["i", "t"]
     True
     """
+    default = _check_selection_args("select_uplift_model", candidates, cv, default, margin_se)
+    # The randomisation check runs once on all rows, not once per fold and candidate.
+    threshold = _check_threshold(candidates)
+    Xc, y, t, categories, _ = _check_fit_data(X, y, treatment, "select_uplift_model", 1)
+    if threshold is not None:
+        _warn_if_not_random(Xc, t, categories, threshold, seed, "select_uplift_model")
+    return _choose(X, y, t, 2 * t + y, candidates, cv=cv, seed=seed, scoring=scoring, default=default,
+                   margin_se=margin_se, progress=progress, owner="select_uplift_model")
+
+
+def _check_selection_args(owner: str, candidates: dict, cv, default, margin_se) -> str:
+    """Check the arguments every selection shares; return the default candidate's name."""
     if not candidates:
-        raise ValueError(
-            "The `candidates` parameter of select_uplift_model must be a non-empty dict."
-        )
+        raise ValueError(f"The `candidates` parameter of {owner} must be a non-empty dict.")
     if not (isinstance(cv, Integral) and cv >= 2):
-        raise ValueError(
-            f"The `cv` parameter of select_uplift_model must be an int >= 2. Got {cv!r} instead."
-        )
+        raise ValueError(f"The `cv` parameter of {owner} must be an int >= 2. Got {cv!r} instead.")
     if default is None:
         default = next(iter(candidates))
     if default not in candidates:
         raise ValueError(
-            f"The `default` parameter of select_uplift_model must be one of the candidates "
+            f"The `default` parameter of {owner} must be one of the candidates "
             f"{list(candidates)}. Got {default!r} instead."
         )
     if not (isinstance(margin_se, Real) and margin_se >= 0):
         raise ValueError(
-            f"The `margin_se` parameter of select_uplift_model must be a number >= 0. "
-            f"Got {margin_se!r} instead."
+            f"The `margin_se` parameter of {owner} must be a number >= 0. Got {margin_se!r} instead."
         )
-    # The randomisation check runs once on all rows, not once per fold and candidate.
+    return default
+
+
+def _check_threshold(candidates: dict) -> float | None:
+    """The strictest randomisation-check threshold among the candidates (None if none checks)."""
     thresholds = [
         m.get_params(deep=False)["max_propensity_auc"]
         for m in candidates.values()
         if "max_propensity_auc" in m.get_params(deep=False)
     ]
     thresholds = [a for a in thresholds if a is not None]
-    Xc, y, t, categories, _ = _check_fit_data(X, y, treatment, "select_uplift_model", 1)
-    if thresholds:
-        _warn_if_not_random(Xc, t, categories, min(thresholds), seed, "select_uplift_model")
-    names = list(candidates)
+    return min(thresholds) if thresholds else None
 
+
+def _choose(X, y, treatment, strata, candidates: dict, *, cv: int, seed: int, scoring: Callable,
+            default: str, margin_se: float, progress, owner: str):
+    """Cross-validate every candidate on folds stratified by ``strata``, choose, refit; see select_uplift_model."""
     folds = StratifiedKFold(cv, shuffle=True, random_state=seed)
-    split = list(folds.split(np.zeros(len(y)), 2 * t + y))
+    split = list(folds.split(np.zeros(len(y)), strata))
     rows = []
-    for name in names:
+    for name in candidates:
         scores, seconds, flat = [], 0.0, 0
         for train, held in split:
             model = _quiet_clone(candidates[name])
             start = time.perf_counter()
-            model.fit(_take(X, train), y[train], t[train])
+            model.fit(_take(X, train), y[train], treatment[train])
             uplift = model.predict(_take(X, held))
             seconds += time.perf_counter() - start
-            scores.append(float(scoring(y[held], uplift, t[held])))
+            scores.append(float(scoring(y[held], uplift, treatment[held])))
             flat += bool(np.ptp(uplift) == 0)
         if flat == cv:
             warnings.warn(
                 DataWarning(
-                    f"select_uplift_model: '{name}' predicted one uplift for every held-out row on "
+                    f"{owner}: '{name}' predicted one uplift for every held-out row on "
                     f"all {cv} folds (too few rows for its settings?); it ranks nobody and is not "
                     "chosen."
                 ),
-                stacklevel=2,
+                stacklevel=3,
             )
         undefined = int(np.isnan(scores).sum())
         if undefined:
             warnings.warn(
                 DataWarning(
-                    f"select_uplift_model: the score of '{name}' is undefined on {undefined} of "
+                    f"{owner}: the score of '{name}' is undefined on {undefined} of "
                     f"{cv} folds; they are left out of its mean and of its comparison."
                 ),
-                stacklevel=2,
+                stacklevel=3,
             )
         if progress is not None:
             progress(name, float(np.nanmean(scores)) if undefined < cv else float("nan"), seconds)
@@ -273,7 +286,7 @@ def select_uplift_model(
         chosen = str(table.index[ranks][0])
     table.insert(4, "chosen", table.index == chosen)
     table.insert(5, "default", table.index == default)
-    fitted = _quiet_clone(candidates[chosen]).fit(X, y, t)
+    fitted = _quiet_clone(candidates[chosen]).fit(X, y, treatment)
     return chosen, fitted, table
 
 
@@ -348,4 +361,114 @@ def default_candidates(seed: int = 0, n_jobs: int = 1) -> dict:
         "class_transformation_logistic": ClassTransformation(base="logistic", **common),
         "t_logistic": TLearner(base="logistic", **common),
         "interaction_logistic": InteractionLogistic(interaction_scale=0.1, **common),
+    }
+
+
+def select_multiarm_model(
+    X,
+    y,
+    arm,
+    candidates: dict,
+    *,
+    cv: int = 5,
+    seed: int = 0,
+    scoring: Callable | None = None,
+    default: str | None = None,
+    margin_se: float = 1.0,
+    control: str = "control",
+    progress: Callable[[str, float, float], None] | None = None,
+):
+    """Choose among multi-arm uplift learners by cross-validated multi-arm Qini, then refit the choice.
+
+    The same champion/challenger rule as :func:`select_uplift_model`: folds
+    stratified by arm and outcome; the ``default`` candidate is kept unless
+    another beats it by more than ``margin_se`` standard errors of the paired
+    fold differences. Only the rows passed in are used.
+
+    Parameters
+    ----------
+    X : DataFrame or array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+        Binary outcome.
+    arm : array-like of shape (n_samples,)
+        ``control`` or the channel of each row.
+    candidates : dict of str to estimator
+        Named multi-arm learners (:mod:`churnml.models.uplift.multiarm`).
+    cv, seed, default, margin_se, progress
+        As in :func:`select_uplift_model`.
+    scoring : callable, optional
+        ``scoring(y_true, uplift, arm) -> float`` with ``uplift`` of shape
+        ``(n, n_channels)``, columns in the channels' sorted order; default
+        :func:`churnml.metrics.multiarm_qini_auc_score`.
+    control : str, default="control"
+        The label of the control arm.
+
+    Returns
+    -------
+    chosen_name, fitted_chosen, table
+        As in :func:`select_uplift_model`.
+
+    Raises
+    ------
+    ValueError
+        As in :func:`select_uplift_model`.
+    TrainingDataError
+        If the arms are unusable (see :func:`churnml.models.uplift.multiarm.check_arm_data`).
+    """
+    from churnml.metrics import multiarm_qini_auc_score
+    from churnml.models.uplift.multiarm import check_arm_data
+
+    default = _check_selection_args("select_multiarm_model", candidates, cv, default, margin_se)
+    Xc, y, codes, channels, categories, _ = check_arm_data(X, y, arm, "select_multiarm_model", 1, control)
+    threshold = _check_threshold(candidates)
+    if threshold is not None:
+        for k, name in enumerate(channels, start=1):
+            pair = (codes == 0) | (codes == k)
+            _warn_if_not_random(_take(Xc, np.flatnonzero(pair)), (codes[pair] == k).astype(np.int8), categories,
+                                threshold, seed, f"select_multiarm_model ({name} against {control})")
+    labels = np.asarray([control, *channels], dtype=object)[codes]
+    if scoring is None:
+        def scoring(y_true, uplift, arms):
+            return multiarm_qini_auc_score(y_true, uplift, arms, channels=channels, control=control)
+    return _choose(X, y, labels, 2 * codes + y, candidates, cv=cv, seed=seed, scoring=scoring, default=default,
+                   margin_se=margin_se, progress=progress, owner="select_multiarm_model")
+
+
+def default_multiarm_candidates(seed: int = 0, n_jobs: int = 1) -> dict:
+    """The multi-arm learners to choose from with :func:`select_multiarm_model`.
+
+    The binary candidates of :func:`default_candidates` where they extend to
+    arms: the spline interaction model per channel (listed first: the default
+    kept unless clearly beaten, as for one channel), the T-learner over arms
+    with LightGBM and with logistic regression, the S-learner with the arm as a
+    feature, and the X-learner per channel, with the same regularised trees.
+    The doubly robust and class-transformation learners also run per channel
+    (:class:`~churnml.models.uplift.multiarm.PerArmUplift`) but are left out:
+    they cost the most and were never chosen on one channel's simulated campaigns.
+
+    Parameters
+    ----------
+    seed : int, default=0
+    n_jobs : int, default=1
+
+    Returns
+    -------
+    dict of str to estimator
+
+    Examples
+    --------
+    >>> list(default_multiarm_candidates())[0]
+    'interaction_logistic_splines'
+    """
+    from churnml.models.uplift.multiarm import MultiArmSLearner, MultiArmTLearner, PerArmUplift
+
+    binary = default_candidates(seed=seed, n_jobs=n_jobs)
+    trees = binary["t_lightgbm"].base_params
+    common = {"random_state": seed, "n_jobs": n_jobs}
+    return {
+        "interaction_logistic_splines": PerArmUplift(binary["interaction_logistic_splines"], **common),
+        "s_lightgbm": MultiArmSLearner(base_params=trees, **common),
+        "t_lightgbm": MultiArmTLearner(base="lightgbm", base_params=trees, **common),
+        "x_lightgbm": PerArmUplift(binary["x_lightgbm"], **common),
+        "t_logistic": MultiArmTLearner(base="logistic", **common),
     }
