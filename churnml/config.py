@@ -28,6 +28,7 @@ __all__ = [
     "ChannelConfig",
     "DatasetConfig",
     "DistinctCount",
+    "PolicyConfig",
     "Settings",
     "SnapshotRule",
     "SourceConfig",
@@ -347,6 +348,64 @@ class GateConfig(_Strict):
     margin: Annotated[float, Field(ge=0)] = 0.0
 
 
+class ChannelConfig(_Strict):
+    """One recall channel of a multi-channel list.
+
+    Parameters
+    ----------
+    cost : float, optional
+        Cost of one message by this channel, in the unit of ``value_per_user``;
+        ``contact_cost`` if omitted.
+    max_contacts : int, optional
+        Most messages by this channel per list (a provider's cap); no cap if omitted.
+    """
+
+    cost: Annotated[float, Field(ge=0)] | None = None
+    max_contacts: Annotated[int, Field(ge=0)] | None = None
+
+
+def _check_channel_names(channels: dict) -> dict:
+    bad = [n for n in channels if not str(n).strip() or str(n).strip().lower() == "control"]
+    if bad:
+        raise ValueError(f"channel names must be non-empty and not 'control' (the arm of users not "
+                         f"contacted). Got {bad[0]!r}")
+    return channels
+
+
+class PolicyConfig(_Strict):
+    """How the uplift job values channel assignments on the test campaign (multi-channel models).
+
+    Every policy compared (the learned assignment, one channel for everyone,
+    random channels, churn-risk ranking) gets the same budget and costs.
+
+    Parameters
+    ----------
+    value_per_user : float
+        Value of one return.
+    channels : dict of str to ChannelConfig
+        Cost of a message per channel (channels not listed cost 0); caps are not used here.
+    contact_share : float
+        At most this share of the test exposures may be messaged.
+    cost_per_user : float, optional
+        Money per test exposure: at most ``cost_per_user * n`` is spent.
+    """
+
+    value_per_user: Annotated[float, Field(gt=0)] = 1.0
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    contact_share: Annotated[float, Field(gt=0, le=1)] = 0.3
+    cost_per_user: Annotated[float, Field(ge=0)] | None = None
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, v: dict) -> dict:
+        return _check_channel_names(v)
+
+    def cost(self, name: str) -> float:
+        """The cost of one message by channel ``name`` (0 if not listed)."""
+        own = self.channels.get(name)
+        return 0.0 if own is None or own.cost is None else own.cost
+
+
 class TrainConfig(_Strict):
     """A training job (``training/churn.yaml``, ``training/uplift.yaml``).
 
@@ -370,6 +429,9 @@ class TrainConfig(_Strict):
         Fewer churned or retained training rows than this is an error.
     exclude_features : list of str
         Columns never used as inputs.
+    policy : PolicyConfig
+        Value, channel costs and budget with which a multi-channel uplift
+        model's assignment is compared with simpler policies.
     """
 
     kind: Literal["churn", "uplift"] = "churn"
@@ -386,6 +448,7 @@ class TrainConfig(_Strict):
     min_class_count: Annotated[int, Field(gt=0)] = 50
     exclude_features: list[str] = Field(default_factory=list)
     gate: GateConfig = Field(default_factory=GateConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     source: Path | None = Field(default=None, exclude=True)
 
     @property
@@ -437,30 +500,6 @@ class BudgetConfig(_Strict):
 
     max_contacts: Annotated[int, Field(gt=0)] | None = 1000
     max_cost: Annotated[float, Field(ge=0)] | None = None
-
-
-class ChannelConfig(_Strict):
-    """One recall channel of a multi-channel list.
-
-    Parameters
-    ----------
-    cost : float, optional
-        Cost of one message by this channel, in the unit of ``value_per_user``;
-        ``contact_cost`` if omitted.
-    max_contacts : int, optional
-        Most messages by this channel per list (a provider's cap); no cap if omitted.
-    """
-
-    cost: Annotated[float, Field(ge=0)] | None = None
-    max_contacts: Annotated[int, Field(ge=0)] | None = None
-
-
-def _check_channel_names(channels: dict) -> dict:
-    bad = [n for n in channels if not str(n).strip() or str(n).strip().lower() == "control"]
-    if bad:
-        raise ValueError(f"channel names must be non-empty and not 'control' (the arm of users not "
-                         f"contacted). Got {bad[0]!r}")
-    return channels
 
 
 class ScoreConfig(_Strict):

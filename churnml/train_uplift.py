@@ -33,6 +33,7 @@ from churnml.features import RESPONSE, build_uplift_set
 from churnml.models import uplift as learners
 from churnml.models.churn import feature_specs, to_matrix
 from churnml.models.uplift_store import UpliftModel
+from churnml.train_channels import channels_of, train_channels_job
 
 __all__ = ["UpliftTrainResult", "evaluate_uplift", "incremental_returns", "train_uplift_job", "uplift_frames"]
 
@@ -57,6 +58,8 @@ class UpliftTrainResult:
     train_campaigns: list[str]
     test_campaigns: list[str]
     warnings: list[str] = field(default_factory=list)
+    channels: list[str] | None = None
+    policies: pd.DataFrame | None = None
 
 
 def small_campaigns(sizes: Iterable[tuple[str, int, int]], min_group: int) -> list[str]:
@@ -229,7 +232,9 @@ def train_uplift_job(
 ) -> UpliftTrainResult:
     """Train, evaluate, track and register the recall-uplift model.
 
-    The latest campaign (by send time) is the test part; every earlier
+    Campaigns randomised over several channels get one uplift per channel
+    (:func:`churnml.train_channels.train_channels_job`). Otherwise:
+    the latest campaign (by send time) is the test part; every earlier
     campaign trains. The learner is chosen among ``candidates`` (default
     :func:`churnml.models.uplift.default_candidates`) by 5-fold
     cross-validated Qini on the training campaigns, never on the test one.
@@ -244,6 +249,9 @@ def train_uplift_job(
     t0 = time.perf_counter()
     ds = dataset or open_dataset(load_dataset_config(cfg.dataset))
     df, info = uplift_frames(ds)
+    if len(channels_of(df)) > 1:  # campaigns randomised over several channels: one uplift per channel
+        return train_channels_job(cfg, ds, df, info, settings=settings, register=register, candidates=candidates,
+                                  log=log, t0=t0)
     _check_campaigns(df, min_group=max(10, cfg.min_class_count // 2))
     sends = df.groupby("campaign_id")["as_of"].min().sort_values()
     if len(sends) < 2:
