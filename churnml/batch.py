@@ -14,6 +14,7 @@ Exit codes of ``churnml score`` (for schedulers; see ``serving/README.md``):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -38,6 +39,7 @@ LIST_CSV = "recall_list.csv"
 SCORES_FILE = "scores.parquet"
 FEATURES_FILE = "features.parquet"
 MANIFEST_FILE = "manifest.json"
+CAMPAIGN_ROWS_FILE = "campaign_rows.parquet"
 
 EXIT_CODES = {"ok": 0, "bad_input": 2, "model_not_found": 3, "stale_data": 4, "schema_mismatch": 5,
               "list_exists": 6}
@@ -101,6 +103,10 @@ def score_job(
     ``scores.parquet`` (every scored user), ``features.parquet`` (the feature
     rows, which the API looks users up in) and ``manifest.json`` (models and
     versions, data window, counts per segment, config, SHA-256 of each file).
+    With a multi-channel uplift model each user on the list gets one channel
+    (:mod:`churnml.recall_channels`) and ``campaign_rows.parquet`` holds the
+    list as campaign rows (``user_id, campaign_id, sent_ts, channel, treated,
+    randomised``) to append to the campaigns table once sent.
     The same inputs give byte-identical files.
 
     Raises
@@ -118,6 +124,12 @@ def score_job(
     latest = _check_fresh(ds, as_of, cfg.max_staleness_hours)
     scorer = scorer or Scorer.from_registry(churn_model=cfg.churn_model, uplift_model=cfg.uplift_model,
                                             alias=cfg.alias, settings=settings)
+    if scorer.channels is not None:  # a multi-channel model: each user's channel by the configured costs
+        from churnml.recall_channels import list_channels
+
+        used = list_channels(cfg, scorer.channels)
+        scorer = dataclasses.replace(scorer, costs={c: cfg.channel_cost(c) for c in used},
+                                     value_per_user=cfg.value_per_user)
     log(f"models: {', '.join(f'{k} v{v}' for k, v in scorer.versions.items())}")
     fs = build_features(ds, as_of, event_types=scorer.event_types,
                         max_inactive_days=cfg.eligibility.lapsed_max_days)
@@ -134,7 +146,7 @@ def score_job(
     scored = scorer.score(features, reasons=0, where=where)
     campaign_id = cfg.campaign_id.format(as_of=as_of.date().isoformat())
     lst, counts = recall_list(scored, features, cfg, campaign_id=campaign_id,
-                              opt_out=_opt_out(cfg.exclusions.opt_out))
+                              opt_out=_opt_out(cfg.exclusions.opt_out), channels=scorer.channels)
     if cfg.reasons:  # exact SHAP reasons for the users on the list (not for everyone scored)
         rows = features.set_index("user_id").loc[lst["user_id"]].reset_index()
         lst = pd.concat([lst, scorer.reasons(rows, top=cfg.reasons, where=where).set_axis(lst.index)], axis=1)
@@ -144,6 +156,11 @@ def score_job(
         lst.to_csv(tmp / LIST_CSV, index=False, float_format="%.6f")
         write_parquet(pa.Table.from_pandas(scored.reset_index(drop=True), preserve_index=False), tmp / SCORES_FILE)
         write_parquet(table, tmp / FEATURES_FILE)
+        files = [LIST_FILE, LIST_CSV, SCORES_FILE, FEATURES_FILE]
+        if scorer.channels is not None:  # the list as tomorrow's campaign rows (arm in `channel`)
+            rows = lst[["user_id", "campaign_id", "channel", "treated", "randomised"]].assign(sent_ts=pd.Timestamp(as_of))
+            write_parquet(pa.Table.from_pandas(rows, preserve_index=False), tmp / CAMPAIGN_ROWS_FILE)
+            files.append(CAMPAIGN_ROWS_FILE)
         manifest = {
             "as_of": as_of.isoformat(), "campaign_id": campaign_id,
             "models": {k: {"version": v, "alias": cfg.alias} for k, v in scorer.versions.items()},
@@ -152,7 +169,7 @@ def score_job(
                      "observed_until": ds.observed_until.isoformat()},
             "counts": counts,
             "config": cfg.model_dump(mode="json"),
-            "files": {name: _sha256(tmp / name) for name in (LIST_FILE, LIST_CSV, SCORES_FILE, FEATURES_FILE)},
+            "files": {name: _sha256(tmp / name) for name in files},
         }
         write_json(manifest, tmp / MANIFEST_FILE)
     return ScoreJobResult(folder, as_of, campaign_id, counts, dict(scorer.versions), lst.head(10))

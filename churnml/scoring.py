@@ -20,7 +20,7 @@ import pandas as pd
 from churnml.config import ScoreConfig, Settings
 from churnml.exceptions import ModelNotFoundError, SchemaMismatchError
 
-__all__ = ["Scorer", "holdout_draw", "recall_list"]
+__all__ = ["Scorer", "eligible_users", "holdout_draw", "recall_list"]
 
 REASON_COLUMNS = ("reason_1", "reason_2", "reason_3")
 
@@ -36,11 +36,24 @@ class Scorer:
         Without it, only churn risk and its reasons are scored.
     versions : dict
         Registered name -> version, for manifests and ``GET /model``.
+    costs : dict, optional
+        Cost of a message per channel (multi-channel models), for the
+        ``channel`` each user is best messaged by; only these channels are
+        chosen. Empty: every channel, free.
+    value_per_user : float
+        Value of one return, in the unit of the costs.
     """
 
     churn: object
     uplift: object | None = None
     versions: dict = field(default_factory=dict)
+    costs: dict = field(default_factory=dict)
+    value_per_user: float = 1.0
+
+    @property
+    def channels(self) -> list[str] | None:
+        """The channels of a multi-channel uplift model (one uplift each); None otherwise."""
+        return None if self.uplift is None else getattr(self.uplift, "channels", None)
 
     @classmethod
     def from_registry(cls, *, churn_model: str = "churn-risk", uplift_model: str | None = "recall-uplift",
@@ -90,7 +103,12 @@ class Scorer:
             ``user_id``, ``p_churn``, then with an uplift model
             ``p_return_if_contacted``, ``p_return_if_not``, ``uplift`` and
             ``segment``, then ``reason_1``.. (what pushes churn risk up, in
-            plain words). Same row order as ``features``.
+            plain words). Same row order as ``features``. A multi-channel
+            uplift model adds ``uplift_<channel>`` per channel and ``channel``,
+            the one with the largest expected net value (``value_per_user *
+            uplift - cost``) if it is positive and its uplift too (else
+            empty); ``uplift`` and the probabilities are then that channel's,
+            or the best channel's when none pays.
         """
         self.check_schema(features.columns)
         out = pd.DataFrame({"user_id": features["user_id"].to_numpy()}, index=features.index)
@@ -104,6 +122,8 @@ class Scorer:
             out["p_return_if_not"] = up["p_control"].to_numpy()
             out["uplift"] = up["uplift"].to_numpy()
             out["segment"] = up["segment"].to_numpy()
+            if self.channels is not None:
+                out = _channel_scores(out, up, self.channels, self.costs, self.value_per_user)
         if reasons:
             out = out.join(self._reasons(X, reasons))
         return out
@@ -125,6 +145,29 @@ class Scorer:
         return codes[[f"reason_{i}" for i in range(1, top + 1)]]
 
 
+def _channel_scores(out: pd.DataFrame, up: pd.DataFrame, channels: list[str], costs: dict,
+                    value: float) -> pd.DataFrame:
+    """Add each channel's uplift and the channel with the largest positive expected net value."""
+    from churnml.assignment import NONE, assign_channels
+    from churnml.models.uplift_store import uplift_column
+
+    per = up[[uplift_column(c) for c in channels]].to_numpy()
+    cost = np.array([float(costs.get(c, 0.0)) for c in channels])
+    net = value * per - cost
+    if costs:  # only the channels priced (the list's configured ones) may be chosen
+        net[:, [c not in costs for c in channels]] = np.nan
+    best = assign_channels(net, cost, uplift=per)
+    chosen = np.where(best == NONE, None, np.asarray(channels, dtype=object)[np.maximum(best, 0)])
+    rows = np.flatnonzero(best != NONE)
+    # The chosen channel's uplift and return probability (the best channel's, as predicted, when none pays).
+    uplift = up["uplift"].to_numpy().copy()
+    uplift[rows] = per[rows, best[rows]]
+    p_treated = out["p_return_if_contacted"].to_numpy().copy()
+    p_treated[rows] = out["p_return_if_not"].to_numpy()[rows] + uplift[rows]
+    return out.assign(p_return_if_contacted=p_treated, uplift=uplift,
+                      **{uplift_column(c): per[:, k] for k, c in enumerate(channels)}, channel=chosen)
+
+
 def holdout_draw(user_ids: pd.Series, campaign_id: str) -> np.ndarray:
     """A uniform number in [0, 1) per user, fixed by the user id and the campaign id.
 
@@ -138,35 +181,13 @@ def holdout_draw(user_ids: pd.Series, campaign_id: str) -> np.ndarray:
     return np.fromiter((draw(u) for u in user_ids.astype(str)), dtype="float64", count=len(user_ids))
 
 
-def recall_list(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig, *, campaign_id: str,
-                opt_out: set | None = None) -> tuple[pd.DataFrame, dict]:
-    """Rank scored users by expected incremental returns and cut the list to the budget.
+def eligible_users(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig,
+                   opt_out: set | None = None) -> tuple[np.ndarray, dict, dict]:
+    """Who may be on the list: lapsed or at-risk users, less the recently contacted and the opted out.
 
-    Parameters
-    ----------
-    scored : DataFrame
-        :meth:`Scorer.score` output (needs ``uplift`` and ``segment``).
-    features : DataFrame
-        The feature rows scored (``days_since_last_activity``,
-        ``days_since_last_contact``, ``user_id``), same index.
-    cfg : ScoreConfig
-    campaign_id : str
-        Seeds the holdout draw.
-    opt_out : set, optional
-        User ids never to contact.
-
-    Returns
-    -------
-    list : DataFrame
-        One row per selected user, by rank: ``rank``, ``user_id``, ``group``
-        (``contact`` or ``holdout``), ``priority``, ``uplift``, probabilities,
-        ``segment``, ``days_since_last_activity`` and reasons.
-    counts : dict
-        How many users were scored, eligible, excluded (by reason), selected,
-        contacted and held out, and selected per segment.
+    Returns the mask of users kept, the counts (scored, eligible, at risk,
+    lapsed) and the users excluded by each rule.
     """
-    if "uplift" not in scored:
-        raise SchemaMismatchError("the recall list needs an uplift model's scores")
     f = features
     inactive = f["days_since_last_activity"].to_numpy()
     lapsed = (inactive >= cfg.eligibility.lapsed_min_days) & (inactive <= cfg.eligibility.lapsed_max_days)
@@ -184,6 +205,51 @@ def recall_list(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig, 
         out = f["user_id"].isin(opt_out).to_numpy() & keep
         excluded["opted_out"] = int(out.sum())
         keep &= ~out
+    return keep, counts, excluded
+
+
+def recall_list(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig, *, campaign_id: str,
+                opt_out: set | None = None, channels: list[str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Rank scored users by expected incremental returns and cut the list to the budget.
+
+    With a multi-channel uplift model (``channels`` given) each user gets at
+    most one channel: :func:`churnml.recall_channels.channel_list`.
+
+    Parameters
+    ----------
+    scored : DataFrame
+        :meth:`Scorer.score` output (needs ``uplift`` and ``segment``).
+    features : DataFrame
+        The feature rows scored (``days_since_last_activity``,
+        ``days_since_last_contact``, ``user_id``), same index.
+    cfg : ScoreConfig
+    campaign_id : str
+        Seeds the holdout draw.
+    opt_out : set, optional
+        User ids never to contact.
+    channels : list of str, optional
+        The channels of a multi-channel uplift model.
+
+    Returns
+    -------
+    list : DataFrame
+        One row per selected user, by rank: ``rank``, ``user_id``, ``group``
+        (``contact`` or ``holdout``), ``priority``, ``uplift``, probabilities,
+        ``segment``, ``days_since_last_activity`` and reasons.
+    counts : dict
+        How many users were scored, eligible, excluded (by reason), selected,
+        contacted and held out, and selected per segment.
+    """
+    if "uplift" not in scored:
+        raise SchemaMismatchError("the recall list needs an uplift model's scores")
+    keep, counts, excluded = eligible_users(scored, features, cfg, opt_out)
+    if channels is not None:
+        from churnml.recall_channels import channel_list
+
+        return channel_list(scored, features, cfg, channels, campaign_id=campaign_id, keep=keep, counts=counts,
+                            excluded=excluded)
+    f = features
+    inactive = f["days_since_last_activity"].to_numpy()
     dogs = (scored["segment"].to_numpy() == "sleeping_dog") & keep
     excluded["sleeping_dog"] = int(dogs.sum())
     keep &= ~dogs

@@ -367,7 +367,25 @@ def uplift_holdout_scores(models: dict, cfg: TrainConfig, ds: Dataset | None, me
     last = df.groupby("campaign_id")["as_of"].min().idxmax()
     test = df[df["campaign_id"] == last]
     y, t = test[RESPONSE].to_numpy(), test["treated"].to_numpy()
+    channels = channels_of(test)
+    if len(channels) > 1:
+        # Several channels: each model's per-channel uplift (one uplift stands for every channel) by multi-arm Qini.
+        arm = test["channel"].astype(str).to_numpy()
+        out = {k: metrics.multiarm_qini_auc_score(y, _per_channel_uplift(m, test, channels, last), arm,
+                                                  channels=channels) for k, m in models.items()}
+        return out, test["as_of"].min().to_pydatetime(), len(test)
     fn = {"qini_auc": metrics.qini_auc_score, "uplift_auc": metrics.uplift_auc_score}[metric]
     out = {k: fn(y, m.predict_frame(test, where=f"campaign {last}")["uplift"].to_numpy(), t)
            for k, m in models.items()}
     return out, test["as_of"].min().to_pydatetime(), len(test)
+
+
+def _per_channel_uplift(model: UpliftModel, frame: pd.DataFrame, channels: list[str], campaign: str) -> np.ndarray:
+    """A model's uplift for each of ``channels`` (a one-channel model's uplift for all; 0 for one it lacks)."""
+    from churnml.models.uplift_store import uplift_column
+
+    pred = model.predict_frame(frame, where=f"campaign {campaign}")
+    if model.channels is None:
+        return np.repeat(pred["uplift"].to_numpy()[:, None], len(channels), axis=1)
+    return np.column_stack([pred[uplift_column(c)].to_numpy() if c in model.channels else np.zeros(len(pred))
+                            for c in channels])

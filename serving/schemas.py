@@ -66,6 +66,11 @@ class ScoreItem(BaseModel):
     p_return_if_contacted: float | None = None
     p_return_if_not: float | None = None
     segment: Segment | None = None
+    uplift_by_channel: dict[str, float] | None = Field(
+        None, description="multi-channel models: each channel's expected uplift (return probability points / 100)")
+    channel: str | None = Field(
+        None, description="multi-channel models: the channel with the largest expected gain net of its cost "
+                          "(the nightly list's costs), null if none pays or every channel would put the user off")
     reasons: list[str] = Field(default_factory=list, description="what pushes churn risk up, strongest first")
 
 

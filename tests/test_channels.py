@@ -5,13 +5,15 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.optimize import linprog
 from scipy.sparse import csr_matrix, eye, kron, vstack
 
 from churnml.assignment import NONE, assign_channels
-from churnml.config import load_score_config
+from churnml.config import ScoreConfig, load_score_config
 from churnml.exceptions import ConfigError
+from churnml.scoring import recall_list
 
 
 def _score_yaml(tmp_path, text: str):
@@ -132,3 +134,93 @@ def test_bad_arguments_are_named(kwargs, match):
     args = {"net_value": [[0.1, 0.2]], "cost": [0.0, 0.0], **kwargs}
     with pytest.raises(ValueError, match=match):
         assign_channels(args.pop("net_value"), args.pop("cost"), **args)
+
+
+# --------------------------------------------------------------------------- the multi-channel list
+
+CH = ["app", "mail", "text"]
+
+
+def _channel_case():
+    """Six users whose channel can be worked out by hand (costs: app 0, mail 0.01, text 0.1)."""
+    scored = pd.DataFrame({
+        "user_id": ["u1", "u2", "u3", "u4", "u5", "u6"],
+        "p_churn": [0.9, 0.8, 0.7, 0.9, 0.9, 0.2],
+        "p_return_if_not": [0.1] * 6,
+        "uplift_app": [0.10, -0.05, 0.02, -0.10, 0.03, 0.30],
+        "uplift_mail": [0.05, 0.06, 0.03, -0.01, 0.035, 0.30],
+        "uplift_text": [0.30, 0.10, 0.02, -0.20, 0.04, 0.30],
+        "segment": ["persuadable"] * 5 + ["sure_thing"],
+    })
+    scored["uplift"] = scored[["uplift_app", "uplift_mail", "uplift_text"]].max(axis=1)
+    features = pd.DataFrame({"user_id": scored["user_id"], "days_since_last_activity": [10, 12, 20, 15, 9, 1]})
+    return scored, features
+
+
+def _cfg(**kw):
+    channels = {"app": {"cost": 0.0}, "mail": {"cost": 0.01}, "text": {"cost": 0.1}}
+    return ScoreConfig(**{"dataset": "x", "holdout_share": 0.0, "channels": channels, **kw})
+
+
+def test_each_user_gets_the_channel_with_the_largest_net_value():
+    scored, features = _channel_case()
+    lst, counts = recall_list(scored, features, _cfg(), campaign_id="c", channels=CH)
+    got = dict(zip(lst["user_id"], lst["channel"], strict=True))
+    # u1: text 0.30-0.1=0.20 beats app 0.10; u2: mail 0.05 beats text 0.10-0.1=0; u3: mail 0.02 beats app 0.02 (tie:
+    # first) -> app 0.02 vs mail 0.03-0.01=0.02: app listed first wins; u5: mail 0.025 vs app 0.03 -> app;
+    # u4 is put off by every channel; u6 is active and not at risk (not eligible).
+    assert got == {"u1": "text", "u2": "mail", "u3": "app", "u5": "app"}
+    assert lst["user_id"].tolist() == ["u1", "u2", "u5", "u3"]  # by net value: 0.20, 0.05, 0.03, 0.02
+    assert counts["excluded"]["hurt_by_every_channel"] == 1
+    assert (lst["group"] == "contact").all() and lst["treated"].all() and not lst["randomised"].any()
+    assert {"uplift_app", "uplift_mail", "uplift_text", "channel_reason", "cost", "model_channel"} <= set(lst.columns)
+    assert lst.loc[lst.user_id == "u2", "channel_reason"].item().startswith("mail +6.0 pts for 0.01")
+    assert counts["channels"]["text"]["cost"] == pytest.approx(0.1) and counts["cost"] == pytest.approx(0.11)
+
+
+def test_caps_money_and_configured_channels_bind():
+    scored, features = _channel_case()
+    # Text capped at zero: u1 falls back to app (0.10); u2 to mail.
+    lst, _ = recall_list(scored, features, _cfg(channels={"app": {}, "mail": {"cost": 0.01}, "text": {"cost": 0.1,
+                                                                                                     "max_contacts": 0}}),
+                         campaign_id="c", channels=CH)
+    assert dict(zip(lst["user_id"], lst["channel"], strict=True))["u1"] == "app"
+    # No money for text: the same.
+    lst, counts = recall_list(scored, features, _cfg(budget={"max_contacts": None, "max_cost": 0.05}),
+                              campaign_id="c", channels=CH)
+    assert "text" not in set(lst["channel"]) and counts["cost"] <= 0.05
+    # Only the channels configured are used; a configured channel the model lacks is an error.
+    lst, _ = recall_list(scored, features, _cfg(channels={"mail": {"cost": 0.01}}), campaign_id="c", channels=CH)
+    assert set(lst["channel"]) == {"mail"}
+    with pytest.raises(ConfigError, match=r"channels: 'fax' not among the channels the uplift model was trained on"):
+        recall_list(scored, features, _cfg(channels={"fax": {}}), campaign_id="c", channels=CH)
+
+
+def test_the_holdout_randomises_over_control_and_channels_that_do_no_harm():
+    rng = np.random.default_rng(0)
+    n = 6000
+    scored = pd.DataFrame({"user_id": np.arange(n), "p_churn": 0.9, "p_return_if_not": 0.1,
+                           "uplift_app": rng.normal(0.05, 0.05, n), "uplift_mail": rng.normal(0.05, 0.05, n),
+                           "uplift_text": rng.normal(0.05, 0.05, n), "segment": "persuadable"})
+    scored["uplift"] = scored[["uplift_app", "uplift_mail", "uplift_text"]].max(axis=1)
+    features = pd.DataFrame({"user_id": scored["user_id"], "days_since_last_activity": 10})
+    cfg = _cfg(holdout_share=0.3, channels={}, budget={"max_contacts": None})
+    lst, counts = recall_list(scored, features, cfg, campaign_id="c1", channels=CH)
+    held = lst[lst["randomised"]]
+    assert abs(len(held) / len(lst) - 0.3) < 0.03
+    # Never the model's own channel, never one the model expects to hurt the user.
+    up = held[[f"uplift_{c}" for c in CH]].to_numpy()
+    given = held["channel"].to_numpy()
+    for c_idx, c in enumerate(CH):
+        assert (up[given == c, c_idx] >= 0).all()
+    assert (held["channel"] != held["model_channel"]).all()
+    assert set(held.loc[held["channel"] == "control", "group"]) == {"holdout"}
+    # Each user's options are equally likely: control takes about a third of those with three options.
+    three = (up >= 0).sum(axis=1) == 3
+    assert abs((given[three] == "control").mean() - 1 / 3) < 0.05
+    assert counts["holdout"] + counts["explore"] == len(held)
+    # Deterministic per user and campaign; another campaign draws again.
+    again, _ = recall_list(scored, features, cfg, campaign_id="c1", channels=CH)
+    pd.testing.assert_frame_equal(lst, again)
+    other, _ = recall_list(scored, features, cfg, campaign_id="c2", channels=CH)
+    assert (other.set_index("user_id")["randomised"] != lst.set_index("user_id")["randomised"]).mean() > 0.2

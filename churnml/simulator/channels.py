@@ -46,11 +46,15 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["BUILTIN_CHANNELS", "ChannelEffects", "ChannelTraits", "arm_shares", "assign_arms", "draw_traits",
-           "effects"]
+__all__ = ["BUILTIN_CHANNELS", "COSTS", "ChannelEffects", "ChannelTraits", "arm_shares", "assign_arms",
+           "draw_traits", "effects"]
 
 #: The channel behaviours the simulator knows, in the default order of ``campaign_channels``.
 BUILTIN_CHANNELS = ("sms", "email", "push")
+
+#: What a message by each channel costs the simulated app, in units of the value of one returned
+#: user: written into the scoring config beside a simulation (the pipeline reads costs only from there).
+COSTS = {"sms": 0.05, "email": 0.005, "push": 0.0}
 
 # Multipliers by platform (order of world.PLATFORMS: ios, android, web) and region (order of
 # world.REGIONS: na, eu, latam, apac, mea).
