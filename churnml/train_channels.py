@@ -281,20 +281,12 @@ def train_channels_job(cfg: TrainConfig, ds: Dataset, df: pd.DataFrame, info: di
     TrainingDataError
         Fewer than two campaigns, an arm of a campaign too small, or an arm whose outcome never varies.
     """
-    from churnml.train_uplift import UpliftTrainResult, _churn_scores
+    from churnml.train_uplift import UpliftTrainResult, _churn_scores, split_campaigns
 
     channels = channels_of(df)
     _check_arms(df, min_group=max(10, cfg.min_class_count // 2))
-    sends = df.groupby("campaign_id")["as_of"].min().sort_values()
-    if len(sends) < 2:
-        raise TrainingDataError(f"{len(sends)} campaign(s) with a closed response window "
-                                f"({', '.join(sends.index)}): training needs earlier campaigns and a later one to test")
-    test_ids = list(sends.index[-cfg.split.test_snapshots:])
-    train_ids = [c for c in sends.index if c not in test_ids]
-    train, test = df[df["campaign_id"].isin(train_ids)], df[df["campaign_id"].isin(test_ids)]
     log(f"channels (from the campaigns): {', '.join(channels)} and {CONTROL}")
-    log(f"train campaigns: {', '.join(train_ids)} ({len(train):,} exposures)")
-    log(f"test campaign:   {', '.join(test_ids)} ({len(test):,} exposures)")
+    sends, train_ids, test_ids, train, test = split_campaigns(df, cfg, log)
     features = [c for c in info["feature_columns"] if c not in cfg.exclude_features]
     specs = feature_specs(train, features)
     X_tr = to_matrix(train, specs, where="training exposures").reset_index(drop=True)
@@ -327,7 +319,7 @@ def train_channels_job(cfg: TrainConfig, ds: Dataset, df: pd.DataFrame, info: di
     if truth is not None:
         truth_tr = arm_truth(train, cfg.truth, channels)
         if truth_tr is not None:
-            ceiling = _ceiling(X_tr, truth_tr, X_te, seed=cfg.seed, threads=settings.threads)
+            ceiling = _ceiling(X_tr, truth_tr, X_te, seed=cfg.seed, threads=settings.threads or 2)
     churn = _churn_scores(test, settings)
     if churn is None:
         log("no registered churn-risk model scores these features: churn-risk ranking is not compared")

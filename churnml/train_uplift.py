@@ -84,6 +84,28 @@ def _check_campaigns(df: pd.DataFrame, min_group: int) -> None:
                                 f"over all {len(df):,} exposures of campaigns {counts}: nothing to learn")
 
 
+def split_campaigns(df: pd.DataFrame, cfg: TrainConfig, log: Callable[[str], None]):
+    """The latest campaigns (by first send) test, the earlier ones train.
+
+    Returns ``(sends, train_ids, test_ids, train, test)``.
+
+    Raises
+    ------
+    TrainingDataError
+        Fewer than two campaigns.
+    """
+    sends = df.groupby("campaign_id")["as_of"].min().sort_values()
+    if len(sends) < 2:
+        raise TrainingDataError(f"{len(sends)} campaign(s) with a closed response window "
+                                f"({', '.join(sends.index)}): training needs earlier campaigns and a later one to test")
+    test_ids = list(sends.index[-cfg.split.test_snapshots:])
+    train_ids = [c for c in sends.index if c not in test_ids]
+    train, test = df[df["campaign_id"].isin(train_ids)], df[df["campaign_id"].isin(test_ids)]
+    log(f"train campaigns: {', '.join(train_ids)} ({len(train):,} exposures)")
+    log(f"test campaign:   {', '.join(test_ids)} ({len(test):,} exposures)")
+    return sends, train_ids, test_ids, train, test
+
+
 def uplift_frames(ds: Dataset, *, progress=None) -> tuple[pd.DataFrame, dict]:
     """The exposure table of a dataset and a glossary of its features."""
     from churnml.jobs import _schema_doc
@@ -253,15 +275,7 @@ def train_uplift_job(
         return train_channels_job(cfg, ds, df, info, settings=settings, register=register, candidates=candidates,
                                   log=log, t0=t0)
     _check_campaigns(df, min_group=max(10, cfg.min_class_count // 2))
-    sends = df.groupby("campaign_id")["as_of"].min().sort_values()
-    if len(sends) < 2:
-        raise TrainingDataError(f"{len(sends)} campaign(s) with a closed response window "
-                                f"({', '.join(sends.index)}): training needs earlier campaigns and a later one to test")
-    test_ids = list(sends.index[-cfg.split.test_snapshots:])
-    train_ids = [c for c in sends.index if c not in test_ids]
-    train, test = df[df["campaign_id"].isin(train_ids)], df[df["campaign_id"].isin(test_ids)]
-    log(f"train campaigns: {', '.join(train_ids)} ({len(train):,} exposures)")
-    log(f"test campaign:   {', '.join(test_ids)} ({len(test):,} exposures)")
+    sends, train_ids, test_ids, train, test = split_campaigns(df, cfg, log)
     features = [c for c in info["feature_columns"] if c not in cfg.exclude_features]
     specs = feature_specs(train, features)
     X_tr = to_matrix(train, specs, where="training exposures").reset_index(drop=True)

@@ -165,3 +165,18 @@ def test_channel_names_and_the_control_label_come_from_data_and_config(channel_s
                                original.targeting.loc[["email", "push", "sms"], "qini_auc"].to_numpy())
     assert res.policies.loc["everyone by text", "cost"] == pytest.approx(
         0.05 * res.policies.loc["everyone by text", "n_text"])
+
+
+def test_the_drivers_report_says_who_responds_to_which_channel(channel_store, tmp_path):
+    """SMS works by region and push by acquisition channel and platform in the simulator: the report finds it."""
+    from churnml.drivers import drivers_job
+
+    res = drivers_job(channel_store["config"], tmp_path / "d.html", settings=channel_store["settings"])
+    assert set(res.channel_drivers) == {"email", "push", "sms"}
+    sms = list(res.channel_drivers["sms"]["feature"])
+    assert "region" in sms[:3], sms
+    push = list(res.channel_drivers["push"]["feature"])
+    assert {"acquisition_channel", "platform"} & set(push[:4]), push
+    html = (tmp_path / "d.html").read_text()
+    assert "Which channel for whom" in html and html.count("SHAP beeswarm of the uplift of") == 3
+    assert any(h.startswith("Channel sms:") and "region" in h for h in res.headlines), res.headlines

@@ -42,7 +42,7 @@ from churnml.models.uplift._base import (
 )
 from churnml.models.uplift.learners import _BASES, _base_model
 
-__all__ = ["CONTROL", "MultiArmSLearner", "MultiArmTLearner", "PerArmUplift", "check_arm_data"]
+__all__ = ["CONTROL", "MultiArmSLearner", "MultiArmTLearner", "PerArmUplift", "check_arm_data", "check_randomised"]
 
 #: The label of the control arm, unless a learner's ``control`` parameter says otherwise.
 CONTROL = "control"
@@ -95,6 +95,20 @@ def check_arm_data(X, y, arm, caller: str, min_group: int, control: str = CONTRO
     return Xc, y, codes, channels, categories, names
 
 
+def check_randomised(X, codes: np.ndarray, channels: list[str], categories: dict, max_auc: float, seed: int,
+                     owner: str, control: str = CONTROL) -> dict[str, float]:
+    """Warn (DataWarning) for each channel whose rows a propensity model tells from the control rows.
+
+    Returns the cross-validated ROC AUC of each channel against control.
+    """
+    out = {}
+    for k, c in enumerate(channels, start=1):
+        pair = (codes == 0) | (codes == k)
+        out[c] = _warn_if_not_random(_rows(X, pair), (codes[pair] == k).astype(np.int8), categories, max_auc, seed,
+                                     f"{owner} ({c} against {control})")
+    return out
+
+
 class _MultiArmBase(_UpliftBase):
     """Input checks, arm bookkeeping and the randomisation check shared by the multi-arm learners."""
 
@@ -120,12 +134,8 @@ class _MultiArmBase(_UpliftBase):
                             for k, c in enumerate(channels, start=1)}
         self.propensity_auc_ = None
         if self.max_propensity_auc is not None:
-            self.propensity_auc_ = {}
-            for k, c in enumerate(channels, start=1):
-                pair = (codes == 0) | (codes == k)
-                self.propensity_auc_[c] = _warn_if_not_random(
-                    _rows(Xc, pair), (codes[pair] == k).astype(np.int8), categories, self.max_propensity_auc,
-                    self.random_state, f"{owner} ({c} against {self.control})")
+            self.propensity_auc_ = check_randomised(Xc, codes, channels, categories, self.max_propensity_auc,
+                                                    self.random_state, owner, self.control)
         return Xc, y, codes
 
     def predict(self, X) -> np.ndarray:

@@ -416,16 +416,13 @@ def select_multiarm_model(
         If the arms are unusable (see :func:`churnml.models.uplift.multiarm.check_arm_data`).
     """
     from churnml.metrics import multiarm_qini_auc_score
-    from churnml.models.uplift.multiarm import check_arm_data
+    from churnml.models.uplift.multiarm import check_arm_data, check_randomised
 
     default = _check_selection_args("select_multiarm_model", candidates, cv, default, margin_se)
     Xc, y, codes, channels, categories, _ = check_arm_data(X, y, arm, "select_multiarm_model", 1, control)
     threshold = _check_threshold(candidates)
     if threshold is not None:
-        for k, name in enumerate(channels, start=1):
-            pair = (codes == 0) | (codes == k)
-            _warn_if_not_random(_take(Xc, np.flatnonzero(pair)), (codes[pair] == k).astype(np.int8), categories,
-                                threshold, seed, f"select_multiarm_model ({name} against {control})")
+        check_randomised(Xc, codes, channels, categories, threshold, seed, "select_multiarm_model", control)
     labels = np.asarray([control, *channels], dtype=object)[codes]
     if scoring is None:
         def scoring(y_true, uplift, arms):
