@@ -66,6 +66,8 @@ def _variant(small_sim, tmp_path, campaigns: pd.DataFrame):
     doc = yaml.safe_load(small_sim["config"].read_text())
     for name in ("events", "users"):
         doc["sources"][name]["path"] = str((small_sim["config"].parent / doc["sources"][name]["path"]).resolve())
+    if "channel" in campaigns:  # the arm follows the edited treated flags (treated and control contradict otherwise)
+        campaigns = campaigns.assign(channel=np.where(campaigns["treated"], "push", "control"))
     campaigns.to_parquet(tmp_path / "campaigns.parquet", index=False)
     doc["sources"]["campaigns"]["path"] = str(tmp_path / "campaigns.parquet")
     path = tmp_path / "dataset.yaml"
