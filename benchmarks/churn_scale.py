@@ -183,9 +183,10 @@ def _train(a) -> dict:
     (a.data / "churn_best_params.json").write_text(json.dumps(best, indent=2))
     return {
         "job_s": round(job_s, 1), "seconds_build": m.get("seconds_build"), "seconds_tune": m.get("seconds_tune"),
-        "seconds_fit": m.get("seconds_fit"), "trials": res.trials, "study": res.study_name,
-        "rows": res.rows, "best_iteration": res.info.get("best_iteration"), "calibration": res.info.get("calibration"),
-        "test_snapshot": res.split.test[-1].isoformat(), "oracle_ratio": res.oracle_ratio,
+        "seconds_backtest": m.get("seconds_backtest"), "seconds_fit": m.get("seconds_refit"), "trials": res.trials,
+        "study": res.study_name, "rows": res.rows, "best_iteration": res.info.get("trees"),
+        "calibration": res.info.get("calibration"), "backtest_cutoffs": [c.isoformat() for c in res.cutoffs],
+        "oracle_ratio": res.oracle_ratio,
         "metrics": json.loads(metrics.to_json(orient="index")), "best_params": best,
         "version": res.version, "run_id": res.run_id, "n_features": len(res.model.features),
         "study_trials": study_states(res.study_name, a.mlruns) if res.study_name else None,

@@ -20,7 +20,12 @@ separately (``os.wait4`` rusage):
     The same with ``approximate=True`` (Saabas, via ``pred_leaf``).
 ``reasons_given_contrib``
     :func:`churnml.explain.reason_codes` with the contributions passed in:
-    choosing and wording the reasons alone (contributions computed untimed).
+    choosing and wording the reasons alone (contributions computed untimed),
+    each reason a different fact (the default, ``distinct=True``).
+``reasons_given_contrib_plain``
+    The same with ``distinct=False`` (the plain top contributions), for the
+    cost of de-duplicating reasons side by side; both report how many users
+    got a reason that restates another (``repeated``).
 ``reasons_approx``
     ``reason_codes(approximate=True)`` end to end, contributions chunked inside.
 ``agreement``
@@ -59,7 +64,7 @@ from churn_scale import run_child
 HERE = Path(__file__).resolve().parent
 EVENTS = ["play", "like", "search", "share", "playlist_add", "community_join", "community_post", "visit"]
 PHASES = ["lightgbm_sample", "contrib_exact", "reasons_exact", "contrib_approx", "reasons_given_contrib",
-          "reasons_approx", "agreement"]
+          "reasons_given_contrib_plain", "reasons_approx", "agreement"]
 
 
 def _schema_columns(n_features: int) -> list[dict]:
@@ -230,11 +235,14 @@ def _child(phase: str, data: Path, exact_users: int | None, sample: int) -> dict
         out["rows"] = len(S)
     elif phase == "contrib_approx":
         contributions(booster, X, approximate=True)
-    elif phase == "reasons_given_contrib":
+    elif phase in ("reasons_given_contrib", "reasons_given_contrib_plain"):
         contrib, _ = contributions(booster, X, approximate=True)
         t0 = time.perf_counter()
-        reasons = reason_codes(booster, X, glossary, contrib=contrib)
+        reasons = reason_codes(booster, X, glossary, contrib=contrib, distinct=phase == "reasons_given_contrib")
+        out["phase_s"] = time.perf_counter() - t0
         out["example"] = " | ".join(str(r) for r in reasons.iloc[0, :3])
+        out["repeated"] = _repeated(reasons)
+        return out
     elif phase == "reasons_approx":
         reason_codes(booster, X, glossary, approximate=True)
     elif phase == "agreement":
@@ -250,6 +258,23 @@ def _child(phase: str, data: Path, exact_users: int | None, sample: int) -> dict
                    top3_overlap=round(sum(overlap) / len(overlap), 3))
     out["phase_s"] = time.perf_counter() - t0
     return out
+
+
+def _repeated(reasons) -> int:
+    """Users two of whose reasons state one fact: the same moment twice ("no activity for 9 days",
+    "last 'visit' event 9 days ago"), or a window that the inactivity shown already empties."""
+    import re
+
+    repeated = 0
+    for texts in reasons[["reason_1", "reason_2", "reason_3"]].itertuples(index=False):
+        words = [t for t in texts if isinstance(t, str)]
+        moments = [int(m.group(1) or m.group(2)) for t in words if (m := re.fullmatch(
+            r"no activity for (\d+) days?|last '[^']+' event (\d+) days? ago", t))]
+        inactive = [int(m.group(1)) for t in words if (m := re.fullmatch(r"no activity for (\d+) days?", t))]
+        empty = [int(m.group(1)) for t in words
+                 if (m := re.fullmatch(r"(?:no .+ events? in|not active on any of) the last (\d+) days", t))]
+        repeated += len(moments) != len(set(moments)) or any(w <= d for w in empty for d in inactive)
+    return repeated
 
 
 def _run_child(args: argparse.Namespace, phase: str) -> dict:

@@ -5,18 +5,22 @@ The flow runs one way: contract (:mod:`churnml.data`) -> features
 live in :mod:`churnml.jobs`; the command line in :mod:`churnml.cli`.
 """
 
-from churnml.config import DatasetConfig, Settings, get_settings, load_dataset_config
-from churnml.data import Dataset, connect, open_dataset
-from churnml.exceptions import (
-    ChurnmlError,
-    ConfigError,
-    ContractError,
-    DataProblem,
-    DataWarning,
-    NotFittedError,
-    SchemaMismatchError,
-)
-from churnml.features import build_features, build_snapshot, build_training_set, churn_labels
+import importlib
+
+# Public names and the modules they live in. They are imported on first use (PEP 562), so that
+# `import churnml` -- which every command, `churnml --help` included, does -- does not load ibis,
+# DuckDB and pandas before they are needed.
+_EXPORTS = {
+    "DatasetConfig": "churnml.config", "Settings": "churnml.config", "get_settings": "churnml.config",
+    "load_dataset_config": "churnml.config",
+    "Dataset": "churnml.data", "connect": "churnml.data", "open_dataset": "churnml.data",
+    "ChurnmlError": "churnml.exceptions", "ConfigError": "churnml.exceptions",
+    "ContractError": "churnml.exceptions", "DataProblem": "churnml.exceptions",
+    "DataWarning": "churnml.exceptions", "NotFittedError": "churnml.exceptions",
+    "SchemaMismatchError": "churnml.exceptions",
+    "build_features": "churnml.features", "build_snapshot": "churnml.features",
+    "build_training_set": "churnml.features", "churn_labels": "churnml.features",
+}
 
 __version__ = "0.1.0"
 
@@ -41,3 +45,15 @@ __all__ = [
     "load_dataset_config",
     "open_dataset",
 ]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'churnml' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

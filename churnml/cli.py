@@ -2,7 +2,9 @@
 
 Exit codes: 0 success; 2 bad input (data contract, config, arguments); 3 no
 registered model with the alias asked for; 4 stale data; 5 features that
-differ from the model's; 6 an output that exists and is not overwritten.
+differ from the model's; 6 an output that exists and is not overwritten (or
+that another run is writing); 7 an output that could not be written (disk
+full, read-only, no permission); 130 and 143 stopped by Ctrl-C or SIGTERM.
 Each error is one line per problem on stderr, with no traceback; any other
 exit code is a bug.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import signal
 import sys
 import time
@@ -20,11 +23,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from churnml.config import utc
-from churnml.exceptions import ChurnmlError, DataWarning
+from churnml.exceptions import ChurnmlError, DataWarning, storage_problem
 
 app = typer.Typer(
     name="churnml",
@@ -45,9 +45,11 @@ out = Console(width=_WIDTH)
 err = Console(stderr=True, width=_WIDTH)
 
 INPUT_ERROR = 2
+CANNOT_WRITE = 7
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Dataset config (YAML).")]
 TrainConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config (YAML), e.g. training/churn.yaml.")]
+UpliftConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config (YAML), e.g. training/uplift.yaml.")]
 
 
 def _input_errors(fn):
@@ -68,7 +70,13 @@ def _input_errors(fn):
                 # not a bug, so it ends like Ctrl-C anywhere else.
                 if type(exc).__name__ == "InterruptException":
                     raise KeyboardInterrupt from None
-                raise
+                problem = storage_problem(exc)
+                if problem is None:
+                    raise
+                # A full disk or a read-only folder is the machine's state, not a bug: one line.
+                err.print(f"[bold red]error:[/] cannot write the output: {problem}; nothing was replaced",
+                          highlight=False, soft_wrap=True)
+                raise typer.Exit(CANNOT_WRITE) from None
             finally:
                 for w in caught:
                     if issubclass(w.category, DataWarning):
@@ -81,16 +89,25 @@ def _input_errors(fn):
 def _exit_code(exc: ChurnmlError) -> int:
     """The documented exit code of an error (see churnml.batch.EXIT_CODES)."""
     from churnml.batch import EXIT_CODES
-    from churnml.exceptions import ModelNotFoundError, OutputExistsError, SchemaMismatchError, StaleDataError
+    from churnml.exceptions import (
+        ModelNotFoundError,
+        OutputExistsError,
+        OutputWriteError,
+        SchemaMismatchError,
+        StaleDataError,
+    )
 
     for kind, name in ((OutputExistsError, "list_exists"), (ModelNotFoundError, "model_not_found"),
-                       (StaleDataError, "stale_data"), (SchemaMismatchError, "schema_mismatch")):
+                       (StaleDataError, "stale_data"), (SchemaMismatchError, "schema_mismatch"),
+                       (OutputWriteError, "cannot_write")):
         if isinstance(exc, kind):
             return EXIT_CODES[name]
     return INPUT_ERROR
 
 
 def _parse_instants(values: list[str] | None) -> list[dt.datetime] | None:
+    from churnml.config import utc
+
     if not values:
         return None
     out = []
@@ -104,7 +121,15 @@ def _parse_instants(values: list[str] | None) -> list[dt.datetime] | None:
     return out
 
 
-def _progress() -> Progress:
+def _table(**kwargs):
+    from rich.table import Table  # imported when a command prints one, not on every start (--help)
+
+    return Table(**kwargs)
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=err,
@@ -112,25 +137,27 @@ def _progress() -> Progress:
 
 
 def _simulate(out_dir: Path, users: int, days: int, seed: int, promotion: bool, truth: bool,
-              channels: list[str] | None = None):
+              channels: list[str] | None = None, subscriptions: bool = False, horizons=None):
     from pydantic import ValidationError
 
     from churnml.exceptions import ConfigError
     from churnml.jobs import simulate_job
-    from churnml.simulator import SimulationConfig
+    from churnml.simulator import SimulationConfig, SubscriptionConfig
 
     try:
         sim = SimulationConfig(n_users=users, days=days, seed=seed,
                                **({} if promotion else {"promotion_days": []}),
-                               **({"campaign_channels": channels} if channels else {}))
+                               **({"campaign_channels": channels} if channels else {}),
+                               **({"subscriptions": SubscriptionConfig()} if subscriptions else {}))
     except ValidationError as exc:
         raise ConfigError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
     with _progress() as bar:
         task = bar.add_task("simulating days", total=days)
-        result, cfg_path = simulate_job(sim, out_dir, truth=truth,
+        result, cfg_path = simulate_job(sim, out_dir, truth=truth, horizons_days=horizons,
                                         progress=lambda d, n: bar.update(task, completed=d + 1))
     out.print(f"simulated [bold]{result.n_users:,}[/] users, [bold]{result.n_events:,}[/] events, "
-              f"{result.n_exposures:,} campaign exposures -> {out_dir}")
+              f"{result.n_exposures:,} campaign exposures"
+              + (f", {result.n_subscriptions:,} subscription periods" if subscriptions else "") + f" -> {out_dir}")
     out.print(f"dataset config: {cfg_path}")
     return result, cfg_path
 
@@ -147,6 +174,9 @@ def simulate(
     channel: Annotated[list[str] | None, typer.Option(
         "--channel", help="A recall channel campaigns randomise over (repeat; default sms, email and push; "
                           "'--channel push' alone is the single-channel app).")] = None,
+    subscriptions: Annotated[bool, typer.Option(
+        help="Add the subscription layer (monthly and yearly plans); the dataset.yaml then uses "
+             "churn: subscription.")] = False,
 ):
     """Simulate a music-streaming app with known ground truth.
 
@@ -154,7 +184,39 @@ def simulate(
     truth/, and a dataset.yaml that the other commands take with --config.
     Recall campaigns randomise users over control and each channel.
     """
-    _simulate(out_dir, users, days, seed, promotion, truth, channel)
+    _simulate(out_dir, users, days, seed, promotion, truth, channel, subscriptions)
+
+
+@app.command()
+@_input_errors
+def init(
+    events: Annotated[Path, typer.Option("--events", help="The event log: Parquet or CSV (a glob is fine).")],
+    users: Annotated[Path | None, typer.Option("--users", help="The users table (signup times, attributes).")] = None,
+    subscriptions: Annotated[Path | None, typer.Option("--subscriptions", help="A subscriptions table.")] = None,
+    output: Annotated[Path, typer.Option("--out", "-o", help="The config file to write.")] = Path("dataset.yaml"),
+    horizon_days: Annotated[int | None, typer.Option(
+        "--horizon-days", min=1, help="The churn horizon you are asked about (default: chosen from the return gaps).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing config file.")] = False,
+):
+    """Write a commented config chosen from the data: column mapping, eligibility, horizon, windows, snapshots.
+
+    Reads the log with DuckDB, infers which column is the user, the time, the
+    event type, amounts and items, checks the data contract, and chooses every
+    window from the gaps between users' active days, the span of the log and
+    its timestamp granularity; each choice is explained in a comment. The file
+    has dataset, training and scoring sections: `churnml train churn -c FILE`
+    and `churnml score -c FILE` read it as it is.
+    """
+    from churnml.init import init_config
+
+    with err.status("reading the log and measuring it"):
+        res = init_config(events, output, users=users, subscriptions=subscriptions, horizon_days=horizon_days,
+                          force=force, log=lambda line: err.print(line, highlight=False))
+    for key in ("horizon_days", "eligibility_days", "feature_windows_days", "snapshots"):
+        out.print(f"  • {res.choices[key].why}", highlight=False)
+    if horizon_days is None:
+        out.print("  (asked about a given horizon? run init again with --horizon-days N --force)", highlight=False)
+    out.print(f"wrote {res.path}; next: [bold]churnml train churn -c {res.path}[/]")
 
 
 @app.command()
@@ -168,6 +230,9 @@ def validate(config: ConfigOpt):
     _, ds = _open(config)
     out.print(f"[green]ok[/]: {ds.n_events:,} events, {ds.n_users:,} users"
               + (f", {ds.campaigns.count().to_pyarrow().as_py():,} campaign rows" if ds.campaigns is not None else "")
+              + (f", {ds.subscriptions.count().to_pyarrow().as_py():,} subscription rows"
+                 if ds.subscriptions is not None else "")
+              + f"; churn: {ds.config.churn.definition}"
               + (f"; data until {ds.observed_until.isoformat()}" if ds.config.observed_until else
                  f"; last event at {(ds.observed_until - dt.timedelta(microseconds=1)).isoformat()} "
                  "(set observed_until in the config if the log runs later)"))
@@ -216,7 +281,7 @@ def _build(cfg, ds, output, instants, labels):
 
 
 def _report_features(res) -> None:
-    tab = Table(title="feature table", show_edge=False)
+    tab = _table(title="feature table", show_edge=False)
     tab.add_column("as_of")
     tab.add_column("eligible users", justify="right")
     if res.churn_rate:
@@ -283,7 +348,7 @@ def train_churn(
     from churnml.config import load_train_config
 
     cfg = _with_tuning(load_train_config(config), trials, timeout, study)
-    _report_churn(_train_churn(cfg, None))
+    _report_churn(_train_churn(cfg, None, register))
 
 
 def _with_tuning(cfg, trials, timeout, study):
@@ -293,30 +358,56 @@ def _with_tuning(cfg, trials, timeout, study):
 
 
 def _train_churn(cfg, ds, register: bool = True):
+    from churnml.config import load_dataset_config
     from churnml.train import train_churn_job
 
     with _progress() as bar:
-        total = len(ds.config.snapshot_instants()) if ds is not None else None
-        snaps = bar.add_task("building snapshots", total=total, visible=cfg.training_set is None)
-        trials = bar.add_task("Optuna trials", total=cfg.tuning.trials, visible=cfg.tuning.trials > 0)
+        snaps = None
+        if cfg.training_set is None:  # built from the dataset config's snapshots, one step each
+            total = len((ds.config if ds is not None else load_dataset_config(cfg.dataset)).snapshot_instants())
+            snaps = bar.add_task("building snapshots", total=total)
+        # Shown once they start, so that nothing about trials or folds is printed before a data error.
+        trials = bar.add_task("Optuna trials", total=cfg.tuning.trials, visible=False)
+        folds = bar.add_task("backtest cut-offs", total=cfg.backtest.folds, visible=False)
+
+        def on_trial(n, value):
+            bar.update(trials, visible=True, advance=1)
+
+        def on_fold(cutoff, metrics):
+            bar.update(folds, visible=True, advance=1)
+
         return train_churn_job(cfg, dataset=ds, register=register, log=lambda line: bar.console.print(line),
-                               on_snapshot=lambda s: bar.advance(snaps),
-                               on_trial=lambda n, v: bar.advance(trials))
+                               on_snapshot=lambda s: bar.advance(snaps) if snaps is not None else None,
+                               on_trial=on_trial, on_fold=on_fold)
 
 
 def _report_churn(res) -> None:
     cols = ["roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_at_10", "capture_at_10"]
-    tab = Table(title=f"churn model on the test snapshot {res.split.test[-1].date()} ({res.rows['test']:,} users)",
-                show_edge=False)
+    bt = res.backtest
+    tab = _table(title=f"churn model, rolling backtest: mean ± sd over {len(res.cutoffs)} cut-off(s) "
+                       f"({', '.join(str(c.date()) for c in res.cutoffs)}; {res.rows['backtest']:,} rows), "
+                       "each fit only on labels closed before its cut-off", show_edge=False)
     tab.add_column("scorer")
     for c in cols:
         tab.add_column(c, justify="right")
     for name, row in res.metrics.iterrows():
-        tab.add_row(name, *(f"{row[c]:.3f}" if c in row and row[c] == row[c] else "-" for c in cols))
+        sd = res.metrics_sd.loc[name]
+        tab.add_row(name, *(("-" if c not in row or row[c] != row[c] else
+                             f"{row[c]:.3f}" + (f"±{sd[c]:.3f}" if sd[c] == sd[c] else "")) for c in cols))
     out.print(tab)
+    auc = bt.per_cutoff("roc_auc")
+    shown = [c for c in ("model", "logistic regression", "recency only", "oracle") if c in auc]
+    out.print("ROC-AUC per cut-off (" + " / ".join(shown) + "): "
+              + "; ".join(f"{k} " + "/".join(f"{r[c]:.3f}" for c in shown) for k, r in auc.iterrows()))
     if res.oracle_ratio is not None:
-        out.print(f"model AUC = {res.oracle_ratio:.1%} of the oracle's (the simulator's exact churn probability "
-                  "given everything observable; 'latent state' also sees silent lapses, which no log shows)")
+        out.print(f"model AUC = {res.oracle_ratio:.1%} of the oracle's, mean over cut-offs (the simulator's exact "
+                  "churn probability given everything observable; 'latent state' also sees silent lapses, "
+                  "which no log shows)")
+    i = res.info
+    out.print(f"chosen by the backtest: {bt.chosen} (best mean log loss); registered model: refit on "
+              f"{len(i['snapshots'])} snapshots ({i['rows_refit']:,} rows), {i['trees']} trees "
+              f"({i['trees_early_stopping']} by early stopping on {i['rows_early_stopping']:,} rows, "
+              f"scaled by the rows ratio^{i['tree_exponent']:g}); its metrics above are the backtest's")
     where = f"registered churn-risk version {res.version} as 'challenger'" if res.version else "not registered"
     out.print(f"MLflow run {res.run_id}; {where}")
 
@@ -324,7 +415,7 @@ def _report_churn(res) -> None:
 @train_app.command("uplift")
 @_input_errors
 def train_uplift(
-    config: TrainConfigOpt = Path("training/uplift.yaml"),
+    config: UpliftConfigOpt = Path("training/uplift.yaml"),
     register: Annotated[bool, typer.Option(help="Register the model as the 'challenger'.")] = True,
 ):
     """Train the recall-uplift model on randomised campaigns: who returns because they were contacted.
@@ -339,7 +430,7 @@ def train_uplift(
     cfg = load_train_config(config)
     if cfg.kind != "uplift":
         raise _config_error(f"{config}: kind is '{cfg.kind}', expected 'uplift'")
-    _report_uplift(_train_uplift(cfg, None))
+    _report_uplift(_train_uplift(cfg, None, register))
 
 
 def _config_error(message):
@@ -361,7 +452,7 @@ def _report_uplift(res) -> None:
     out.print(_selection_table(res.selection, "Qini"))
     cols = ["qini_auc", "uplift_auc", "uplift_at_10", "uplift_at_30", "returns_per_1000_observed",
             "returns_per_1000_expected"]
-    tab = Table(title=f"targeting the test campaign {', '.join(res.test_campaigns)} ({res.rows['test']:,} exposures)",
+    tab = _table(title=f"targeting the test campaign {', '.join(res.test_campaigns)} ({res.rows['test']:,} exposures)",
                 show_edge=False)
     tab.add_column("targeting by")
     for c in cols:
@@ -385,9 +476,9 @@ def _report_uplift(res) -> None:
     out.print(f"learner: {res.selected}; MLflow run {res.run_id}; {where}")
 
 
-def _selection_table(sel, what: str) -> Table:
+def _selection_table(sel, what: str):
     default = sel.index[sel["default"]][0]
-    pick = Table(title=f"learner choice: 5-fold cross-validated {what} on the training campaigns (the default, "
+    pick = _table(title=f"learner choice: 5-fold cross-validated {what} on the training campaigns (the default, "
                        f"{default}, is kept unless beaten by more than one standard error)", show_edge=False)
     for c in ("learner", f"{what} mean ± std", "gain over default ± SE", "chosen"):
         pick.add_column(c, justify="left" if c == "learner" else "right")
@@ -401,7 +492,7 @@ def _selection_table(sel, what: str) -> Table:
 def _report_channels(res) -> None:
     """The multi-channel uplift job's readout: per channel, then the policies compared."""
     out.print(_selection_table(res.selection, "multi-arm Qini"))
-    per = Table(title=f"each channel against control on the test campaign {', '.join(res.test_campaigns)} "
+    per = _table(title=f"each channel against control on the test campaign {', '.join(res.test_campaigns)} "
                       f"({res.rows['test']:,} exposures)", show_edge=False)
     cols = ["channel", "exposures", "Qini [95% CI]", "observed uplift [95% CI]", "predicted", "calibration error"]
     if "spearman_to_true" in res.targeting:
@@ -417,7 +508,7 @@ def _report_channels(res) -> None:
             cells += [f"{r['qini_auc_true_uplift']:.3f}", f"{r['spearman_to_true']:.2f}"]
         per.add_row(*cells)
     out.print(per)
-    pol = Table(title="policies at the same budget: net value per 1,000 exposures (returns x value - cost)",
+    pol = _table(title="policies at the same budget: net value per 1,000 exposures (returns x value - cost)",
                 show_edge=False)
     p = res.policies
     for c in ["policy", "contacted", "cost", "IPW [95% CI]", "doubly robust [95% CI]",
@@ -480,7 +571,8 @@ def score(
 ):
     """Nightly scoring: the day's ranked recall list by expected incremental returns.
 
-    Writes <output>/<date>/ atomically: recall_list.parquet and .csv, scores,
+    Without a registered uplift model (no randomised campaign yet) the list is
+    ranked by churn risk (x value), with a warning, and says so. Writes <output>/<date>/ atomically: recall_list.parquet and .csv, scores,
     features and a manifest. Exit codes: 0 written; 2 bad input; 3 no champion
     model; 4 stale data; 5 features differ from the models'; 6 list exists
     (use --force).
@@ -503,31 +595,43 @@ def _report_list(res) -> None:
     out.print(f"[bold]recall list {res.campaign_id}[/] ({res.as_of.date()}): {c['selected']:,} users selected "
               f"({c['contact']:,} to contact, {c['holdout']:,} random holdout) of {c['eligible']:,} eligible "
               f"({c['eligible_lapsed']:,} lapsed, {c['eligible_at_risk']:,} at risk) among {c['scored']:,} scored")
+    if res.ranking:
+        out.print(f"{res.ranking['note']}", highlight=False)
     out.print("excluded: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["excluded"].items()))
+    by_uplift = c.get("ranked_by", "uplift") == "uplift"
     if not c["selected"]:
         err.print("[yellow]warning:[/] the list is empty: no eligible user is worth contacting under these "
                   "exclusions and costs (see 'excluded' above)", highlight=False)
     else:
-        out.print("segments on the list: "
-                  + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["segments"].items()))
-        out.print(f"expected incremental returns from the contacts: {c['expected_incremental_returns']:.0f} users")
+        if by_uplift:
+            out.print("segments on the list: "
+                      + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in c["segments"].items()))
+            out.print(f"expected incremental returns from the contacts: {c['expected_incremental_returns']:.0f} users")
+        else:
+            out.print(f"expected churners among the contacts: {c['expected_churners_contacted']:.0f} users")
         if "channels" in c:
             _report_channel_list(res)
             return
-        tab = Table(title="top of the list", show_edge=False)
-        for col in ("rank", "user_id", "group", "uplift", "p_churn", "segment", "reason_1"):
+        cols = ("rank", "user_id", "group") + (("uplift", "p_churn", "segment") if by_uplift else ("priority", "p_churn"))
+        tab = _table(title="top of the list", show_edge=False)
+        for col in (*cols, "reason_1"):
             tab.add_column(col)
         for _, r in res.top.head(5).iterrows():
-            tab.add_row(str(r["rank"]), str(r["user_id"]), r["group"], f"{r['uplift']:+.3f}", f"{r['p_churn']:.2f}",
-                        r["segment"], str(r.get("reason_1", "")))
+            cells = [f"{r[k]:+.3f}" if k == "uplift" else f"{r[k]:.2f}" if k in ("p_churn", "priority") else str(r[k])
+                     for k in cols]
+            tab.add_row(*cells, str(r.get("reason_1", "")))
         out.print(tab)
+        horizons = [c for c in res.top.columns if c.startswith("p_churn_") and c.endswith("d")]
+        if horizons:
+            out.print(f"churn within {', '.join(c[8:] for c in horizons)} (top of the list): " + "; ".join(
+                "/".join(f"{r[c]:.2f}" for c in horizons) for _, r in res.top.head(5).iterrows()))
     out.print(f"models: {', '.join(f'{k} v{v}' for k, v in res.versions.items())}; list: {res.folder}")
 
 
 def _report_channel_list(res) -> None:
     """The multi-channel list's readout: per channel, the budget, the top of the list."""
     c = res.counts
-    per = Table(title="channels on the list", show_edge=False)
+    per = _table(title="channels on the list", show_edge=False)
     for col in ("channel", "model's choice", "explored", "unit cost", "cost", "expected extra returns", "cap"):
         per.add_column(col, justify="left" if col == "channel" else "right")
     for name, v in c["channels"].items():
@@ -539,7 +643,7 @@ def _report_channel_list(res) -> None:
     out.print(f"spent {c['cost']:.2f}" + (f" of {budget['max_cost']:g}" if budget["max_cost"] is not None else "")
               + f" on messages; expected net value {c['net_value']:.1f} (returns x value - cost); "
               f"{c['explore'] + c['holdout']:,} users randomised over control and the other channels")
-    tab = Table(title="top of the list", show_edge=False)
+    tab = _table(title="top of the list", show_edge=False)
     chans = list(c["channels"])
     for col in ("rank", "user_id", "group", "channel", *[f"uplift {k}" for k in chans], "p_churn", "why this channel"):
         tab.add_column(col)
@@ -570,9 +674,14 @@ def explain(
 def _explain(config, ds, output, alias="champion", uplift=True):
     from churnml.drivers import drivers_job
 
-    with err.status("explaining the models with SHAP"):
+    with _progress() as bar:
+        task = bar.add_task("drivers report", total=None)
+
+        def step(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, description=what)
+
         return drivers_job(config, output, alias=alias, uplift_model="recall-uplift" if uplift else None, ds=ds,
-                           log=lambda line: err.print(line))
+                           log=lambda line: bar.console.print(line), progress=step)
 
 
 def _report_drivers(res) -> None:
@@ -602,12 +711,15 @@ def run(
     set over weekly snapshots, trains, evaluates and registers the churn model
     and the recall-uplift model (MLflow, local store in mlruns/), promotes both
     through the gate, writes the drivers report (SHAP) and the day's ranked
-    recall list.
+    recall list: one channel per user (SMS, e-mail or push) by expected
+    incremental value net of its cost, within a budget, with a readout per channel.
     """
     from churnml.jobs import compare_with_truth
 
     t0 = time.perf_counter()
-    sim, cfg_path = _simulate(out_dir / "data", users, 120, seed, True, True, channel)
+    for line in _rerun_notes(out_dir):
+        out.print(f"[yellow]note:[/] {line}", highlight=False)
+    sim, cfg_path = _simulate(out_dir / "data", users, 120, seed, True, True, channel, horizons=[30, 90, 270])
     cfg, ds = _open(cfg_path)  # validated once, used by both steps
     _report_retention(_retention(cfg, ds, out_dir / "retention", "day"))
     res = _build(cfg, ds, out_dir / "features" / "training_set.parquet", None, None)
@@ -634,9 +746,65 @@ def run(
     _report_promotion(_promote(uplift_cfg, ds))
 
     _report_drivers(_explain(cfg_path, ds, out_dir / "drivers_report.html"))
+    replaced = (out_dir / "lists" / ds.observed_until.date().isoformat()).exists()
     _report_list(_score(score_cfg, ds, ds.observed_until, True))
-    out.print(f"[bold green]done[/] in {time.perf_counter() - t0:.0f}s; outputs under {out_dir}; "
-              "MLflow runs and models: `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`")
+    if replaced:
+        out.print(f"(replaced the earlier list of {ds.observed_until.date()})")
+    configs = _write_demo_configs(out_dir, train_cfg, uplift_cfg, score_cfg)
+    out.print(f"[bold green]done[/] in {time.perf_counter() - t0:.0f}s; outputs under {out_dir}; the configs of "
+              f"each step, to rerun it alone: {', '.join(str(c) for c in configs)}; MLflow runs and models: "
+              "`mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`")
+
+
+def _rerun_notes(out_dir: Path) -> list[str]:
+    """What a run over an earlier one replaces (its outputs, the list) and adds (model versions)."""
+    from churnml import tracking
+    from churnml.exceptions import ModelNotFoundError
+
+    notes = []
+    lists = sorted(p.name for p in (out_dir / "lists").glob("[0-9]*")) if (out_dir / "lists").is_dir() else []
+    if (out_dir / "data").exists() or lists:
+        notes.append(f"{out_dir} holds an earlier run: its data, reports and features are rewritten"
+                     + (f", and the recall list of {', '.join(lists)} replaced" if lists else ""))
+    champions = []
+    for name in ("churn-risk", "recall-uplift"):
+        try:
+            champions.append(f"{name} v{tracking.resolve(name, 'champion').version}")
+        except ModelNotFoundError:
+            pass
+    if champions:
+        notes.append(f"the MLflow store has champions ({', '.join(champions)}): this run registers new versions "
+                     "and promotes each only if the gate finds it not worse")
+    return notes
+
+
+def _write_demo_configs(out_dir: Path, churn, uplift, score) -> list[Path]:
+    """The training and scoring configs the run used, beside its outputs (paths relative to them), so
+    that each step can be rerun alone (the README's command table uses them)."""
+    import yaml
+
+    from churnml.io import write_text
+
+    base = out_dir.absolute()
+
+    def rel(path: Path | None):
+        return None if path is None else os.path.relpath(Path(path).absolute(), base)
+
+    docs = {
+        "churn.yaml": {"kind": "churn", "dataset": rel(churn.dataset), "training_set": rel(churn.training_set),
+                       "truth": rel(churn.truth), "tuning": {"trials": churn.tuning.trials, "timeout_seconds": None}},
+        "uplift.yaml": {"kind": "uplift", "dataset": rel(uplift.dataset), "truth": rel(uplift.truth),
+                        **({"policy": uplift.policy.model_dump(mode="json", exclude_defaults=True)}
+                           if uplift.policy.channels else {})},
+        "batch.yaml": {"dataset": rel(score.dataset), "output": rel(score.output),
+                       **score.model_dump(mode="json", include={"channel", "eligibility", "budget", "channels"})},
+    }
+    paths = []
+    for name, doc in docs.items():
+        text = "# Written by `churnml run`: the config of this step, to rerun it alone.\n" + yaml.safe_dump(
+            doc, sort_keys=False)
+        paths.append(write_text(text, out_dir / name))
+    return paths
 
 
 def _check_campaign_sizes(ds, min_group: int, users: int) -> None:
@@ -665,8 +833,10 @@ def _check_campaign_sizes(ds, min_group: int, users: int) -> None:
 def _demo_train_config(dataset, training_set, truth_dir, trials):
     from churnml.config import TrainConfig, TuningConfig
 
+    # A fixed number of trials and no time limit: the same seed gives the same model on any machine
+    # and under any load (a time limit made the number of trials depend on both).
     return TrainConfig(dataset=dataset, training_set=training_set, truth=truth_dir / "churn.parquet",
-                       tuning=TuningConfig(trials=trials, timeout_seconds=120))
+                       tuning=TuningConfig(trials=trials, timeout_seconds=None))
 
 
 def _terminate(signum, frame) -> None:
@@ -675,8 +845,11 @@ def _terminate(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-def main() -> None:  # pragma: no cover - console entry point
+def main() -> None:
+    """The console script ``churnml`` (pyproject ``[project.scripts]``): the Typer app, with SIGTERM and
+    SIGHUP unwinding like exceptions (exit 128 + signal), so that nothing half-written stays behind."""
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     app()
 
 

@@ -14,18 +14,32 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
+import string
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churnml.exceptions import ConfigError
 
 __all__ = [
+    "BacktestConfig",
     "BudgetConfig",
     "ChannelConfig",
+    "ChurnConfig",
     "DatasetConfig",
     "DistinctCount",
     "PolicyConfig",
@@ -35,6 +49,7 @@ __all__ = [
     "SourcesConfig",
     "TrainConfig",
     "get_settings",
+    "RefitConfig",
     "ScoreConfig",
     "load_dataset_config",
     "load_score_config",
@@ -57,15 +72,64 @@ def utc(value: dt.datetime | dt.date | str) -> dt.datetime:
     """
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
+    if isinstance(value, bool) or not isinstance(value, dt.date):
+        raise ValueError(f"expected a date or an ISO datetime such as 2024-04-30, got {value!r}")
     if not isinstance(value, dt.datetime):
         value = dt.datetime(value.year, value.month, value.day)
     if value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
+    offset = value.utcoffset()
+    if abs(offset) > MAX_UTC_OFFSET:
+        raise ValueError(f"UTC offset {_offset_text(offset)} of {value.isoformat()} is outside ±14:00; "
+                         "no time zone is that far from UTC")
     return value.astimezone(dt.UTC)
 
 
+# The farthest any time zone is from UTC (Kiribati, +14:00; the farthest west is -12:00).
+MAX_UTC_OFFSET = dt.timedelta(hours=14)
+
+
+def _offset_text(offset: dt.timedelta) -> str:
+    minutes = int(offset.total_seconds() // 60)
+    return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _bool_as_number(value, annotation) -> bool:
+    """Whether ``value`` holds a boolean (also inside lists and mappings) where ``annotation`` wants a number.
+
+    YAML reads ``true`` as a boolean, and Python counts booleans as the integers 1 and 0: without
+    this check ``horizon_days: true`` became a one-day horizon.
+    """
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _bool_as_number(value, args[0])
+    if origin in (typing.Union, types.UnionType):
+        if any(a is bool for a in args):
+            return False
+        return any(_bool_as_number(value, a) for a in args if a is not type(None))
+    if isinstance(value, bool):
+        return annotation in (int, float)
+    if origin is list and isinstance(value, list) and args:
+        return any(_bool_as_number(v, args[0]) for v in value)
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        return any(_bool_as_number(v, args[1]) for v in value.values())
+    return False
+
+
 class _Strict(BaseModel):
+    """Base of every config section: unknown keys are refused (naming them) and so are booleans given
+    for numbers; values are frozen once validated."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value, info: ValidationInfo):
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and _bool_as_number(value, field.annotation):
+            got = "the boolean" if isinstance(value, bool) else "a boolean in"
+            raise ValueError(f"must be a number, got {got} {json.dumps(value, default=str)}")
+        return value
 
 
 class SourceConfig(_Strict):
@@ -75,7 +139,9 @@ class SourceConfig(_Strict):
     ``table`` (a table in the DuckDB database ``database``) or ``query`` (SQL
     run against ``database``, or against an in-memory DuckDB) is given.
     ``columns`` renames source columns to contract names, e.g.
-    ``{user_id: customer_id}``.
+    ``{user_id: customer_id}``. ``event_type`` gives every row that event
+    type, for a log of one kind of event without an event column (a purchase
+    log); it is an error if the table has an ``event`` column too.
     """
 
     path: str | None = None
@@ -83,6 +149,7 @@ class SourceConfig(_Strict):
     query: str | None = None
     database: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)
+    event_type: str | None = None
 
     @model_validator(mode="after")
     def _one_location(self) -> SourceConfig:
@@ -107,11 +174,64 @@ class SourceConfig(_Strict):
 
 
 class SourcesConfig(_Strict):
-    """The three tables of the data contract; only ``events`` is required."""
+    """The tables of the data contract; only ``events`` is required.
+
+    ``subscriptions`` (``user_id, start, end``; optional ``plan, price,
+    period_days, discount``) is needed by the ``subscription`` churn
+    definition and adds subscription features to any definition.
+    """
 
     events: SourceConfig
     users: SourceConfig | None = None
     campaigns: SourceConfig | None = None
+    subscriptions: SourceConfig | None = None
+
+    def named(self) -> dict[str, SourceConfig]:
+        """The configured sources by table name, in contract order."""
+        return {k: getattr(self, k) for k in ("events", "users", "campaigns", "subscriptions")
+                if getattr(self, k) is not None}
+
+
+class ChurnConfig(_Strict):
+    """What churn means for this product (``DatasetConfig.churn``).
+
+    Parameters
+    ----------
+    definition : {"inactivity", "subscription", "event"}
+        ``inactivity`` (default): an eligible user with no activity event in
+        ``[as_of, as_of + horizon_days)``. ``subscription``: a user covered by
+        a subscription at ``as_of`` whose coverage ends in
+        ``[as_of, as_of + horizon_days)`` and does not start again within
+        ``grace_days``. ``event``: an eligible user (not already churned) with
+        one of ``events`` in ``[as_of, as_of + horizon_days)``. See
+        :mod:`churnml.features.labels` for the exact rules.
+    events : list of str, optional
+        The explicit churn event types (``cancel``, ``uninstall``, ...); only
+        for ``event``, and required there.
+    grace_days : int
+        Only for ``subscription``: a new subscription starting at most this
+        many days after coverage ends continues it (a renewal paid late, a
+        plan switch); a longer gap is churn. Labels need ``grace_days`` of
+        data after the horizon.
+    """
+
+    definition: Literal["inactivity", "subscription", "event"] = "inactivity"
+    events: list[str] | None = None
+    grace_days: Annotated[int, Field(ge=0)] = 7
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        return {"definition": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _fits_definition(self) -> ChurnConfig:
+        if self.definition == "event" and not self.events:
+            raise ValueError("churn: definition `event` needs `events`, the churn event types "
+                             "(e.g. [cancel, uninstall])")
+        if self.definition != "event" and self.events is not None:
+            raise ValueError(f"churn: `events` is only used by definition `event`, not `{self.definition}`")
+        return self
 
 
 class SnapshotRule(_Strict):
@@ -169,7 +289,11 @@ class DatasetConfig(_Strict):
         A user is eligible at ``as_of`` if signed up before it and active in
         ``[as_of - eligibility_days, as_of)``.
     horizon_days : int
-        Churned = eligible and no activity in ``[as_of, as_of + horizon_days)``.
+        The label looks at ``[as_of, as_of + horizon_days)``; with the default
+        churn definition, churned = eligible and no activity in it.
+    churn : ChurnConfig
+        The churn definition: ``inactivity`` (default), ``subscription`` or
+        ``event``. A bare name (``churn: subscription``) is accepted.
     snapshots : SnapshotRule or list of datetime
         Snapshot instants for stacked training sets.
     feature_windows_days : list of int
@@ -189,6 +313,11 @@ class DatasetConfig(_Strict):
         Exclusive end of the period the log covers. Events at or after it are
         an input error; labels need ``as_of + horizon <= observed_until``.
         Defaults to just after the latest event.
+    horizons_days : list of int, optional
+        Extra horizons (days) for which each user gets a probability of
+        churning within that many days (``p_churn_<h>d``), monotone in the
+        horizon, longer horizons than the data can label included (a
+        discrete-time hazard model, see :mod:`churnml.models.horizons`).
     """
 
     name: str = "dataset"
@@ -206,6 +335,8 @@ class DatasetConfig(_Strict):
     sum_columns: list[str] = Field(default_factory=list)
     observed_until: dt.datetime | None = None
     engine: Literal["duckdb", "pyspark"] = "duckdb"
+    churn: ChurnConfig = Field(default_factory=ChurnConfig)
+    horizons_days: list[PositiveDays] | None = None
 
     @field_validator("observed_until", mode="before")
     @classmethod
@@ -226,11 +357,19 @@ class DatasetConfig(_Strict):
             raise ValueError("`feature_windows_days` must list at least one window.")
         return sorted(set(v))
 
+    @field_validator("horizons_days")
+    @classmethod
+    def _sorted_horizons(cls, v: list[int] | None) -> list[int] | None:
+        return None if not v else sorted(set(v))
+
     @model_validator(mode="after")
     def _ordered_snapshots(self):
         rule = self.snapshots
         if isinstance(rule, SnapshotRule) and rule.start > rule.end:
             raise ValueError(f"snapshots: start {rule.start.date()} is after end {rule.end.date()}")
+        if self.churn.definition == "subscription" and self.sources.subscriptions is None:
+            raise ValueError("churn: definition `subscription` needs a `subscriptions` source "
+                             "(sources: subscriptions: {path: ...}; columns user_id, start, end)")
         return self
 
     def snapshot_instants(self) -> list[dt.datetime]:
@@ -258,23 +397,77 @@ def _read_config(path: Path, schema: type[BaseModel], section: str):
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder; give the config file (YAML) inside it")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_bytes().decode("utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                          "save the file as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise ConfigError(f"{path}: not valid YAML{where} ({what})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
     raw = raw.get(section, raw)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings under '{section}', got {type(raw).__name__}")
     try:
         return schema.model_validate(raw)
     except ValidationError as exc:
-        lines = [
-            f"{path}: {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-            if e["loc"] else f"{path}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        ]
-        raise ConfigError("\n".join(lines)) from None
+        lines = [f"{path}: {_where(e['loc'])}: {_message(e)}" if _where(e["loc"]) else f"{path}: {_message(e)}"
+                 for e in _distinct_errors(exc.errors())]
+        raise ConfigError("\n".join(dict.fromkeys(lines))) from None
+
+
+# Errors that only say "this value is not the other shape a field may take" (a mapping given where
+# a list would also do): beside the error about the shape it does have, they are noise.
+_SHAPE_ERRORS = {"list_type", "dict_type", "model_type", "model_attributes_type", "is_instance_of"}
+
+
+def _distinct_errors(errors: list[dict]) -> list[dict]:
+    """One error per problem: drop a union member's shape mismatch when the field has a real error."""
+    def field(e):
+        return tuple(str(p) for p in e["loc"][:1])
+
+    real = {field(e) for e in errors if e["type"] not in _SHAPE_ERRORS}
+    out, shaped = [], set()
+    for e in errors:
+        if e["type"] in _SHAPE_ERRORS:
+            if field(e) in real or field(e) in shaped:
+                continue
+            shaped.add(field(e))
+        out.append(e)
+    return out
+
+
+def _where(loc: tuple) -> str:
+    """A validation error's location as the keys of the YAML file (without pydantic's union member names)."""
+    models = {c.__name__ for c in _Strict.__subclasses__()}
+    keys = [str(p) for p in loc if not (isinstance(p, str) and (p in models or "[" in p))]
+    return ".".join(keys)
+
+
+def _message(error: dict) -> str:
+    msg = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return "unknown key (not a setting here; check its spelling and indentation)"
+    return msg
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_dataset_config(path: str | Path) -> DatasetConfig:
@@ -290,7 +483,7 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
     cfg = _read_config(path, DatasetConfig, "dataset")
     base = path.parent
     sources = cfg.sources.model_copy(
-        update={k: _resolve(getattr(cfg.sources, k), base) for k in ("events", "users", "campaigns")}
+        update={k: _resolve(v, base) for k, v in cfg.sources.named().items()}
     )
     return cfg.model_copy(update={"sources": sources})
 
@@ -300,6 +493,33 @@ class SplitConfig(_Strict):
 
     valid_snapshots: PositiveDays = 1
     test_snapshots: PositiveDays = 1
+
+
+class BacktestConfig(_Strict):
+    """The rolling backtest of a churn run (see :mod:`churnml.models.backtest`).
+
+    Parameters
+    ----------
+    folds : int
+        Cut-offs: the latest labelled snapshots whose label windows do not
+        overlap (fewer when the history is short).
+    """
+
+    folds: Annotated[int, Field(ge=1, le=12)] = 3
+
+
+class RefitConfig(_Strict):
+    """The production refit on every labelled snapshot (see :mod:`churnml.models.refit`).
+
+    Parameters
+    ----------
+    tree_exponent : float
+        The refit grows ``trees * (rows / early-stopping rows) ** tree_exponent``
+        trees, ``trees`` being what early stopping chose on the inner split
+        (0 = no scaling, 1 = proportional to the rows).
+    """
+
+    tree_exponent: Annotated[float, Field(ge=0, le=1)] = 0.25
 
 
 class TuningConfig(_Strict):
@@ -424,6 +644,10 @@ class TrainConfig(_Strict):
         MLflow names; default ``churn-risk`` / ``recall-uplift`` by kind.
     seed : int
     split, tuning, lightgbm, gate
+        For churn, ``split.valid_snapshots`` is the recipe's inner validation
+        part; the backtest's cut-offs replace ``split.test_snapshots``.
+    backtest, refit
+        Churn only: the rolling backtest and the production refit.
     calibration : {"auto", "isotonic", "sigmoid", "none"}
     min_class_count : int
         Fewer churned or retained training rows than this is an error.
@@ -442,6 +666,8 @@ class TrainConfig(_Strict):
     registered_model: str | None = None
     seed: int = 42
     split: SplitConfig = Field(default_factory=SplitConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    refit: RefitConfig = Field(default_factory=RefitConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     lightgbm: BoosterConfig = Field(default_factory=BoosterConfig)
     calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto"
@@ -512,13 +738,26 @@ class ScoreConfig(_Strict):
     output : path
         Folder of the lists; each day goes to ``<output>/<as_of date>/``.
     churn_model, uplift_model, alias : str
-        Registered models and the alias to load (``champion``).
+        Registered models and the alias to load (``champion``). ``uplift_model``
+        null: no uplift model is loaded and the list is ranked by churn risk.
+    ranking : {"auto", "uplift", "risk"}
+        ``uplift``: rank by expected incremental returns (uplift x value); no
+        registered uplift model is an error (exit 3). ``risk``: rank by churn
+        risk x value, the list a team gets before any randomised campaign.
+        ``auto`` (default): by uplift when the uplift model is registered,
+        otherwise by risk, with a warning.
     eligibility, exclusions, budget
     value_per_user : float
-        Value of one returned user; priority = uplift x value - cost of the message.
+        Value of one returned user; priority = uplift x value - cost of the message
+        (or p_churn x value when ranked by risk).
+    value_column : str, optional
+        A per-user value column of the feature rows (a spend feature such as
+        ``sum_amount_all``, or a users-table attribute) used as each user's
+        value instead of ``value_per_user``; missing or negative values count 0.
     contact_cost : float
         Cost of one message (of a channel without its own cost); users whose
-        expected gain does not cover it are left out.
+        expected gain does not cover it are left out (uplift ranking only:
+        churn risk says nothing about what a contact gains).
     channels : dict of str to ChannelConfig
         Multi-channel lists (an uplift model learned from campaigns with several
         channels): the channels to use, each with its cost and optional cap.
@@ -539,12 +778,14 @@ class ScoreConfig(_Strict):
     dataset: Path
     output: Path = Path("../out/lists")
     churn_model: str = "churn-risk"
-    uplift_model: str = "recall-uplift"
+    uplift_model: str | None = "recall-uplift"
     alias: str = "champion"
+    ranking: Literal["auto", "uplift", "risk"] = "auto"
     eligibility: EligibilityConfig = Field(default_factory=EligibilityConfig)
     exclusions: ExclusionConfig = Field(default_factory=ExclusionConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     value_per_user: Annotated[float, Field(gt=0)] = 1.0
+    value_column: str | None = None
     contact_cost: Annotated[float, Field(ge=0)] = 0.0
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     holdout_share: Annotated[float, Field(ge=0, lt=1)] = 0.1
@@ -563,6 +804,29 @@ class ScoreConfig(_Strict):
         """The cost of one message by channel ``name`` (its own, else ``contact_cost``)."""
         own = self.channels.get(name)
         return self.contact_cost if own is None or own.cost is None else own.cost
+    @field_validator("campaign_id")
+    @classmethod
+    def _known_placeholders(cls, v: str) -> str:
+        # Checked when the config is read, not after the night's scoring work (a KeyError then).
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(v) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"{v!r} is not a valid template ({exc}); write braces as {{{{ and }}}}") from None
+        unknown = [n for n in names if n != "as_of"]
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}} in {v!r}; the only placeholder is {{as_of}} "
+                             "(the scoring date)")
+        try:
+            v.format(as_of="2024-04-30")
+        except (ValueError, LookupError) as exc:  # a format spec or conversion the date text refuses
+            raise ValueError(f"{v!r} cannot be filled in with the date ({exc})") from None
+        return v
+
+    @model_validator(mode="after")
+    def _uplift_named(self) -> ScoreConfig:
+        if self.ranking == "uplift" and not self.uplift_model:
+            raise ValueError("ranking: uplift needs an uplift_model (or ranking: risk / auto)")
+        return self
 
 
 def load_score_config(path: str | Path) -> ScoreConfig:

@@ -17,9 +17,13 @@ events     user_id, ts, event                item_id, community_id, amount, ...
 users      user_id, signup_ts                acquisition channel, platform, ...
 campaigns  user_id, campaign_id, sent_ts,    cost, randomised, ...
            and treated or channel (or both)
+subscriptions user_id, start, end (empty =    plan, price, period_days,
+           running)                          discount
 ========== ================================= ===============================
 
-Without a users table, a user's signup is the first event in the log.
+Without a users table, a user's signup is the first event in the log (or
+the first subscription start, if earlier). The subscriptions table's own
+rules are in :mod:`churnml.subscriptions`.
 
 A campaign row's arm is ``channel``: ``control`` (not contacted; the
 dataset's ``control_channel`` names it in the source) or the name of the
@@ -50,15 +54,18 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": ("user_id", "ts", "event"),
     "users": ("user_id", "signup_ts"),
     "campaigns": ("user_id", "campaign_id", "sent_ts"),
+    "subscriptions": ("user_id", "start", "end"),
 }
 #: The arm of a control (not contacted) campaign row in a validated campaigns table.
 CONTROL = "control"
 #: The channel name of treated rows when the campaigns table has ``treated`` but no ``channel``.
 SINGLE_CHANNEL = "treated"
-_TS_COLUMN = {"events": "ts", "users": "signup_ts", "campaigns": "sent_ts"}
+_TS_COLUMN = {"events": "ts", "users": "signup_ts", "campaigns": "sent_ts", "subscriptions": "start"}
 _UTC = dtypes.Timestamp(timezone="UTC")
 # Strings with an explicit offset ("Z", "+02:00", "+0200") versus naive ones.
 _OFFSET_RE = r"(Z|[+-]\d\d(:?\d\d)?)$"
+# A time followed by a UTC offset beyond ±14:00, which no time zone has (DuckDB accepts up to ±99:59).
+_FAR_OFFSET_RE = r"\d:\d\d(:\d\d(\.\d*)?)?\s*[+-](1[5-9]|[2-9]\d|14:?(0[1-9]|[1-5]\d))(:?\d\d)?$"
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,9 @@ class Dataset:
     campaigns : ibis.Table or None
         ``user_id, campaign_id, sent_ts, treated (bool), channel`` (``control``
         or a channel name) plus extras.
+    subscriptions : ibis.Table or None
+        ``user_id, start, end`` (UTC; ``end`` null = running) plus the optional
+        ``plan, price, period_days, discount``; see :mod:`churnml.subscriptions`.
     observed_until : datetime
         Exclusive end of the period the log covers.
     n_events, n_users, n_duplicates : int
@@ -95,6 +105,7 @@ class Dataset:
     n_users: int
     n_duplicates: int = 0
     warnings: list[str] = field(default_factory=list)
+    subscriptions: ibis.Table | None = None
 
     def event_types(self, before: dt.datetime | None = None) -> list[str]:
         """Event types to build per-event features for.
@@ -170,9 +181,16 @@ def _read(con: ibis.BaseBackend, src: SourceConfig, kind: str) -> ibis.Table:
                 if ts_col in t.columns and con.name == "duckdb":
                     # Read timestamps as text so that bad values are reported, not guessed.
                     t = con.read_csv(p, types={ts_col: "VARCHAR"}, header=True)
-                return t
             except Exception as exc:  # noqa: BLE001 - duckdb raises many types
-                raise ContractError([DataProblem(src.label, None, 0, _first_line(exc))]) from None
+                raise ContractError([_ragged_rows(p, src.label) or DataProblem(src.label, None, 0, _first_line(exc))]) \
+                    from None
+            if len(t.columns) == 1 and any(d in t.columns[0] for d in ",;\t|"):
+                # DuckDB could not settle on a delimiter and read each line as one value: rows with
+                # another number of fields than the header make it give up.
+                ragged = _ragged_rows(p, src.label)
+                if ragged is not None:
+                    raise ContractError([ragged])
+            return t
         try:
             return con.read_parquet(p)
         except Exception as exc:  # noqa: BLE001
@@ -186,6 +204,52 @@ def _read(con: ibis.BaseBackend, src: SourceConfig, kind: str) -> ibis.Table:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"cannot read ({text[0] if text else exc.__class__.__name__})"
+
+
+def _ragged_rows(pattern: str, label: str) -> DataProblem | None:
+    """Rows of a CSV file (or glob of files) with another number of fields than the header, if any.
+
+    Read with Python's csv module, so that it works whatever stopped DuckDB's
+    reader; only called once a read has failed.
+    """
+    import csv
+    import glob
+    import gzip
+
+    for path in sorted(glob.glob(pattern)) if "*" in pattern else [pattern]:
+        opener = gzip.open if path.endswith(".gz") else open
+        try:
+            with opener(path, "rt", newline="", errors="replace") as f:
+                sample = f.read(65536)
+                f.seek(0)
+                delimiter = max(",;\t|", key=sample.split("\n", 1)[0].count)
+                rows = csv.reader(f, delimiter=delimiter)
+                width = len(next(rows, []))
+                count, first = 0, None
+                for row in rows:
+                    if row and len(row) != width:
+                        count += 1
+                        first = first or (rows.line_num, len(row), delimiter.join(row))
+        except (OSError, csv.Error):
+            return None
+        if count:
+            line, n, text = first
+            where = f"{Path(path).name}: " if "*" in pattern else ""
+            return DataProblem(label, None, count, f"rows with another number of fields than the header's {width} "
+                                                   f"({where}the first at line {line} has {n})", text[:200])
+    return None
+
+
+def _csv_error(exc: BaseException, label: str, path: str | None) -> DataProblem | None:
+    """A CSV reading error met while scanning a table (DuckDB reads lazily) as one problem line."""
+    text = str(exc)
+    if "CSV Error on Line" not in text and "Expected Number of Columns" not in text:
+        return None
+    if path is not None:
+        ragged = _ragged_rows(path, label)
+        if ragged is not None:
+            return ragged
+    return DataProblem(label, None, 0, _first_line(exc).replace("Invalid Input Error: ", ""))
 
 
 def _scalar(expr) -> object:
@@ -225,12 +289,17 @@ def _normalise_ts(t: ibis.Table, col: str, label: str, problems: list[DataProble
         bad = present & parsed.isnull()
         has_offset = raw.strip().re_search(_OFFSET_RE)
         ok = present & parsed.notnull()
+        far = ok & raw.strip().re_search(_FAR_OFFSET_RE)
         stats = t.aggregate(
             missing=(~present).sum(),
             bad=bad.sum(),
+            far=far.sum(),
             aware=(ok & has_offset).sum(),
             naive=(ok & ~has_offset).sum(),
         ).to_pyarrow().to_pylist()[0]
+        if stats["far"]:
+            problems.append(DataProblem(label, col, stats["far"], "timestamps with a UTC offset beyond ±14:00, "
+                                        "which no time zone has", _example(t, far, col)))
         if stats["missing"]:
             problems.append(DataProblem(label, col, stats["missing"], "missing timestamps"))
         if stats["bad"]:
@@ -283,10 +352,21 @@ def _load_table(con, src: SourceConfig, kind: str) -> tuple[ibis.Table, list[Dat
     columns, no rows, wrong types) and the ones that do not (bad values).
     """
     t = _rename(_read(con, src, kind), src)
+    if src.event_type is not None:
+        if "event" in t.columns:
+            return t, [DataProblem(src.label, "event", 0, f"has an event column and event_type {src.event_type!r}; "
+                                                          "give one or the other")], []
+        t = t.mutate(event=ibis.literal(src.event_type))
     fatal = _check_columns(t, kind, src.label)
     if fatal:
         return t, fatal, []
-    n = _scalar(t.count())
+    try:
+        n = _scalar(t.count())  # the first full read: a bad row far into a CSV file shows here
+    except Exception as exc:  # noqa: BLE001 - whatever the engine raises
+        problem = _csv_error(exc, src.label, src.path)
+        if problem is None:
+            raise
+        return t, [problem], []
     if n == 0:
         return t, [DataProblem(src.label, None, 0, "table is empty (no rows)")], []
     values: list[DataProblem] = []
@@ -353,13 +433,14 @@ def _check_config_names(
             n_bad = _scalar(bad.sum())
             problems.append(DataProblem(label, col, n_bad, "sum_columns needs numbers; values that are not",
                                         _example(ev, bad, col)))
-    activity = config.activity_events or []
-    if activity and not any(a in counts for a in activity):
-        problems.append(DataProblem(label, "event", 0, f"none of the activity_events {activity} occurs "
-                                                       f"(event types found: {shown})"))
-    else:
-        notes += [f"{label}: activity event {a!r} never occurs (event types found: {shown})"
-                  for a in activity if a not in counts]
+    for key, one, named in (("activity_events", "activity event", config.activity_events or []),
+                            ("churn.events", "churn event", config.churn.events or [])):
+        if named and not any(a in counts for a in named):
+            problems.append(DataProblem(label, "event", 0, f"none of the {key} {named} occurs "
+                                                           f"(event types found: {shown})"))
+        else:
+            notes += [f"{label}: {one} {a!r} never occurs (event types found: {shown})"
+                      for a in named if a not in counts]
     notes += [f"{label}: event type {e!r} in event_types never occurs; its features will be empty "
               f"(event types found: {shown})" for e in config.event_types or [] if e not in counts]
     for d in config.distinct_counts:
@@ -396,7 +477,7 @@ def open_dataset(
     """
     srcs = config.sources
     if con is None:
-        dbs = {s.database for s in (srcs.events, srcs.users, srcs.campaigns) if s and s.database}
+        dbs = {s.database for s in srcs.named().values() if s.database}
         if len(dbs) > 1:
             raise ContractError(
                 [DataProblem("config", "sources", 0, f"all DuckDB sources must share one database, got {sorted(dbs)}")]
@@ -406,7 +487,7 @@ def open_dataset(
     fatal: list[DataProblem] = []
     problems: list[DataProblem] = []
     tables = {}
-    for kind in ("events", "users", "campaigns"):
+    for kind in ("events", "users", "campaigns", "subscriptions"):
         src = getattr(srcs, kind)
         if src is None:
             tables[kind] = None
@@ -416,7 +497,10 @@ def open_dataset(
         problems += p
     if fatal:
         raise ContractError(fatal + problems)
-    events, users, campaigns = tables["events"], tables["users"], tables["campaigns"]
+    tables, p = _align_ids(tables, srcs)
+    if p:
+        raise ContractError(p + problems)
+    events, users, campaigns, subscriptions = (tables[k] for k in ("events", "users", "campaigns", "subscriptions"))
 
     until = config.observed_until or utc(now or dt.datetime.now(dt.timezone.utc))
     ev_label = srcs.events.label
@@ -429,12 +513,24 @@ def open_dataset(
 
     signup_inferred = users is None
     if users is None:
-        users = events.group_by("user_id").aggregate(signup_ts=events.ts.min())
+        firsts = events.select("user_id", "ts")
+        if subscriptions is not None:  # a subscriber need not have any event yet
+            starts = subscriptions.filter(subscriptions.start.notnull())
+            firsts = firsts.union(starts.select("user_id", ts=starts.start.cast(firsts.ts.type())))
+        users = firsts.group_by("user_id").aggregate(signup_ts=firsts.ts.min())
     else:
         problems += _check_users(users, events, srcs.users.label, ev_label)
     if campaigns is not None:
         campaigns, p = _check_campaigns(campaigns, users, srcs.campaigns.label, config.control_channel)
         problems += p
+    if subscriptions is not None:
+        from churnml.subscriptions import check_subscriptions
+
+        subscriptions, p, n = check_subscriptions(
+            subscriptions, users, srcs.subscriptions.label, users_label=None if signup_inferred else srcs.users.label,
+            until=until, until_configured=config.observed_until is not None)
+        problems += p
+        notes += n
     if problems:
         raise ContractError(problems)
 
@@ -448,7 +544,10 @@ def open_dataset(
         msg = f"{ev_label}: {n_dup:,} exact duplicate events dropped"
         notes.append(msg)
         warnings.warn(msg, DataWarning, stacklevel=2)
-    observed_until = config.observed_until or (stats["max_ts"] + dt.timedelta(microseconds=1))
+    latest = stats["max_ts"]
+    if subscriptions is not None and config.observed_until is None:
+        latest = max(latest, _scalar(subscriptions.start.max()))
+    observed_until = config.observed_until or (latest + dt.timedelta(microseconds=1))
     return Dataset(
         config=config,
         con=con,
@@ -461,7 +560,37 @@ def open_dataset(
         n_users=_scalar(users.count()),
         n_duplicates=n_dup,
         warnings=notes,
+        subscriptions=subscriptions,
     )
+
+
+def _align_ids(tables: dict, srcs) -> tuple[dict, list[DataProblem]]:
+    """Give ``user_id`` one type across the tables, whose ids are compared with each other.
+
+    When some tables hold numbers and others text (a CSV column with one text id
+    among numbers is read as text), text ids that are all integers are read as
+    integers; any other text id is a problem, reported with an example.
+    """
+    present = {k: t for k, t in tables.items() if t is not None}
+    text = [k for k, t in present.items() if t.schema()["user_id"].is_string()]
+    numeric = [k for k in present if k not in text and present[k].schema()["user_id"].is_numeric()]
+    if not text or not numeric:
+        return tables, []
+    other = getattr(srcs, numeric[0]).label
+    out, problems = dict(tables), []
+    for kind in text:
+        t = present[kind]
+        uid = t.user_id.strip()
+        as_int = uid.try_cast("int64")
+        bad = t.user_id.notnull() & (uid != "") & as_int.isnull()
+        n_bad = _scalar(bad.sum())
+        if n_bad:
+            problems.append(DataProblem(getattr(srcs, kind).label, "user_id", n_bad,
+                                        f"user ids that are not integers, while {other}'s are integers",
+                                        _example(t, bad, "user_id")))
+        else:
+            out[kind] = t.mutate(user_id=as_int)
+    return out, problems
 
 
 def _check_users(users: ibis.Table, events: ibis.Table, label: str, ev_label: str) -> list[DataProblem]:

@@ -160,6 +160,7 @@ def drivers_job(
     settings: Settings | None = None,
     seed: int = 0,
     log: Callable[[str], None] = lambda _: None,
+    progress: Callable[[int, int, str], None] = lambda done, total, what: None,
 ) -> DriversResult:
     """Explain the registered models on the data and write the drivers report (HTML, self-contained).
 
@@ -174,6 +175,11 @@ def drivers_job(
         An already validated dataset.
     anomalies : DataFrame, optional
         :func:`churnml.retention.anomalous_cohorts` output; computed if omitted.
+    log : callable, optional
+        Receives notes for the user.
+    progress : callable, optional
+        ``progress(done, total, what)`` as each step starts: ``what`` is about
+        to run, ``done`` of ``total`` steps are finished.
 
     Returns
     -------
@@ -181,17 +187,22 @@ def drivers_job(
     """
     from churnml import tracking
 
+    total = 7 if uplift_model else 6
     cfg = dataset if isinstance(dataset, DatasetConfig) else load_dataset_config(dataset)
+    progress(0, total, "checking the data")
     ds = ds or open_dataset(cfg)
+    progress(1, total, f"loading {churn_model}@{alias}")
     churn, ref = tracking.load_model(churn_model, alias, settings)
     versions = {churn_model: ref.version}
     glossary = dict(churn.metadata.get("glossary", {}))
     h = dt.timedelta(days=cfg.horizon_days)
     snaps = [s for s in cfg.snapshot_instants() if s <= ds.observed_until] or [ds.observed_until - h]
     as_of = max(snaps)
+    progress(2, total, f"features as of {as_of.date()}")
     table, _ = build_snapshot(ds, as_of, event_types=churn.metadata.get("event_types"))
     frame = _sample(table.to_pandas(), SAMPLE, seed)
     log(f"explaining churn risk for {len(frame):,} users as of {as_of.date()}")
+    progress(3, total, f"SHAP values of {len(frame):,} users, drivers and plots")
     X = churn.matrix(frame)
     contrib, base_value = explain.contributions(churn.booster, X)
     ranking = explain.global_importance(contrib, churn.feature_names).head(TOP).copy()
@@ -219,6 +230,7 @@ def drivers_job(
                        "b_text": _describe(pair[1], glossary),
                        "plot": report.figure_uri(explain.plot_interaction(it, value="mean_risk"))}
 
+    progress(4, total, "signup cohorts that churn more")
     if anomalies is None:
         table_r = retention.cohort_retention(ds, period="day", days=(1, 7))
         anomalies = retention.anomalous_cohorts(table_r, days=(1, 7))
@@ -229,6 +241,7 @@ def drivers_job(
     if uplift_model:
         from churnml.train_uplift import uplift_frames
 
+        progress(5, total, f"loading and explaining {uplift_model}@{alias}")
         up, uref = tracking.load_model(uplift_model, alias, settings)
         versions[uplift_model] = uref.version
         glossary |= {k: v for k, v in up.metadata.get("glossary", {}).items() if k not in glossary}
@@ -255,6 +268,7 @@ def drivers_job(
             log(f"explaining the uplift of each channel ({', '.join(up.channels)}) on {len(camp):,} exposures")
             channel_sections = _channel_sections(up, camp, pred, glossary, seed, getattr(settings, "threads", None))
 
+    progress(total - 1, total, "writing the report")
     headlines = _headlines(ranking, directions, cohorts, uplift_rows, uplift_info) + _channel_headlines(channel_sections)
     shown = set(ranked) | ({f for c in cohorts for f in (r["feature"] for r in c["rows"])}) | (
         set(uplift_rows["feature"]) if uplift_rows is not None else set()) | {
@@ -276,6 +290,7 @@ def drivers_job(
         _t.log_report(path, ref)
     except Exception as exc:  # noqa: BLE001 - the report stands without the MLflow copy
         log(f"note: could not attach the report to the model's MLflow run ({exc.__class__.__name__})")
+    progress(total, total, "drivers report written")
     return DriversResult(Path(out), headlines, ranking, uplift_rows, cohorts, versions,
                          {s["channel"]: pd.DataFrame(s["rows"]) for s in channel_sections} or None)
 

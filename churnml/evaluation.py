@@ -17,6 +17,7 @@ from churnml import metrics
 
 __all__ = [
     "TENURE_BANDS",
+    "backtest_figure",
     "churn_metrics",
     "compare_scores",
     "gains_figure",
@@ -89,7 +90,8 @@ def group_auc(y: np.ndarray, scores: dict[str, np.ndarray], groups: pd.Series, *
 
 # --------------------------------------------------------------------------- plots
 
-def reliability_figure(y: np.ndarray, probs: dict[str, np.ndarray], *, n_bins: int = 10):
+def reliability_figure(y: np.ndarray, probs: dict[str, np.ndarray], *, n_bins: int = 10,
+                       title: str = "Reliability on the test snapshot"):
     """Reliability diagram: observed churn rate against mean predicted probability per equal-count bin."""
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfectly calibrated")
@@ -98,13 +100,14 @@ def reliability_figure(y: np.ndarray, probs: dict[str, np.ndarray], *, n_bins: i
         ece = metrics.expected_calibration_error(np.asarray(y), np.asarray(p), n_bins=n_bins)
         ax.plot(t["mean_predicted"], t["observed_rate"], marker="o", label=f"{name} (ECE {ece:.3f})")
     ax.set(xlabel="mean predicted churn probability", ylabel="observed churn rate",
-           title="Reliability on the test snapshot", xlim=(0, 1), ylim=(0, 1))
+           title=title, xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def gains_figure(y: np.ndarray, scores: dict[str, np.ndarray]):
+def gains_figure(y: np.ndarray, scores: dict[str, np.ndarray], *,
+                 title: str = "Cumulative gains on the test snapshot"):
     """Cumulative gains: share of all churners captured when contacting the top x% by each score."""
     y = np.asarray(y)
     fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -116,7 +119,7 @@ def gains_figure(y: np.ndarray, scores: dict[str, np.ndarray]):
     for k in TOP_SHARES:
         ax.axvline(k, c="lightgrey", lw=0.8)
     ax.set(xlabel="share of users contacted (highest score first)", ylabel="share of churners captured",
-           title="Cumulative gains on the test snapshot")
+           title=title)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
@@ -136,3 +139,24 @@ def group_auc_figure(table: pd.DataFrame, title: str):
     fig.tight_layout()
     return fig
 
+
+
+def backtest_figure(folds: pd.DataFrame, metrics: tuple[str, ...] = ("roc_auc", "log_loss", "ece")):
+    """Each metric per backtest cut-off, one line per scorer (a ``folds`` table of a backtest).
+
+    ``folds`` is indexed by ``(cutoff, scorer)`` with one column per metric
+    (:attr:`churnml.models.backtest.Backtest.folds`).
+    """
+    scorers = [s for s in dict.fromkeys(folds.index.get_level_values("scorer")) if s != "oracle (latent state)"]
+    cutoffs = list(dict.fromkeys(folds.index.get_level_values("cutoff")))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        table = folds[metric].unstack("scorer").reindex(cutoffs)
+        for name in scorers:
+            ax.plot(range(len(cutoffs)), table[name].astype(float), marker="o", label=name)
+        ax.set_xticks(range(len(cutoffs)), cutoffs, rotation=30, ha="right", fontsize=8)
+        ax.set(title=metric.replace("_", " "), xlabel="cut-off")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Rolling backtest: each model fit only on labels closed before its cut-off", fontsize=10)
+    fig.tight_layout()
+    return fig

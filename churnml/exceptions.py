@@ -7,9 +7,8 @@ with code 2 for input errors; the API maps them to 4xx responses.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
-
-from sklearn.exceptions import NotFittedError as _SklearnNotFitted
 
 __all__ = [
     "ChurnmlError",
@@ -20,9 +19,11 @@ __all__ = [
     "ModelNotFoundError",
     "NotFittedError",
     "OutputExistsError",
+    "OutputWriteError",
     "SchemaMismatchError",
     "StaleDataError",
     "TrainingDataError",
+    "storage_problem",
 ]
 
 
@@ -87,8 +88,6 @@ class SchemaMismatchError(ChurnmlError, ValueError):
     """A table's columns or types differ from what a model or stage expects."""
 
 
-class NotFittedError(ChurnmlError, _SklearnNotFitted):
-    """An estimator was used before ``fit`` (also scikit-learn's ``NotFittedError``, a ValueError and AttributeError)."""
 
 
 class DataWarning(UserWarning):
@@ -109,3 +108,51 @@ class StaleDataError(ChurnmlError, ValueError):
 
 class OutputExistsError(ChurnmlError, FileExistsError):
     """An output that is never silently overwritten already exists."""
+
+
+class OutputWriteError(ChurnmlError, OSError):
+    """An output could not be written (disk full, read-only filesystem, no permission); nothing was replaced."""
+
+
+# errno values that say the storage refused a write, not that the program is wrong.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """A short description if ``exc`` is the filesystem refusing to store something, else None.
+
+    Recognises ``OSError`` with a storage ``errno`` (``No space left on device``,
+    ``Read-only file system``, ``Permission denied``, ...) and the same faults
+    reported by libraries as text (DuckDB's and Arrow's I/O errors).
+    """
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or errno.errorcode.get(exc.errno, 'I/O error')}{where}"
+    text = str(exc).lower()
+    for phrase in ("No space left on device", "Disk quota exceeded", "Read-only file system"):
+        if phrase.lower() in text:
+            return phrase
+    if "readonly database" in text:  # SQLite under MLflow or Optuna
+        return "read-only database (is the MLflow store mounted read-only?)"
+    return None
+
+
+def _not_fitted_error() -> type:
+    # Built on first use: a subclass of scikit-learn's NotFittedError (itself a ValueError and an
+    # AttributeError), without importing scikit-learn (2-3 s) whenever churnml.exceptions is imported,
+    # which every command, `--help` included, does.
+    from sklearn.exceptions import NotFittedError as _SklearnNotFitted
+
+    class NotFittedError(ChurnmlError, _SklearnNotFitted):
+        """An estimator was used before ``fit`` (also scikit-learn's ``NotFittedError``, a ValueError and AttributeError)."""
+
+    NotFittedError.__module__ = __name__
+    return NotFittedError
+
+
+def __getattr__(name: str):
+    if name == "NotFittedError":
+        cls = _not_fitted_error()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -844,11 +844,125 @@ def reason_text(feature: str, value: Any, glossary: _Glossary) -> str | np.ndarr
 # --------------------------------------------------------------------------- reason codes
 
 
-def _top_k(contrib: np.ndarray, k: int, sign: float, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class _Facts:
+    """Which features state overlapping facts, read from the glossary (see :func:`reason_codes`).
+
+    Recency features ("days since the last X") say when something last
+    happened; window features ("number of X in the last w days", "days with
+    activity among the last w") at 0 say that it did not happen in a window.
+    ``subject`` is the quoted event type, or ``activity`` (any event).
+    """
+
+    recency: np.ndarray         # column positions of the recency features
+    recency_subject: np.ndarray
+    window: np.ndarray          # column positions of the "last w days" features
+    window_days: np.ndarray
+    window_subject: np.ndarray
+    recency_pos: np.ndarray     # per column: its position in `recency`, or -1
+    window_pos: np.ndarray      # per column: its position in `window`, or -1
+
+    ACTIVITY = 0
+
+    @classmethod
+    def from_glossary(cls, names: Sequence[str], glossary: _Glossary) -> _Facts | None:
+        subjects: dict[str, int] = {"activity": cls.ACTIVITY}
+        recency, r_subject, window, w_days, w_subject = [], [], [], [], []
+        for j, name in enumerate(names):
+            entry = glossary.get(name) or {}
+            family, description = str(entry.get("family") or ""), str(entry.get("description") or "")
+            quoted = _QUOTED.search(description)
+            subject = subjects.setdefault(quoted.group(1) if quoted else "activity", len(subjects))
+            desc = _normalise(description)
+            if family == "recency" and re.fullmatch(r"days since (?:the user's |the )?last .+", desc):
+                if quoted or "activity" in desc:
+                    recency.append(j)
+                    r_subject.append(subject)
+            elif (family in ("frequency", "activity") and entry.get("window_days")
+                  and re.search(r"\b(?:in|among) the last\b", desc)
+                  and (quoted or "activity" in desc)):
+                window.append(j)
+                w_days.append(float(entry["window_days"]))
+                w_subject.append(subject)
+        if not recency and not window:
+            return None
+        r_pos = np.full(len(names), -1, dtype=np.intp)
+        r_pos[recency] = np.arange(len(recency))
+        w_pos = np.full(len(names), -1, dtype=np.intp)
+        w_pos[window] = np.arange(len(window))
+        return cls(np.array(recency, dtype=np.intp), np.array(r_subject), np.array(window, dtype=np.intp),
+                   np.array(w_days), np.array(w_subject), r_pos, w_pos)
+
+    def values(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Whole days of the recency features (as worded) and which window features are 0, per row."""
+        def block(cols):
+            out = np.empty((len(frame), len(cols)), order="F")
+            for k, c in enumerate(cols):  # column by column: far faster than a mixed-dtype frame's to_numpy
+                out[:, k] = frame.iloc[:, c].to_numpy(dtype=np.float64, na_value=np.nan)
+            return out
+
+        days = _whole_days(block(self.recency)) if len(self.recency) else np.empty((len(frame), 0))
+        zero = block(self.window) == 0 if len(self.window) else np.empty((len(frame), 0), dtype=bool)
+        return days, zero
+
+    def exclude(self, score: np.ndarray, best: np.ndarray, chosen: np.ndarray, days: np.ndarray,
+                zero: np.ndarray) -> None:
+        """Take out of ``score`` the features that restate what each row's ``best`` feature says.
+
+        A recency of d days restates any other recency of d days (the same last
+        moment: "no activity for 9 days", "last 'visit' event 9 days ago") and
+        every window of at most d days at 0 for its event, or for any event when
+        that moment is the user's last activity ("no 'visit' events in the last
+        7 days", "not active on any of the last 7 days"). A window at 0 says
+        that its events (any event, for activity) stopped: so do the other
+        windows at 0 and the recencies of at least its length for them.
+        """
+        n = score.shape[0]
+        rows = np.arange(n)
+        rpos, wpos = self.recency_pos[best], self.window_pos[best]
+        is_r = chosen & (rpos >= 0)
+        is_w = chosen & (wpos >= 0)
+        if len(self.window):
+            is_w &= zero[rows, np.maximum(wpos, 0)]
+        if not (is_r.any() or is_w.any()):
+            return
+        reach = np.full(n, -np.inf)
+        subject = np.full(n, -1)
+        reach[is_r] = days[is_r, rpos[is_r]]
+        subject[is_r] = self.recency_subject[rpos[is_r]]
+        reach[is_w] = self.window_days[wpos[is_w]]
+        subject[is_w] = self.window_subject[wpos[is_w]]
+        # Cells are switched off through the positions found, not by masking whole column blocks:
+        # gathering and scattering strided columns of a million rows cost more than the rest.
+        if len(self.recency) and is_r.any():
+            r, k = np.nonzero((days == reach[:, None]) & is_r[:, None])
+            score[r, self.recency[k]] = -np.inf
+        if len(self.window):
+            everything = subject == self.ACTIVITY
+            activity = np.flatnonzero(self.recency_subject == self.ACTIVITY)
+            if len(activity):  # the chosen moment is the user's last activity: nothing happened since
+                everything |= is_r & (days[:, activity[0]] == reach)
+            covers = (self.window_subject[None, :] == subject[:, None]) | everything[:, None]
+            # A recency of d days empties the windows of at most d days; a window at 0 says that its
+            # events stopped, as every other window at 0 of them does.
+            span = np.where(is_w, np.inf, reach)
+            r, k = np.nonzero(zero & (self.window_days[None, :] <= span[:, None]) & covers)
+            score[r, self.window[k]] = -np.inf
+            if len(self.recency) and is_w.any():
+                # ... and so does a recency of at least the window's length
+                covers_r = (self.recency_subject[None, :] == subject[:, None]) | everything[:, None]
+                r, k = np.nonzero((days >= reach[:, None]) & covers_r & is_w[:, None])
+                score[r, self.recency[k]] = -np.inf
+
+
+def _top_k(contrib: np.ndarray, k: int, sign: float, threshold: float, facts: _Facts | None = None,
+           values: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Column index and value of the k largest ``sign * contrib`` per row above the threshold.
 
     Repeated argmax rather than a sort: it is O(k p) per row, and argmax returns
     the first maximum, so ties go to the earlier feature column deterministically.
+    With ``facts`` (and the rows' ``values``), a feature that restates a reason
+    already chosen for a row is skipped for that row (:meth:`_Facts.exclude`).
     """
     n = contrib.shape[0]
     score = np.array(contrib, dtype=np.float64) * sign
@@ -862,6 +976,8 @@ def _top_k(contrib: np.ndarray, k: int, sign: float, threshold: float) -> tuple[
         idx[keep, j] = best[keep]
         val[keep, j] = sign * top[keep]
         score[rows, best] = -np.inf
+        if facts is not None and j + 1 < k:
+            facts.exclude(score, best, keep, *values)
     return idx, val
 
 
@@ -876,6 +992,7 @@ def reason_codes(
     contrib: np.ndarray | None = None,
     approximate: bool = False,
     chunk_size: int = 1_000_000,
+    distinct: bool = True,
 ) -> pd.DataFrame:
     """The top reasons behind each user's score, in plain words.
 
@@ -909,6 +1026,14 @@ def reason_codes(
         Passed to :func:`contributions` when ``contrib`` is not given.
     chunk_size : int, default=1_000_000
         Rows explained at a time.
+    distinct : bool, default=True
+        Each reason states a different fact: a feature that restates a reason
+        already chosen for the user is skipped and the next one taken. Read
+        from the glossary: recency features with the same day count state one
+        moment ("no activity for 9 days" and "last 'visit' event 9 days ago"),
+        and a recency of d days (or a window at 0) already says that windows of
+        at most d days hold none of its events ("no 'visit' events in the last
+        7 days"). ``False`` gives the plain top contributions.
 
     Returns
     -------
@@ -948,13 +1073,13 @@ def reason_codes(
     idx = np.full((n, top), -1, dtype=np.intp)
     val = np.full((n, top), np.nan)
     explain = None if contrib is not None else _contribution_fn(booster, approximate)
+    facts = _Facts.from_glossary(names, glossary) if distinct and top > 1 else None
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
-        if explain is None:
-            block = contrib[start:stop]
-        else:
-            block = explain(_chunk_frame(X, names, start, stop))[:, :p]
-        idx[start:stop], val[start:stop] = _top_k(block, top, sign, float(min_contribution))
+        frame = _chunk_frame(X, names, start, stop) if explain is not None or facts is not None else None
+        block = contrib[start:stop] if explain is None else explain(frame)[:, :p]
+        idx[start:stop], val[start:stop] = _top_k(block, top, sign, float(min_contribution), facts,
+                                                   facts.values(frame) if facts is not None else None)
 
     # Word each feature's chosen values in one go: group the (user, slot) cells by feature.
     flat = idx.ravel()

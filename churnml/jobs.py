@@ -19,7 +19,8 @@ import yaml
 from churnml.config import DatasetConfig, load_dataset_config, utc
 from churnml.data import Dataset, open_dataset
 from churnml.exceptions import ContractError, DataProblem
-from churnml.features import LABEL, FeatureSet, build_snapshot, build_training_set
+from churnml.features import CHURN_TS, LABEL, FeatureSet, build_snapshot, build_training_set, churn_definition
+from churnml.features import label_window_days
 from churnml.io import write_json, write_parquet, write_text
 from churnml.simulator import EVENT_TYPES
 
@@ -41,24 +42,34 @@ SIMULATOR_EVENT_TYPES = list(EVENT_TYPES)
 
 
 def simulation_dataset_config(sim, data_dir: str | Path = ".", *, horizon_days: int = 14,
-                              eligibility_days: int = 30, every_days: int = 7) -> dict:
+                              eligibility_days: int = 30, every_days: int = 7,
+                              horizons_days: list[int] | None = None) -> dict:
     """The dataset config (as a dict) that fits a simulation's output.
 
     Snapshots run weekly from day 35 (so users have history) to the last day
-    whose label window still fits in the simulated period.
+    whose label window still fits in the simulated period. With the
+    subscription layer on, the config reads ``subscriptions.parquet`` and
+    uses the ``subscription`` churn definition (its label window adds the
+    grace). ``horizons_days`` adds multi-horizon churn probabilities.
     """
     start = utc(sim.start)
     end = start + dt.timedelta(days=sim.days)
     first = start + dt.timedelta(days=35 if sim.days >= 70 else max(sim.days // 4, 1))
-    last = end - dt.timedelta(days=horizon_days)
+    subs = getattr(sim, "subscriptions", None)
+    last = end - dt.timedelta(days=horizon_days + (subs.grace_days if subs is not None else 0))
     data_dir = Path(data_dir)
+    sources = {
+        "events": {"path": str(data_dir / "events.parquet")},
+        "users": {"path": str(data_dir / "users.parquet")},
+        "campaigns": {"path": str(data_dir / "campaigns.parquet")},
+    }
+    extra = {}
+    if subs is not None:
+        sources["subscriptions"] = {"path": str(data_dir / "subscriptions.parquet")}
+        extra = {"churn": {"definition": "subscription", "grace_days": subs.grace_days}}
     return {
         "name": "music-sim",
-        "sources": {
-            "events": {"path": str(data_dir / "events.parquet")},
-            "users": {"path": str(data_dir / "users.parquet")},
-            "campaigns": {"path": str(data_dir / "campaigns.parquet")},
-        },
+        "sources": sources,
         "event_types": SIMULATOR_EVENT_TYPES,
         "activity_events": None,
         "eligibility_days": eligibility_days,
@@ -75,14 +86,18 @@ def simulation_dataset_config(sim, data_dir: str | Path = ".", *, horizon_days: 
              "description": "distinct songs played, liked or saved in the last 30 days"},
         ],
         "observed_until": end.isoformat(),
+        **extra,
+        **({"horizons_days": list(horizons_days)} if horizons_days else {}),
     }
 
 
 def simulate_job(sim, out_dir: str | Path, *, truth: bool = True,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None, horizon_days: int = 14,
+                 horizons_days: list[int] | None = None):
     """Simulate the music app into ``out_dir`` and write ``dataset.yaml`` and ``scoring.yaml`` beside the data.
 
-    Ground truth is computed for the snapshots of that dataset config.
+    Ground truth is computed for the snapshots of that dataset config, with
+    its ``horizon_days``.
 
     Returns
     -------
@@ -92,7 +107,7 @@ def simulate_job(sim, out_dir: str | Path, *, truth: bool = True,
     from churnml import simulator
 
     out_dir = Path(out_dir)
-    raw = simulation_dataset_config(sim, ".")
+    raw = simulation_dataset_config(sim, ".", horizon_days=horizon_days, horizons_days=horizons_days)
     cfg_path = out_dir / "dataset.yaml"
     spec = None
     if truth:
@@ -108,10 +123,18 @@ def simulate_job(sim, out_dir: str | Path, *, truth: bool = True,
         # fail every later command's contract check, so the config leaves it out.
         raw["sources"].pop("campaigns", None)
         (out_dir / "campaigns.parquet").unlink(missing_ok=True)
+    if result.subscriptions_path is not None and not result.n_subscriptions:
+        # Likewise for a subscription layer nobody subscribed in: the config falls back to inactivity.
+        raw["sources"].pop("subscriptions", None)
+        raw.pop("churn", None)
+        result.subscriptions_path.unlink(missing_ok=True)
     header = (
         f"# Dataset config for a simulated music app (seed {sim.seed}, {sim.n_users:,} users, "
         f"{sim.days} days).\n# Written by `churnml simulate`; paths are relative to this file.\n"
     )
+    if "subscriptions" in raw["sources"]:
+        header += ("# Subscription layer on: churn is a subscription cancelled at a renewal; the exact truth is "
+                   "truth/subscription_churn.parquet.\n")
     write_text(header + yaml.safe_dump(raw, sort_keys=False), cfg_path)
     write_text("# Nightly scoring config for the simulated app: churnml score -c scoring.yaml --as-of <date>\n"
                "# Written by `churnml simulate`: the channels its campaigns used, with what a message costs.\n"
@@ -154,6 +177,7 @@ class FeatureJobResult:
 
 def _schema_doc(ds: Dataset, fs: FeatureSet, table: pa.Table, snapshots, labelled: bool) -> dict:
     described = {f.name: f for f in fs.features}
+    definition = churn_definition(ds.config)
     cols = []
     for name in table.column_names:
         f = described.get(name)
@@ -166,7 +190,9 @@ def _schema_doc(ds: Dataset, fs: FeatureSet, table: pa.Table, snapshots, labelle
             entry.update(description=f"user attribute '{name}' from the users table", family="attribute",
                          window_days=None)
         elif name == LABEL:
-            entry.update(description=f"1 if no activity in the {ds.config.horizon_days} days from as_of",
+            entry.update(description=definition.describe(), family="label", window_days=ds.config.horizon_days)
+        elif name == CHURN_TS:
+            entry.update(description="instant of the churn event (UTC), empty if not churned; not a feature",
                          family="label", window_days=ds.config.horizon_days)
         else:
             entry.update(description={"user_id": "user id", "as_of": "snapshot instant (UTC)"}[name],
@@ -177,6 +203,8 @@ def _schema_doc(ds: Dataset, fs: FeatureSet, table: pa.Table, snapshots, labelle
         "snapshots": [s.isoformat() for s in sorted(snapshots)],
         "label": LABEL if labelled else None,
         "horizon_days": ds.config.horizon_days,
+        "churn_definition": definition.name,
+        "label_window_days": label_window_days(ds.config),
         "eligibility_days": ds.config.eligibility_days,
         "signup_inferred_from_first_event": ds.signup_inferred,
         "feature_columns": fs.columns,
@@ -372,6 +400,27 @@ def _anomaly_headlines(flagged, mix) -> list[str]:
     return out
 
 
+def _subscription_retention(ds: Dataset, period: str) -> dict | None:
+    """Retention by subscription start cohort, its headline and plot (None without a subscriptions table)."""
+    if ds.subscriptions is None:
+        return None
+    from churnml.retention import retention_headline
+    from churnml.retention_subscriptions import plot_subscription_retention, subscription_retention
+
+    table = subscription_retention(ds, period=period, days=(30, 90, 180, 365))
+    seen = table.groupby("day")[["eligible", "retained_nday"]].sum()
+    days = [int(d) for d in seen.index if seen.loc[d, "eligible"] > 0] or [int(seen.index.min())]
+    table = table[table["day"].isin(days)].reset_index(drop=True)
+    rates = ", ".join(f"{seen.loc[d, 'retained_nday'] / seen.loc[d, 'eligible']:.0%} after {d} days"
+                      for d in days if seen.loc[d, "eligible"] > 0)
+    grace = ds.config.churn.grace_days
+    line = (f"Of all subscribers, these shares were still covered by their first subscription: {rates} "
+            f"(a gap of up to {grace} days counts as covered)." if rates else
+            "No subscriber has been subscribed long enough to measure subscription retention yet.")
+    return {"table": table, "rows": retention_headline(table, days=days), "days": days, "headline": line,
+            "grace_days": grace, "plot": plot_subscription_retention(table)}
+
+
 def retention_job(
     config: DatasetConfig | str | Path,
     out_dir: str | Path,
@@ -441,10 +490,17 @@ def retention_job(
         notes.append("Too few cohorts with enough users to compare each against a trailing baseline: "
                      "no anomaly test was run.")
 
+    subs = _subscription_retention(ds, period)
+    if subs is not None:
+        headlines = [subs["headline"]] + headlines if cfg.churn.definition == "subscription" else (
+            headlines + [subs["headline"]])
+
     tables = {"cohort_retention": table, "retention_headline": headline, "anomalous_cohorts": anomalies,
               "anomaly_attributes": mix, "behaviour_thresholds": beh["thresholds"],
               "behaviour_curves": beh["curves"], "behaviour_pairs": beh["pairs"], "activity": series,
               "activity_gaps": dist, "campaign_readout": readout}
+    if subs is not None:
+        tables.update(subscription_retention=subs["table"], subscription_retention_headline=subs["rows"])
     paths = {}
     for name, df in tables.items():
         paths[name] = write_parquet(pa.Table.from_pandas(df, preserve_index=False), out_dir / "tables" / f"{name}.parquet")
@@ -469,6 +525,7 @@ def retention_job(
         behaviour_summary=beh["summary"], confounding_note=beh["confounding_note"],
         thresholds=_records(beh["thresholds"]), pairs=_records(beh["pairs"]),
         behaviour_plot=report.plot_behaviour_curves(beh["curves"], list(ranked["event"][:4])),
+        subscriptions=None if subs is None else {**subs, "rows": _records(subs["rows"])},
     )
     report_path = write_text(html, out_dir / "retention_report.html")
     return RetentionJobResult(report_path=report_path, tables=paths, headlines=headlines, notes=notes)

@@ -3,7 +3,8 @@
 :func:`channel_list` is what :func:`churnml.scoring.recall_list` does when the
 uplift model predicts one uplift per channel. For every eligible user (the
 same eligibility and exclusions as the single-channel list) each channel's
-expected net value is ``value_per_user * uplift - cost``; the channels and
+expected net value is ``value * uplift - cost`` (``value_per_user``, or the
+user's ``value_column``); the channels and
 their costs and caps come from ``ScoreConfig.channels`` (every channel the
 model knows, at ``contact_cost``, when that is empty).
 :func:`churnml.assignment.assign_channels` then gives each user the channel
@@ -75,7 +76,8 @@ def _reason(row_up: np.ndarray, cost: np.ndarray, channels: list[str], chosen: i
 
 
 def channel_list(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig, model_channels: list[str], *,
-                 campaign_id: str, keep: np.ndarray, counts: dict, excluded: dict) -> tuple[pd.DataFrame, dict]:
+                 campaign_id: str, keep: np.ndarray, counts: dict, excluded: dict,
+                 value: np.ndarray | None = None) -> tuple[pd.DataFrame, dict]:
     """The day's multi-channel list (see the module docstring).
 
     Parameters
@@ -91,6 +93,9 @@ def channel_list(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig,
         Seeds the holdout draws.
     keep, counts, excluded
         :func:`churnml.scoring.eligible_users` output.
+    value : array, optional
+        Each user's value of one return (:func:`churnml.scoring.user_value`,
+        the ``value_column``); ``value_per_user`` for everyone when not given.
 
     Returns
     -------
@@ -110,7 +115,8 @@ def channel_list(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig,
     up = scored[[uplift_column(c) for c in channels]].to_numpy(dtype=float)
     cost = np.array([cfg.channel_cost(c) for c in channels])
     caps = [None if (c := cfg.channels.get(name)) is None else c.max_contacts for name in channels]
-    net = cfg.value_per_user * up - cost
+    value = np.full(len(scored), cfg.value_per_user) if value is None else np.asarray(value, dtype=float)
+    net = value[:, None] * up - cost
     net[~keep] = np.nan
     hurt = keep & (up < 0).all(axis=1)
     excluded["hurt_by_every_channel"] = int(hurt.sum())
@@ -164,6 +170,8 @@ def channel_list(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig,
     cand["randomised"] = held
     cand["days_since_last_activity"] = features["days_since_last_activity"].to_numpy()[rows]
     cand["channel_reason"] = [_reason(up[r], cost, channels, k) for r, k in zip(rows, pick, strict=True)]
+    if cfg.value_column is not None:
+        cand["value"] = value[rows]
     cand["campaign_id"] = campaign_id
 
     per = {}
@@ -172,13 +180,15 @@ def channel_list(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig,
         per[c] = {"contact": int((mine & ~held).sum()), "explore": int((mine & held).sum()),
                   "cost": float(cost[k] * mine.sum()),
                   "expected_incremental_returns": float(up[rows[mine], k].sum()),
+                  "expected_incremental_value": float((value[rows[mine]] * up[rows[mine], k]).sum()),
                   "cap": caps[k], "unit_cost": float(cost[k])}
     returns = float(sum(v["expected_incremental_returns"] for v in per.values()))
     total_cost = float(cand["cost"].sum())
     counts |= {"selected": len(cand), "contact": int((group == "contact").sum()),
                "explore": int((group == "explore").sum()), "holdout": int((group == "holdout").sum()),
                "expected_incremental_returns": returns, "cost": total_cost,
-               "net_value": cfg.value_per_user * returns - total_cost, "channels": per,
+               "net_value": float(sum(v["expected_incremental_value"] for v in per.values())) - total_cost,
+               "channels": per,
                "budget": {"max_contacts": cfg.budget.max_contacts, "max_cost": cfg.budget.max_cost},
                "segments": {k: int(v) for k, v in cand["segment"].value_counts().sort_index().items()}}
     return cand.reset_index(drop=True), counts

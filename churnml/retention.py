@@ -54,6 +54,7 @@ __all__ = [
     "campaign_readout",
     "cohort_retention",
     "condense_activity",
+    "gap_quantile",
     "retention_headline",
     "wilson_interval",
 ]
@@ -641,6 +642,17 @@ def activity_series(ds: Dataset, *, activity: ActivityDays | None = None) -> pd.
 # 3. Gaps between active days
 
 
+def gap_quantile(dist: pd.DataFrame, q: float) -> int | None:
+    """The smallest gap ``g`` with at least a share ``q`` of gaps ``<= g`` (None without gaps).
+
+    ``dist`` is the gap table of :func:`activity_gaps`.
+    """
+    if not len(dist) or not dist["count"].sum():
+        return None
+    # A tiny tolerance so that e.g. 9/10 counts as reaching 0.90 despite float rounding.
+    return int(dist.loc[dist["cumulative_share"] >= q - 1e-12, "gap"].iloc[0])
+
+
 def activity_gaps(ds: Dataset, *, activity: ActivityDays | None = None) -> tuple[pd.DataFrame, dict]:
     """Distribution of gaps between a user's consecutive active days, and the metric it suggests.
 
@@ -688,13 +700,7 @@ def activity_gaps(ds: Dataset, *, activity: ActivityDays | None = None) -> tuple
     dist["cumulative_share"] = dist["share"].cumsum()
     dist = dist[GAP_COLUMNS]
 
-    def quantile(q: float) -> int | None:
-        if not total:
-            return None
-        # A tiny tolerance so that e.g. 9/10 counts as reaching 0.90 despite float rounding.
-        return int(dist.loc[dist["cumulative_share"] >= q - 1e-12, "gap"].iloc[0])
-
-    p90, p95, p99 = quantile(0.90), quantile(0.95), quantile(0.99)
+    p90, p95, p99 = (gap_quantile(dist, q) for q in (0.90, 0.95, 0.99))
     n_med = int(med["users"].iloc[0]) if len(med) else 0
     median = float(med["median"].iloc[0]) if n_med else None
     if median is not None:

@@ -6,7 +6,10 @@ probabilities with and without a recall message, uplift, segment and plain
 reasons. :func:`recall_list` turns scored users into the ranked list the
 recall team acts on: eligibility, exclusions, sleeping dogs never contacted,
 priority by expected incremental returns, a budget, and a deterministic
-random holdout.
+random holdout. Before any randomised campaign there is no uplift model: the
+list is then ranked by churn risk (x value), with the same eligibility,
+exclusions, budget and holdout, so that its contacts and holdouts are the
+first randomised campaign the uplift model will learn from (issue 14, item 6).
 """
 
 from __future__ import annotations
@@ -18,9 +21,14 @@ import numpy as np
 import pandas as pd
 
 from churnml.config import ScoreConfig, Settings
-from churnml.exceptions import ModelNotFoundError, SchemaMismatchError
+from churnml.exceptions import ConfigError, ModelNotFoundError, SchemaMismatchError
 
-__all__ = ["Scorer", "eligible_users", "holdout_draw", "recall_list"]
+__all__ = ["RANKED_BY_RISK", "RANKED_BY_UPLIFT", "Scorer", "eligible_users", "holdout_draw", "ranked_by", "recall_list",
+           "user_value"]
+
+#: How a list was ranked, as the manifest and the summary say it.
+RANKED_BY_UPLIFT = "uplift"
+RANKED_BY_RISK = "churn_risk"
 
 REASON_COLUMNS = ("reason_1", "reason_2", "reason_3")
 
@@ -57,8 +65,15 @@ class Scorer:
 
     @classmethod
     def from_registry(cls, *, churn_model: str = "churn-risk", uplift_model: str | None = "recall-uplift",
-                      alias: str = "champion", settings: Settings | None = None) -> Scorer:
+                      alias: str = "champion", settings: Settings | None = None,
+                      uplift_optional: bool = False) -> Scorer:
         """Load ``name@alias`` for both models from the MLflow registry.
+
+        Parameters
+        ----------
+        uplift_optional : bool
+            Load the churn model alone when ``uplift_model`` has no version
+            with ``alias`` (instead of raising).
 
         Raises
         ------
@@ -71,8 +86,12 @@ class Scorer:
         versions = {churn_model: ref.version}
         uplift = None
         if uplift_model:
-            uplift, uref = tracking.load_model(uplift_model, alias, settings)
-            versions[uplift_model] = uref.version
+            try:
+                uplift, uref = tracking.load_model(uplift_model, alias, settings)
+                versions[uplift_model] = uref.version
+            except ModelNotFoundError:
+                if not uplift_optional:
+                    raise
         if getattr(churn, "kind", None) != "churn":
             raise ModelNotFoundError(f"{churn_model}@{alias} is not a churn model")
         return cls(churn, uplift, versions)
@@ -100,7 +119,8 @@ class Scorer:
         Returns
         -------
         DataFrame
-            ``user_id``, ``p_churn``, then with an uplift model
+            ``user_id``, ``p_churn``, ``p_churn_<h>d`` per horizon when the
+            churn model has them, then with an uplift model
             ``p_return_if_contacted``, ``p_return_if_not``, ``uplift`` and
             ``segment``, then ``reason_1``.. (what pushes churn risk up, in
             plain words). Same row order as ``features``. A multi-channel
@@ -114,6 +134,8 @@ class Scorer:
         out = pd.DataFrame({"user_id": features["user_id"].to_numpy()}, index=features.index)
         X = self.churn.matrix(features, where=where)
         out["p_churn"] = self.churn.calibrator.apply(self.churn.raw_score_matrix(X))
+        if getattr(self.churn, "horizons", None) is not None:  # p_churn_<h>d, monotone in h
+            out = out.join(self.churn.horizons.predict_matrix(X))
         if self.uplift is not None:
             # Both models usually read the same features: build their input matrix once.
             same = self.uplift.features == self.churn.features
@@ -181,6 +203,33 @@ def holdout_draw(user_ids: pd.Series, campaign_id: str) -> np.ndarray:
     return np.fromiter((draw(u) for u in user_ids.astype(str)), dtype="float64", count=len(user_ids))
 
 
+def ranked_by(scored: pd.DataFrame) -> str:
+    """How :func:`recall_list` ranks these scores: by uplift when they have it, else by churn risk."""
+    return RANKED_BY_UPLIFT if "uplift" in scored else RANKED_BY_RISK
+
+
+def user_value(features: pd.DataFrame, cfg: ScoreConfig) -> np.ndarray:
+    """Each user's value: the ``value_column`` of the feature rows, else ``value_per_user``.
+
+    Missing and negative values count 0 (a user with nothing at stake is worth no contact).
+
+    Raises
+    ------
+    ConfigError
+        If ``value_column`` is not a numeric column of the feature rows.
+    """
+    if cfg.value_column is None:
+        return np.full(len(features), cfg.value_per_user, dtype="float64")
+    col = cfg.value_column
+    if col not in features or not pd.api.types.is_numeric_dtype(features[col]):
+        numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])
+                   and ("sum_" in c or "amount" in c or "value" in c or "spend" in c)]
+        what = "is not numeric" if col in features else "is not a feature column"
+        raise ConfigError(f"value_column {col!r} {what}; per-user value columns of these features: "
+                          f"{', '.join(numeric[:8]) or 'none (configure sum_columns in the dataset config)'}")
+    return features[col].astype("float64").fillna(0.0).clip(lower=0.0).to_numpy()
+
+
 def eligible_users(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig,
                    opt_out: set | None = None) -> tuple[np.ndarray, dict, dict]:
     """Who may be on the list: lapsed or at-risk users, less the recently contacted and the opted out.
@@ -210,18 +259,24 @@ def eligible_users(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfi
 
 def recall_list(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig, *, campaign_id: str,
                 opt_out: set | None = None, channels: list[str] | None = None) -> tuple[pd.DataFrame, dict]:
-    """Rank scored users by expected incremental returns and cut the list to the budget.
+    """Rank scored users by expected incremental returns (or churn risk) and cut the list to the budget.
 
-    With a multi-channel uplift model (``channels`` given) each user gets at
-    most one channel: :func:`churnml.recall_channels.channel_list`.
+    With an uplift model's scores, priority is ``uplift x value - contact_cost``
+    and sleeping dogs and users without an expected gain are left out. Without
+    them (no campaign has been run yet), priority is ``p_churn x value``: the
+    value at risk. Either way the same eligibility, exclusions, budget and
+    deterministic random holdout apply. With a multi-channel uplift model
+    (``channels`` given) and uplift ranking, each user gets at most one
+    channel: :func:`churnml.recall_channels.channel_list`.
 
     Parameters
     ----------
     scored : DataFrame
-        :meth:`Scorer.score` output (needs ``uplift`` and ``segment``).
+        :meth:`Scorer.score` output (``p_churn``; ``uplift`` and ``segment``
+        when an uplift model scored).
     features : DataFrame
         The feature rows scored (``days_since_last_activity``,
-        ``days_since_last_contact``, ``user_id``), same index.
+        ``days_since_last_contact``, ``user_id``, the ``value_column``), same index.
     cfg : ScoreConfig
     campaign_id : str
         Seeds the holdout draw.
@@ -234,32 +289,55 @@ def recall_list(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig, 
     -------
     list : DataFrame
         One row per selected user, by rank: ``rank``, ``user_id``, ``group``
-        (``contact`` or ``holdout``), ``priority``, ``uplift``, probabilities,
-        ``segment``, ``days_since_last_activity`` and reasons.
+        (``contact`` or ``holdout``), ``priority``, probabilities, ``uplift``
+        and ``segment`` (uplift ranking), ``value`` (with ``value_column``),
+        ``days_since_last_activity`` and reasons.
     counts : dict
-        How many users were scored, eligible, excluded (by reason), selected,
-        contacted and held out, and selected per segment.
+        ``ranked_by`` (``uplift`` or ``churn_risk``), how many users were
+        scored, eligible, excluded (by reason), selected, contacted and held
+        out; by uplift also the expected incremental returns and the segments.
+
+    Raises
+    ------
+    SchemaMismatchError
+        ``cfg.ranking`` is ``uplift`` and the scores have no uplift.
     """
-    if "uplift" not in scored:
-        raise SchemaMismatchError("the recall list needs an uplift model's scores")
+    by = ranked_by(scored)
+    if cfg.ranking == "uplift" and by != RANKED_BY_UPLIFT:
+        raise SchemaMismatchError("ranking: uplift needs an uplift model's scores")
+    if cfg.ranking == "risk":
+        by = RANKED_BY_RISK
     keep, counts, excluded = eligible_users(scored, features, cfg, opt_out)
-    if channels is not None:
+    counts = {"ranked_by": by, **counts}
+    value = user_value(features, cfg)
+    if channels is not None and by == RANKED_BY_UPLIFT:
         from churnml.recall_channels import channel_list
 
         return channel_list(scored, features, cfg, channels, campaign_id=campaign_id, keep=keep, counts=counts,
-                            excluded=excluded)
-    f = features
-    inactive = f["days_since_last_activity"].to_numpy()
-    dogs = (scored["segment"].to_numpy() == "sleeping_dog") & keep
-    excluded["sleeping_dog"] = int(dogs.sum())
-    keep &= ~dogs
-    priority = scored["uplift"].to_numpy() * cfg.value_per_user - cfg.contact_cost
-    unprofitable = (priority <= 0) & keep
-    excluded["no_expected_gain"] = int(unprofitable.sum())
+                            excluded=excluded, value=value)
+    inactive = features["days_since_last_activity"].to_numpy()
+    if by == RANKED_BY_UPLIFT:
+        dogs = (scored["segment"].to_numpy() == "sleeping_dog") & keep
+        excluded["sleeping_dog"] = int(dogs.sum())
+        keep &= ~dogs
+        priority = scored["uplift"].to_numpy() * value - cfg.contact_cost
+        unprofitable = (priority <= 0) & keep
+        excluded["no_expected_gain"] = int(unprofitable.sum())
+    else:
+        # Without an estimate of what a contact changes there is no expected gain to weigh the cost
+        # against: rank by the value at risk, leaving out only users with nothing at stake.
+        priority = scored["p_churn"].to_numpy() * value
+        unprofitable = (priority <= 0) & keep
+        excluded["no_value_at_risk"] = int(unprofitable.sum())
     keep &= ~unprofitable
     counts["excluded"] = excluded
-    cand = scored[keep].assign(priority=priority[keep],
-                               days_since_last_activity=inactive[keep])
+    cand = scored[keep]
+    if by == RANKED_BY_RISK:
+        cand = cand.drop(columns=[c for c in cand if c in ("uplift", "segment", "p_return_if_contacted",
+                                                           "p_return_if_not", "channel") or c.startswith("uplift_")])
+    cand = cand.assign(priority=priority[keep], days_since_last_activity=inactive[keep])
+    if cfg.value_column is not None:
+        cand["value"] = value[keep]
     # Highest priority first; ties broken by user id so the order never depends on input order.
     cand = cand.sort_values(["priority", "user_id"], ascending=[False, True], kind="stable")
     if cfg.budget.max_contacts is not None:
@@ -271,8 +349,11 @@ def recall_list(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig, 
     cand["campaign_id"] = campaign_id
     if cfg.channel:
         cand["channel"] = cfg.channel
-    counts |= {"selected": len(cand), "contact": int((cand["group"] == "contact").sum()),
-               "holdout": int((cand["group"] == "holdout").sum()),
-               "expected_incremental_returns": float(cand.loc[cand["group"] == "contact", "uplift"].sum()),
-               "segments": {k: int(v) for k, v in cand["segment"].value_counts().sort_index().items()}}
+    contact = cand["group"] == "contact"
+    counts |= {"selected": len(cand), "contact": int(contact.sum()), "holdout": int((~contact).sum())}
+    if by == RANKED_BY_UPLIFT:
+        counts |= {"expected_incremental_returns": float(cand.loc[contact, "uplift"].sum()),
+                   "segments": {k: int(v) for k, v in cand["segment"].value_counts().sort_index().items()}}
+    else:
+        counts["expected_churners_contacted"] = float(cand.loc[contact, "p_churn"].sum())
     return cand.reset_index(drop=True), counts

@@ -34,6 +34,7 @@ __all__ = [
     "download_model",
     "git_revision",
     "load_model",
+    "load_version",
     "log_artifact",
     "log_dataset",
     "log_dict",
@@ -61,6 +62,9 @@ def configure(settings: Settings | None = None) -> str:
     # business, not the user's.
     for name in ("mlflow.store.db.utils", "alembic", "mlflow.pyfunc", "mlflow.models"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # A database error is raised to the caller as well, which reports it once (one line for a
+    # read-only store); MLflow's own copy would add a traceback to the log.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     s = settings or get_settings()
     uri = s.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
@@ -271,11 +275,16 @@ def resolve(name: str, alias: str, settings: Settings | None = None) -> ModelRef
     return ModelRef(name, str(mv.version), mv.run_id, tuple(mv.aliases))
 
 
-def download_model(ref: ModelRef) -> Path:
-    """A local folder with the churnml model files of a registered version."""
+def download_model(ref: ModelRef, dst: str | Path) -> Path:
+    """Copy the churnml model files of a registered version into the folder ``dst``; returns their folder.
+
+    Always into a folder of the caller's: without a destination MLflow hands back the store's own
+    artifact folder and writes ``registered_model_meta`` into it, which fails on a read-only store
+    (a common production mount) and changes the store as a side effect of reading it.
+    """
     import mlflow
 
-    root = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri))
+    root = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(dst)))
     found = list(root.rglob("churnml_model.json"))
     if not found:
         raise ModelNotFoundError(f"{ref.uri} is not a churnml model (no churnml_model.json in its artifacts)")
@@ -283,11 +292,23 @@ def download_model(ref: ModelRef) -> Path:
 
 
 def load_model(name: str, alias: str = "champion", settings: Settings | None = None):
-    """Load ``name@alias`` as a churnml model object; returns ``(model, ModelRef)``."""
+    """Load ``name@alias`` as a churnml model object; returns ``(model, ModelRef)``.
+
+    The store is only read (see :func:`load_version`).
+    """
+    ref = resolve(name, alias, settings)
+    return load_version(ref), ref
+
+
+def load_version(ref: ModelRef):
+    """Load a registered version as a churnml model object, reading the store only.
+
+    The files are copied to a temporary folder, read into memory and removed.
+    """
     from churnml.models.store import load_model_dir
 
-    ref = resolve(name, alias, settings)
-    return load_model_dir(download_model(ref)), ref
+    with tempfile.TemporaryDirectory(prefix="churnml-model-") as tmp:
+        return load_model_dir(download_model(ref, tmp))
 
 
 def _predict(model, frame: pd.DataFrame):

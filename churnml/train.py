@@ -1,18 +1,25 @@
-"""Training jobs: churn-risk training with honest time-based evaluation, and the champion/challenger gate.
+"""Training jobs: the churn-risk recipe backtested, refit on all labelled history, and the champion/challenger gate.
 
-:func:`train_churn_job` builds (or reads) a stacked training set, splits it by
-time, tunes LightGBM with Optuna, calibrates, evaluates beside baselines on
-the latest fully labelled snapshot, logs everything to MLflow and registers
-the model as the ``challenger``. :func:`promote_job` moves ``champion`` only
-when the challenger is not worse on the same, latest holdout.
+:func:`train_churn_job` builds (or reads) a stacked training set, tunes
+LightGBM with Optuna on the history before the earliest backtest cut-off,
+runs the rolling backtest (several cut-offs, each model fit only on labels
+closed before it, beside baselines) to evaluate and choose the configuration,
+refits the chosen configuration on every labelled snapshot, logs everything
+to MLflow and registers the refit model as the ``challenger``. Its reported
+metrics are the backtest's. :func:`promote_job` moves ``champion`` only when
+the challenger is not worse on like-for-like evidence: a labelled snapshot
+newer than both models' training labels, or else each model's backtest twin
+(its recipe rerun at the same cut-offs).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +31,7 @@ from churnml import tracking
 from churnml.config import Settings, TrainConfig, get_settings, load_dataset_config, utc
 from churnml.data import Dataset, open_dataset
 from churnml.evaluation import (
-    compare_scores,
+    backtest_figure,
     gains_figure,
     group_auc,
     group_auc_figure,
@@ -32,17 +39,21 @@ from churnml.evaluation import (
     signup_cohort,
     tenure_band,
 )
-from churnml.exceptions import ConfigError, TrainingDataError
-from churnml.features import LABEL, build_snapshot, build_training_set
-from churnml.models.churn import (
-    BASE_PARAMS,
-    Calibrator,
-    ChurnModel,
-    fit_churn_model,
-    to_matrix,
-    tune,
+from churnml.exceptions import ConfigError, DataWarning, TrainingDataError
+from churnml.features import LABEL, build_snapshot, build_training_set, label_window_days
+from churnml.models.backtest import (
+    LOGISTIC,
+    MODEL,
+    RECENCY,
+    UNCALIBRATED,
+    Backtest,
+    backtest_cutoffs,
+    closed_before,
+    run_backtest,
 )
-from churnml.models.split import TimeSplit, time_split
+from churnml.models.baselines import _sample, read_truth
+from churnml.models.churn import BASE_PARAMS, ChurnModel, to_matrix, tune
+from churnml.models.refit import Recipe, fit_recipe
 
 __all__ = ["ChurnTrainResult", "PromotionResult", "latest_labelled_snapshot", "promote_job", "train_churn_job"]
 
@@ -52,18 +63,26 @@ LOWER_IS_BETTER = {"log_loss", "brier", "ece"}
 
 @dataclass
 class ChurnTrainResult:
-    """What a churn training run did: split, choices, test metrics beside baselines, registry entry."""
+    """What a churn training run did: the backtest, the choice, the refit model, the registry entry.
+
+    ``metrics`` and ``metrics_sd`` are the backtest's mean and standard
+    deviation over cut-offs (scorer x metric); per cut-off figures are in
+    ``backtest.folds``. No metric is computed on rows the model was fit on.
+    """
 
     run_id: str
     model: ChurnModel
-    split: TimeSplit
+    backtest: Backtest
     metrics: pd.DataFrame
+    metrics_sd: pd.DataFrame
     by_cohort: pd.DataFrame
     by_tenure: pd.DataFrame
     best_params: dict
     info: dict
     version: str | None
     rows: dict
+    cutoffs: list[dt.datetime]
+    recipe: Recipe
     oracle_ratio: float | None = None
     study_name: str | None = None
     trials: int = 0
@@ -103,63 +122,19 @@ def _feature_columns(doc: dict, df: pd.DataFrame, exclude: list[str]) -> list[st
     return [c for c in doc["feature_columns"] if c not in exclude and c not in ID_COLUMNS and c != LABEL]
 
 
-def _sample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    return df if n is None or len(df) <= n else df.sample(n=n, random_state=seed).sort_index()
+def _log_backtest_plan(instants, horizon_days, cutoffs, valid_snapshots, log) -> None:
+    from churnml.models.refit import inner_split
 
+    def span(xs):
+        return f"{xs[0].date()}..{xs[-1].date()} ({len(xs)})" if len(xs) > 1 else str(xs[0].date())
 
-def _logistic_baseline(train: pd.DataFrame, test: pd.DataFrame, model: ChurnModel, seed: int) -> np.ndarray:
-    """Logistic regression on the same inputs: median-imputed with missing flags, scaled, one-hot categoricals."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    num = [s.name for s in model.features if s.kind == "numeric"]
-    cat = [s.name for s in model.features if s.kind == "categorical"]
-    prep = ColumnTransformer([
-        ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), num),
-        ("cat", OneHotEncoder(handle_unknown="ignore"), cat),
-    ])
-    lr = make_pipeline(prep, LogisticRegression(C=1.0, max_iter=300))
-    fit_rows = _sample(train, 200_000, seed)
-
-    def matrix(df):
-        m = model.matrix(df, where="baseline data")
-        for c in cat:
-            m[c] = m[c].astype("object").where(m[c].notna(), "missing")
-        return m
-
-    lr.fit(matrix(fit_rows), fit_rows[LABEL].to_numpy())
-    return lr.predict_proba(matrix(test))[:, 1]
-
-
-def _recency_baseline(valid: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
-    """Days since last activity, made a probability by isotonic regression on the validation snapshot."""
-    def days(df):
-        return df["days_since_last_activity"].fillna(df["days_since_last_activity"].max()).to_numpy()
-
-    cal = Calibrator.fit(days(valid), valid[LABEL].to_numpy(), "isotonic")
-    d = days(test)
-    # Tiny tie-breaker so the ranking inside a flat isotonic step still follows recency (stays in [0, 1]).
-    return cal.apply(d) * (1 - 1e-6) + 1e-7 * d / (np.nanmax(d) + 1)
-
-
-def _oracle(test: pd.DataFrame, truth: Path) -> pd.DataFrame:
-    """The simulator's true churn probabilities for the test rows.
-
-    ``oracle`` is ``p_churn_observed``: the exact probability given the user's
-    true parameters and everything observable up to ``as_of`` (the best any
-    model of the event log could do). ``oracle (latent state)`` is ``p_churn``,
-    which also knows whether the user has already silently lapsed, something no
-    event log shows; it is an upper bound, not a target.
-    """
-    t = pd.read_parquet(truth, columns=["as_of", "user_id", "p_churn", "p_churn_observed"])
-    t["as_of"] = pd.to_datetime(t["as_of"], utc=True)
-    key = test[["as_of", "user_id"]].assign(as_of=lambda d: pd.to_datetime(d["as_of"], utc=True))
-    both = key.merge(t, on=["as_of", "user_id"], how="left").set_axis(test.index)
-    return both.rename(columns={"p_churn_observed": "oracle", "p_churn": "oracle (latent state)"})[
-        ["oracle", "oracle (latent state)"]]
+    log(f"backtest: {len(cutoffs)} cut-off(s); each fold learns only from snapshots whose {horizon_days}-day "
+        "label windows close by its cut-off")
+    for c in cutoffs:
+        history = closed_before(instants, horizon_days, c)
+        train, valid = inner_split(history, horizon_days, valid_snapshots)
+        log(f"  cut-off {c.date()}: refit on {span(history)}; early stopping and calibration on "
+            f"{span(valid)} after fitting {span(train)}")
 
 
 def train_churn_job(
@@ -170,9 +145,21 @@ def train_churn_job(
     register: bool = True,
     on_snapshot: Callable[[dt.datetime], None] | None = None,
     on_trial: Callable[[int, float], None] | None = None,
+    on_fold: Callable[[dt.datetime, dict], None] | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> ChurnTrainResult:
-    """Train, evaluate, track and register a churn-risk model.
+    """Backtest the training recipe, refit it on every labelled snapshot, track and register the refit model.
+
+    1. Optuna tunes LightGBM on the history before the earliest backtest
+       cut-off (so every backtest figure is out of sample for the tuning).
+    2. The rolling backtest (:func:`churnml.models.backtest.run_backtest`)
+       runs the recipe with the configured and the tuned parameters, sigmoid
+       and isotonic calibration, at each cut-off, beside the baselines, and
+       chooses the configuration with the best mean log loss.
+    3. That configuration is refit on every labelled snapshot
+       (:func:`churnml.models.refit.fit_recipe`) and registered. Its reported
+       metrics are the backtest's (``backtest_*``); no metric is computed on
+       rows it was fit on.
 
     Parameters
     ----------
@@ -182,9 +169,10 @@ def train_churn_job(
     settings : Settings, optional
     register : bool
         Register the model (alias ``challenger``); otherwise only log the run.
-    on_snapshot, on_trial, log : callable, optional
+    on_snapshot, on_trial, on_fold, log : callable, optional
         Progress hooks: a snapshot built, an Optuna trial finished
-        ``(number, value)``, a line worth printing.
+        ``(number, value)``, a backtest fold finished ``(cut-off, model
+        metrics)``, a line worth printing.
 
     Returns
     -------
@@ -200,29 +188,46 @@ def train_churn_job(
     df, doc = _load_training_frame(cfg, dataset, on_snapshot)
     df["as_of"] = pd.to_datetime(df["as_of"], utc=True)
     instants = [utc(x.to_pydatetime()) for x in sorted(df["as_of"].unique())]
-    split = time_split(instants, doc.get("horizon_days") or 14,
-                       valid_snapshots=cfg.split.valid_snapshots, test_snapshots=cfg.split.test_snapshots)
-    for line in split.describe():
-        log(line)
-    role = df["as_of"].map({pd.Timestamp(s): split.role(s) for s in instants})
-    train, valid, test = (df[role == r] for r in ("train", "valid", "test"))
-    rows = {r: int((role == r).sum()) for r in ("train", "valid", "test", "gap")}
+    # Days after a snapshot its label needs (the horizon, plus a subscription's grace): no row a backtest
+    # fold or the inner split learns from may have a label window reaching past its cut-off.
+    horizon = doc.get("label_window_days") or doc.get("horizon_days") or 14
     features = _feature_columns(doc, df, cfg.exclude_features)
+    cutoffs = backtest_cutoffs(instants, horizon, folds=cfg.backtest.folds,
+                               valid_snapshots=cfg.split.valid_snapshots)
+    _log_backtest_plan(instants, horizon, cutoffs, cfg.split.valid_snapshots, log)
+    warns = []
+    if len(cutoffs) < cfg.backtest.folds:
+        warns.append(f"the labelled history allows {len(cutoffs)} backtest cut-off(s), not the "
+                     f"{cfg.backtest.folds} asked for")
+        log(f"note: {warns[-1]}")
     threads = settings.threads
     build_s = time.perf_counter() - t0
 
-    # --- tuning ------------------------------------------------------------------------------
-    params = dict(cfg.lightgbm.params)
+    # --- tuning, on the history before the earliest cut-off ---------------------------------------
+    base = Recipe(features=tuple(features), params=dict(cfg.lightgbm.params), calibration=cfg.calibration,
+                  num_boost_round=cfg.lightgbm.num_boost_round,
+                  early_stopping_rounds=cfg.lightgbm.early_stopping_rounds,
+                  valid_snapshots=cfg.split.valid_snapshots, tree_exponent=cfg.refit.tree_exponent,
+                  min_class_count=cfg.min_class_count, seed=cfg.seed)
+    recipes = {"configured": base}
     study_name, n_trials = None, 0
     if cfg.tuning.trials > 0:
-        from churnml.models.churn import feature_specs
+        from optuna.trial import TrialState
 
-        specs = feature_specs(train, features)
+        from churnml.models.churn import feature_specs
+        from churnml.models.refit import inner_split
+
+        train_s, valid_s = inner_split(closed_before(instants, horizon, cutoffs[0]), horizon,
+                                       cfg.split.valid_snapshots)
+        train, valid = df[df["as_of"].isin(train_s)], df[df["as_of"].isin(valid_s)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)  # said once, by the production refit
+            specs = feature_specs(train, features)
         tr = _sample(train, cfg.tuning.max_rows, cfg.seed)
         storage = cfg.tuning.storage or f"sqlite:///{Path(settings.mlruns_dir).absolute() / 'optuna.db'}"
         Path(settings.mlruns_dir).mkdir(parents=True, exist_ok=True)
         study_name = cfg.tuning.study_name or f"{cfg.model_name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
-        fixed = {**params, "seed": cfg.seed, **({"num_threads": threads} if threads else {})}
+        fixed = {**base.params, "seed": cfg.seed, **({"num_threads": threads} if threads else {})}
         study = tune(
             to_matrix(tr, specs, where="training data"), tr[LABEL].to_numpy(),
             to_matrix(valid, specs, where="validation data"), valid[LABEL].to_numpy(), fixed,
@@ -231,112 +236,177 @@ def train_churn_job(
             early_stopping_rounds=cfg.lightgbm.early_stopping_rounds,
             on_trial=(lambda s, t: on_trial(t.number, t.value)) if on_trial else None,
         )
-        from optuna.trial import TrialState
-
         # Pruned trials carry their last reported value too; only finished ones count as completed.
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         n_trials = len(study.trials)
         if complete:
-            params.update(study.best_params)
-            params["bagging_freq"] = 1
-            log(f"Optuna: {n_trials} trials ({len(complete)} completed) in study '{study_name}'; "
-                f"best validation log loss {study.best_value:.4f}")
+            tuned = Recipe(**{**base.__dict__, "params": {**base.params, **study.best_params, "bagging_freq": 1}})
+            recipes = {"tuned": tuned, "configured": base}
+            log(f"Optuna: {n_trials} trials ({len(complete)} completed) in study '{study_name}' on the history "
+                f"before {cutoffs[0].date()}; best validation log loss {study.best_value:.4f}")
     tune_s = time.perf_counter() - t0 - build_s
 
-    # --- final fit and calibration --------------------------------------------------------------
-    meta = {"label": LABEL, "horizon_days": split.horizon_days, "split": split.to_dict(),
-            "dataset": doc.get("dataset"), "event_types": doc.get("event_types"),
+    # --- rolling backtest: evaluation and model choice ---------------------------------------------
+    truth = read_truth(cfg.truth) if cfg.truth is not None else None
+    with warnings.catch_warnings():
+        # Each fold would repeat the data warnings (columns empty in early snapshots, say) that the
+        # production refit below gives once for the data it is fit on.
+        warnings.simplefilter("ignore", DataWarning)
+        bt = run_backtest(df, recipes, horizon, cutoffs, default=next(iter(recipes)), truth=truth,
+                          threads=threads, seed=cfg.seed, on_fold=on_fold)
+    if truth is not None:
+        share = bt.predictions["oracle"].notna().mean()
+        if share < 0.99:
+            log(f"oracle: only {share:.1%} of backtest rows have a true probability")
+    backtest_s = time.perf_counter() - t0 - build_s - tune_s
+    means = bt.candidate_means()
+    log("backtest choice (mean log loss over cut-offs): "
+        + ", ".join(f"{k} {v:.4f}" for k, v in means.items()) + f" -> {bt.chosen}")
+
+    # --- the production model: the chosen recipe refit on every labelled snapshot ------------------
+    recipe = recipes[bt.chosen_params].with_calibration(bt.chosen_calibration)
+    mean, sd = bt.mean(), bt.sd()
+    meta = {"label": LABEL, "horizon_days": doc.get("horizon_days") or horizon, "label_window_days": horizon,
+            "dataset": doc.get("dataset"),
+            "event_types": doc.get("event_types"),
             "glossary": {c["name"]: {k: c.get(k) for k in ("description", "family", "window_days")}
                          for c in doc.get("columns", []) if c["name"] in features},
+            "split": {"train": [s.isoformat() for s in instants]},
+            "recipe": recipe.to_dict(),
+            "label_cutoff": (instants[-1] + dt.timedelta(days=horizon)).isoformat(),
+            "backtest": {"cutoffs": [c.isoformat() for c in cutoffs],
+                         **{f"backtest_{m}": float(mean.loc["model", m]) for m in mean.columns}},
             "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    model, info = fit_churn_model(
-        train, valid, features=features, params=params, calibration=cfg.calibration,
-        num_boost_round=cfg.lightgbm.num_boost_round, early_stopping_rounds=cfg.lightgbm.early_stopping_rounds,
-        min_class_count=cfg.min_class_count, seed=cfg.seed, threads=threads, metadata=meta,
-    )
-    fit_s = time.perf_counter() - t0 - build_s - tune_s
-    log(f"final model: {info['best_iteration']} trees, {info['calibration']} calibration")
+    fit = fit_recipe(df, recipe, horizon, threads=threads, metadata=meta)
+    model, info = fit.model, fit.info
+    ds_cfg = dataset.config if dataset is not None else load_dataset_config(cfg.dataset)
+    if ds_cfg.horizons_days:
+        model.horizons = _fit_horizons(df, model, recipe, ds_cfg, dataset, threads, log)
+    fit_s = time.perf_counter() - t0 - build_s - tune_s - backtest_s
+    log(f"production model: refit on {len(instants)} snapshots ({info['rows_refit']:,} rows) with "
+        f"{info['trees']} trees ({info['trees_early_stopping']} chosen by early stopping on "
+        f"{info['rows_early_stopping']:,} rows, x (rows ratio)^{info['tree_exponent']:g}); "
+        f"{recipe.calibration} calibration fit out of sample on {', '.join(d[:10] for d in info['valid_snapshots'])}")
 
-    # --- evaluation on the test snapshot, beside baselines ------------------------------------------
-    y = test[LABEL].to_numpy()
-    if y.min() == y.max():
-        raise TrainingDataError(f"the test snapshot has only {'churned' if y[0] else 'retained'} users "
-                                f"({len(y):,} rows); AUC is undefined")
-    raw = model.raw_score(test, where="test data")
-    scores = {"model": model.calibrator.apply(raw), "model uncalibrated": 1 / (1 + np.exp(-raw)),
-              "logistic regression": _logistic_baseline(train, test, model, cfg.seed),
-              "recency only": _recency_baseline(valid, test)}
-    probabilities = set(scores)
-    table = compare_scores(y, scores, probabilities)
-    oracle_ratio = None
-    if cfg.truth is not None:
-        truth = _oracle(test, cfg.truth)
-        matched = truth.notna().all(axis=1).to_numpy()
-        if matched.mean() < 0.99:
-            log(f"oracle: only {matched.mean():.1%} of test rows have a true probability")
-        on = {k: v[matched] for k, v in scores.items()} | {c: truth[c].to_numpy()[matched] for c in truth}
-        both = compare_scores(y[matched], on, probabilities | set(truth.columns))
-        table = both if matched.all() else pd.concat([table, both.loc[list(truth.columns)]])
-        oracle_ratio = float(both.loc["model", "roc_auc"] / both.loc["oracle", "roc_auc"])
-        scores["oracle"] = truth["oracle"].fillna(truth["oracle"].mean()).to_numpy()
-    cohort = signup_cohort(test["as_of"], test["tenure_days"])
-    ranked = {k: v for k, v in scores.items() if k in ("model", "logistic regression", "oracle")}
-    by_cohort = group_auc(y, ranked, cohort)
-    by_tenure = group_auc(y, ranked, tenure_band(test["tenure_days"]))
+    # --- reports on the backtest's rows -------------------------------------------------------------
+    last = bt.predictions[bt.predictions["cutoff"] == cutoffs[-1].date().isoformat()]
+    y_last = last[LABEL].to_numpy()
+    ranked = {k: last[k].to_numpy() for k in (MODEL, LOGISTIC, "oracle") if k in last}
+    cohort = signup_cohort(last["as_of"], last["tenure_days"])
+    by_cohort = group_auc(y_last, ranked, cohort)
+    by_tenure = group_auc(y_last, ranked, tenure_band(last["tenure_days"]))
+    oracle_ratio = float(np.mean(list(bt.oracle_ratio.values()))) if bt.oracle_ratio else None
+    rows = {"refit": len(df), "backtest": len(bt.predictions),
+            **{f"backtest_{k}": int(v) for k, v in bt.predictions.groupby("cutoff").size().items()}}
 
-    # --- tracking and registry --------------------------------------------------------------------
+    # --- tracking and registry ----------------------------------------------------------------------
     version = None
-    with tracking.start_run(cfg.experiment_name, run_name=f"churn {split.test[-1].date()}",
+    with tracking.start_run(cfg.experiment_name, run_name=f"churn refit {instants[-1].date()}",
                             tags={"kind": "churn", "git_revision": tracking.git_revision()},
                             settings=settings) as run_id:
         tracking.log_params({
-            "seed": cfg.seed, "calibration": info["calibration"], "best_iteration": info["best_iteration"],
-            "n_features": len(model.features), "optuna_study": study_name or "none", "optuna_trials": n_trials,
-            "rows_train": rows["train"], "rows_valid": rows["valid"], "rows_test": rows["test"],
+            "seed": cfg.seed, "calibration": recipe.calibration, "parameters": bt.chosen_params,
+            "trees": info["trees"], "trees_early_stopping": info["trees_early_stopping"],
+            "tree_exponent": recipe.tree_exponent, "n_features": len(model.features),
+            "optuna_study": study_name or "none", "optuna_trials": n_trials,
+            "rows_refit": info["rows_refit"], "rows_early_stopping": info["rows_early_stopping"],
+            "rows_valid": info["rows_valid"],
             **{f"lgb_{k}": v for k, v in model.params.items() if k not in BASE_PARAMS},
-            "split_train": ",".join(d.date().isoformat() for d in split.train),
-            "split_valid": ",".join(d.date().isoformat() for d in split.valid),
-            "split_test": ",".join(d.date().isoformat() for d in split.test),
+            "refit_snapshots": ",".join(d.date().isoformat() for d in instants),
+            "backtest_cutoffs": ",".join(c.date().isoformat() for c in cutoffs),
+            "label_cutoff": meta["label_cutoff"],
         })
         if cfg.source is not None:
             tracking.log_artifact(cfg.source, "config")
         tracking.log_dict(cfg.model_dump(mode="json"), "config/resolved.json")
-        tracking.log_dict(split.to_dict(), "split.json")
+        tracking.log_dict({"refit": info, "recipe": recipe.to_dict()}, "refit.json")
         tracking.log_dict({"features": [s.to_dict() for s in model.features], "schema": doc}, "feature_schema.json")
-        for part, frame in (("train", train), ("valid", valid), ("test", test)):
-            tracking.log_dataset(frame[[*ID_COLUMNS, *features, LABEL]], name=f"{doc.get('dataset')}-{part}",
-                                 source=str(cfg.training_set or cfg.dataset), context=part, targets=LABEL)
-        flat = {f"test_{m}": v for m, v in table.loc["model"].items()}
-        for name in table.index.drop("model"):
-            key = re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_")
-            flat |= {f"baseline_{key}_{m}": v for m, v in table.loc[name].items()}
-        if oracle_ratio is not None:
-            flat["oracle_auc_ratio"] = oracle_ratio
-        flat |= {k: v for k, v in info.items() if isinstance(v, float)}
-        flat |= {"seconds_build": build_s, "seconds_tune": tune_s, "seconds_fit": fit_s}
-        tracking.log_metrics(flat)
-        tracking.log_dict(json.loads(table.to_json(orient="index")), "evaluation/metrics.json")
+        tracking.log_dataset(df[[*ID_COLUMNS, *features, LABEL]], name=f"{doc.get('dataset')}-refit",
+                             source=str(cfg.training_set or cfg.dataset), context="training", targets=LABEL)
+        if model.horizons is not None:
+            tracking.log_dict(model.horizons.info, "evaluation/horizons.json")
+            tracking.log_metrics({f"horizon_{h}d_{k}": v for h, r in model.horizons.info["out_of_sample"].items()
+                                  for k, v in r.items() if isinstance(v, float)})
+        tracking.log_metrics(_flat_backtest_metrics(mean, sd, oracle_ratio)
+                             | {"seconds_build": build_s, "seconds_tune": tune_s,
+                                "seconds_backtest": backtest_s, "seconds_refit": fit_s})
+        for step, c in enumerate(cutoffs):  # per cut-off: backtest_fold_<...>, one step per cut-off in time order
+            fold = bt.folds.loc[c.date().isoformat()]
+            flat = _flat_backtest_metrics(fold, None, bt.oracle_ratio.get(c.date().isoformat()))
+            tracking.log_metrics({k.replace("backtest_", "backtest_fold_", 1): v for k, v in flat.items()}, step=step)
+        tracking.log_dict(bt.to_dict(), "evaluation/backtest.json")
         tracking.log_dict(json.loads(by_cohort.to_json(orient="records")), "evaluation/auc_by_signup_week.json")
         tracking.log_dict(json.loads(by_tenure.to_json(orient="records")), "evaluation/auc_by_tenure.json")
-        probs = {k: scores[k] for k in ("model", "model uncalibrated", "logistic regression") if k in scores}
-        import matplotlib.pyplot as plt
-
-        for fig, path in ((reliability_figure(y, probs), "plots/reliability.png"),
-                          (gains_figure(y, {k: v for k, v in scores.items() if k != "model uncalibrated"}),
-                           "plots/gains.png"),
-                          (group_auc_figure(by_cohort, "AUC by signup week"), "plots/auc_by_signup_week.png"),
-                          (group_auc_figure(by_tenure, "AUC by tenure"), "plots/auc_by_tenure.png")):
-            tracking.log_figure(fig, path)
-            plt.close(fig)
+        _log_backtest_figures(bt, by_cohort, by_tenure)
         if register:
-            example = test[[s.name for s in model.features]].head(5)
+            example = df[[s.name for s in model.features]].tail(5)
             ref = tracking.log_model(model, registered_name=cfg.model_name, input_example=example)
             version = ref.version
             tracking.set_version_tags(cfg.model_name, version, {
-                "test_snapshot": split.test[-1].isoformat(), "test_roc_auc": f"{table.loc['model', 'roc_auc']:.4f}",
-                "git_revision": tracking.git_revision()})
-    return ChurnTrainResult(run_id, model, split, table, by_cohort, by_tenure, params, info, version, rows,
-                            oracle_ratio, study_name, n_trials)
+                "label_cutoff": meta["label_cutoff"], "backtest_cutoffs": ",".join(meta["backtest"]["cutoffs"]),
+                "backtest_roc_auc": f"{mean.loc[MODEL, 'roc_auc']:.4f}", "git_revision": tracking.git_revision()})
+    return ChurnTrainResult(run_id, model, bt, mean, sd, by_cohort, by_tenure, dict(recipe.params), info, version,
+                            rows, cutoffs, recipe, oracle_ratio, study_name, n_trials, warns)
+
+
+def _fit_horizons(df: pd.DataFrame, model: ChurnModel, recipe: Recipe, ds_cfg, ds: Dataset | None, threads, log):
+    """The multi-horizon hazard model over the same snapshots and inputs as the refit model."""
+    from churnml.features.churn_time import CHURN_TS, churn_times_frame, confirmation_lag, confirmed_until
+    from churnml.models.horizons import fit_hazard_model
+
+    ds = ds or open_dataset(ds_cfg)
+    times = churn_times_frame(ds, sorted(df["as_of"].unique()))
+    key = df[["as_of", "user_id"]].astype({"as_of": "datetime64[us, UTC]"})
+    ts = key.merge(times.astype({"as_of": "datetime64[us, UTC]"}), on=["as_of", "user_id"], how="left")[CHURN_TS]
+    haz = fit_hazard_model(df, ts.set_axis(df.index), specs=model.features, horizons=ds_cfg.horizons_days,
+                           confirmed_until=confirmed_until(ds), lag=confirmation_lag(ds_cfg), params=recipe.params,
+                           num_boost_round=recipe.num_boost_round, early_stopping_rounds=recipe.early_stopping_rounds,
+                           tree_exponent=recipe.tree_exponent, seed=recipe.seed, threads=threads,
+                           calibration="none" if recipe.calibration == "none" else "sigmoid")
+    i = haz.info
+    labelled = "; ".join(f"{h}d: AUC {r['roc_auc']:.3f}, ECE {r['ece_raw']:.3f} raw, "
+                         f"{r['ece_calibrated_cross_fit']:.3f} calibrated (cross-fit), on {', '.join(r['snapshots'])}"
+                         for h, r in i["out_of_sample"].items())
+    log(f"multi-horizon model: {i['rows_refit']:,} person-weeks, {i['trees']} trees, "
+        f"{'calibrated per labelled horizon' if haz.calibrators else 'its own probabilities (as the backtest chose)'}; "
+        + (f"out of sample {labelled}" if labelled else "no horizon the data can label yet")
+        + (f"; {', '.join(f'{h}d' for h in i['extrapolated_horizons'])} extrapolated (after week "
+           f"{i['max_period'] + 1} the weekly hazard follows the population's decline, x (week)^{i['tail_slope']:.2f})"
+           if i["extrapolated_horizons"] else ""))
+    return haz
+
+
+def _flat_backtest_metrics(table: pd.DataFrame, sd: pd.DataFrame | None, oracle_ratio: float | None) -> dict:
+    """``backtest_<metric>`` for the model, ``backtest_baseline_<scorer>_<metric>`` for the others (``_sd`` too)."""
+    flat = {}
+    for name in table.index:
+        key = re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_")
+        prefix = "backtest_" if name == MODEL else f"backtest_baseline_{key}_"
+        flat |= {f"{prefix}{m}": v for m, v in table.loc[name].items()}
+        if sd is not None:
+            flat |= {f"{prefix}{m}_sd": v for m, v in sd.loc[name].items()}
+    if oracle_ratio is not None:
+        flat["backtest_oracle_auc_ratio"] = oracle_ratio
+    return flat
+
+
+def _log_backtest_figures(bt, by_cohort: pd.DataFrame, by_tenure: pd.DataFrame) -> None:
+    import matplotlib.pyplot as plt
+
+    p = bt.predictions
+    y = p[LABEL].to_numpy()
+    n = len(bt.cutoffs)
+    probs = {k: p[k].to_numpy() for k in (MODEL, UNCALIBRATED, LOGISTIC) if k in p}
+    gains = {k: p[k].to_numpy() for k in (MODEL, LOGISTIC, RECENCY, "oracle") if k in p}
+    pooled = f"the {n} backtest cut-off(s), pooled"
+    for fig, path in ((reliability_figure(y, probs, title=f"Reliability on {pooled}"), "plots/reliability.png"),
+                      (gains_figure(y, gains, title=f"Cumulative gains on {pooled}"), "plots/gains.png"),
+                      (backtest_figure(bt.folds), "plots/backtest.png"),
+                      (group_auc_figure(by_cohort, "AUC by signup week (latest cut-off)"),
+                       "plots/auc_by_signup_week.png"),
+                      (group_auc_figure(by_tenure, "AUC by tenure (latest cut-off)"), "plots/auc_by_tenure.png")):
+        tracking.log_figure(fig, path)
+        plt.close(fig)
 
 
 # ------------------------------------------------------------------------------- promotion
@@ -359,7 +429,7 @@ class PromotionResult:
 
 def latest_labelled_snapshot(ds: Dataset) -> dt.datetime:
     """The latest configured snapshot whose label window the data fully covers."""
-    h = dt.timedelta(days=ds.config.horizon_days)
+    h = dt.timedelta(days=label_window_days(ds.config))
     ok = [s for s in ds.config.snapshot_instants() if s + h <= ds.observed_until]
     if ok:
         return max(ok)
@@ -374,17 +444,60 @@ def gate(challenger: float, champion: float, metric: str, margin: float) -> bool
     return challenger >= champion - margin
 
 
-def _holdout_scores(models: dict, cfg: TrainConfig, ds: Dataset | None, metric: str):
-    """Score each churn model on the latest fully labelled snapshot of the data."""
+def _holdout_scores(models: dict, cfg: TrainConfig, ds: Dataset | None, metric: str,
+                    settings: Settings | None = None):
+    """Score each churn model on like-for-like evidence no model was fit on.
+
+    1. A labelled snapshot at or after both models' label cut-offs (the
+       instant their training labels had closed): the latest such snapshot;
+       both models are scored on it as they are.
+    2. Otherwise (a fresh challenger was fit on every labelled snapshot):
+       each model's *backtest twin*, its recipe rerun at the same cut-offs of
+       the current training set (:func:`churnml.models.backtest.run_backtest`);
+       the mean of ``metric`` over the cut-offs.
+    3. Models without that metadata (fit outside ``train_churn_job``): the
+       latest labelled snapshot, said in the evidence.
+
+    Returns
+    -------
+    scores : dict
+    evidence : str
+        What the scores were computed on.
+    rows : int
+    """
+    from churnml.evaluation import churn_metrics
+
     ds = ds or open_dataset(load_dataset_config(cfg.dataset))
-    as_of = latest_labelled_snapshot(ds)
+    h = dt.timedelta(days=label_window_days(ds.config))
+    labelled = [s for s in ds.config.snapshot_instants() if s + h <= ds.observed_until]
+    cutoffs = {k: m.metadata.get("label_cutoff") for k, m in models.items()}
+    recipes = {k: m.metadata.get("recipe") for k, m in models.items()}
+    newest = max((utc(c) for c in cutoffs.values() if c), default=None)
+    newer = [s for s in labelled if newest is not None and s >= newest]
+    if all(cutoffs.values()) and not newer and all(recipes.values()):
+        df, doc = _load_training_frame(cfg, ds, None)
+        df["as_of"] = pd.to_datetime(df["as_of"], utc=True)
+        instants = [utc(x.to_pydatetime()) for x in sorted(df["as_of"].unique())]
+        horizon = doc.get("label_window_days") or doc.get("horizon_days") or label_window_days(ds.config)
+        cuts = backtest_cutoffs(instants, horizon, folds=cfg.backtest.folds,
+                                valid_snapshots=cfg.split.valid_snapshots)
+        out = {}
+        threads = (settings or get_settings()).threads
+        for k, m in models.items():
+            bt = run_backtest(df, {"twin": Recipe.from_dict(recipes[k])}, horizon, cuts, baselines=False,
+                              threads=threads)
+            out[k] = float(bt.mean().loc[MODEL, metric])
+        n = int((df["as_of"].isin(cuts)).sum())
+        return out, f"backtest twins at {', '.join(str(c.date()) for c in cuts)}", n
+    as_of = max(newer) if all(cutoffs.values()) and newer else latest_labelled_snapshot(ds)
     table, _ = build_snapshot(ds, as_of, labels=True)
     df = table.to_pandas()
     y = df[LABEL].to_numpy()
-    from churnml.evaluation import churn_metrics
-
     out = {k: churn_metrics(y, m.predict_proba(df, where=f"holdout {as_of.date()}"))[metric] for k, m in models.items()}
-    return out, as_of, len(df)
+    if all(cutoffs.values()):
+        return out, f"snapshot {as_of.date()}, newer than both models' training labels", len(df)
+    return out, (f"snapshot {as_of.date()}, the latest labelled (a model without a recorded label cut-off "
+                 "may have been fit on it)"), len(df)
 
 
 def promote_job(
@@ -395,12 +508,14 @@ def promote_job(
     settings: Settings | None = None,
     holdout_scores: Callable | None = None,
 ) -> PromotionResult:
-    """Give the ``challenger`` the ``champion`` alias if it is not worse on the latest holdout.
+    """Give the ``challenger`` the ``champion`` alias if it is not worse on like-for-like evidence.
 
-    Both versions are scored on the same rows: the latest snapshot of the
-    current data whose label window is complete. The decision, the figures
-    and the versions are logged as an MLflow run (tag ``kind=promotion``)
-    whatever the outcome.
+    Both versions are judged on the same rows, which neither was fit on. For
+    churn models: a labelled snapshot newer than both models' training labels
+    if there is one, else each model's backtest twin at the same cut-offs
+    (see :func:`_holdout_scores`); for uplift models, the latest campaign.
+    The decision, the figures, what they were computed on and the versions
+    are logged as an MLflow run (tag ``kind=promotion``) whatever the outcome.
     """
     settings = settings or get_settings()
     name = cfg.model_name
@@ -417,20 +532,19 @@ def promote_job(
         res = PromotionResult(name, chall_ref.version, champ_ref.version, False,
                               "the challenger already is the champion", metric)
     else:
-        from churnml.models.store import load_model_dir
-
-        models = {k: load_model_dir(tracking.download_model(r)) for k, r in
-                  (("challenger", chall_ref), ("champion", champ_ref))}
+        models = {k: tracking.load_version(r) for k, r in (("challenger", chall_ref), ("champion", champ_ref))}
         if holdout_scores is None and cfg.kind == "uplift":
             from churnml.train_uplift import uplift_holdout_scores as holdout_scores
-        scores, as_of, n = (holdout_scores or _holdout_scores)(models, cfg, dataset, metric)
+        score = holdout_scores or functools.partial(_holdout_scores, settings=settings)
+        scores, on, n = score(models, cfg, dataset, metric)
+        on = on.isoformat() if isinstance(on, dt.datetime) else str(on)
         ok = gate(scores["challenger"], scores["champion"], metric, margin)
         direction = "lower" if metric in LOWER_IS_BETTER else "higher"
-        reason = (f"{metric} {scores['challenger']:.4f} vs champion {scores['champion']:.4f} "
+        reason = (f"{metric} {scores['challenger']:.4f} vs champion {scores['champion']:.4f} on {on} "
                   f"({direction} is better, margin {margin:g}): "
                   + ("not worse, promoted" if ok else "worse, kept the champion"))
         res = PromotionResult(name, chall_ref.version, champ_ref.version, ok, reason, metric,
-                              scores["challenger"], scores["champion"], as_of.isoformat(), n)
+                              scores["challenger"], scores["champion"], on, n)
     with tracking.start_run(cfg.experiment_name, run_name=f"promotion {name} v{res.challenger}",
                             tags={"kind": "promotion", "decision": "promoted" if res.promoted else "kept"},
                             settings=settings):

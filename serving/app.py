@@ -17,6 +17,7 @@ import gc
 import json
 import logging
 import math
+import os
 import re
 import secrets
 import threading
@@ -31,6 +32,7 @@ from typing import Annotated
 import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -74,6 +76,10 @@ class ServeSettings(BaseSettings):
         Registered models served (``uplift_model`` empty: churn risk only).
     max_batch : int
         Most users per ``POST /score``.
+    max_body_bytes : int, optional
+        Largest request body accepted (413 beyond it, before the body is
+        read); default 8 KiB per user of ``max_batch`` (8 MB for 1,000; a
+        feature row is about 2.5 KB of JSON).
     api_token : SecretStr, optional
         Bearer token every route but ``/health`` requires when set; placeholders
         and tokens under 16 characters are refused.
@@ -96,6 +102,7 @@ class ServeSettings(BaseSettings):
     uplift_model: str | None = "recall-uplift"
     alias: str = "champion"
     max_batch: Annotated[int, Field(gt=0, le=100_000)] = 1000
+    max_body_bytes: Annotated[int, Field(gt=0)] | None = None
     api_token: SecretStr | None = None
     reasons: Annotated[int, Field(ge=0, le=10)] = 3
     warm_reasons: bool = True
@@ -113,6 +120,18 @@ class ServeSettings(BaseSettings):
             raise ValueError(f"must be a random secret of at least 16 characters (e.g. `openssl rand -hex 32`); "
                              f"got {got}")
         return v
+
+    @property
+    def body_limit(self) -> int:
+        """The largest request body accepted, in bytes."""
+        return self.max_body_bytes or max(1 << 20, self.max_batch * 8192)
+
+    def token_matches(self, token: str | None) -> bool:
+        """Whether a request presenting ``token`` may pass (always, when no token is set)."""
+        if self.api_token is None:
+            return True
+        return token is not None and secrets.compare_digest(token.encode(),
+                                                            self.api_token.get_secret_value().encode())
 
 
 # --------------------------------------------------------------------------- the served state
@@ -334,6 +353,7 @@ class Service:
             return
         todo = [p for p in range(len(snap.features)) if p not in snap.reasons]
         t0 = time.perf_counter()
+        log.info("wording the reasons of %d snapshot users in the background", len(todo))
         for start in range(0, len(todo), chunk):
             if self.retired.is_set():
                 return
@@ -370,6 +390,10 @@ def _columns(scored: pd.DataFrame, reasons: int, fields: tuple[str, ...] = _FIEL
         return [None if isinstance(v, float) and math.isnan(v) else v for v in scored[name].tolist()]
 
     cols = {k: values(k) for k in fields}
+    if "p_churn" in fields:  # p_churn_<h>d of a multi-horizon churn model, as one mapping per user
+        names = [c for c in scored.columns if re.fullmatch(r"p_churn_\d+d", c)]
+        cols["p_churn_horizons"] = [dict(zip(names, row, strict=True)) for row in
+                                    zip(*(values(c) for c in names), strict=True)] if names else [{}] * len(scored)
     per = [c for c in scored.columns if c.startswith("uplift_")]
     if per:  # a multi-channel model: each channel's uplift, and the channel chosen
         names = [c.removeprefix("uplift_") for c in per]
@@ -436,7 +460,12 @@ def _listed_reasons(folder: Path, positions: dict[str, int], top: int) -> dict[i
 
 
 def _load_snapshot(lists_dir: Path, scorer: Scorer, reasons: int) -> Snapshot:
-    day, folder = _latest_folder(lists_dir)
+    day, shown = _latest_folder(lists_dir)
+    # A list's date is a link that `churnml score --force` swaps whole: read every file through the
+    # folder it points at now, so that they all come from one version of the list.
+    folder = shown.resolve()
+    t0 = time.perf_counter()
+    log.info("loading the nightly list of %s (%s)", day, shown)
     features = pd.read_parquet(folder / FEATURES_FILE)
     scorer.check_schema(features.columns)
     manifest_path = folder / MANIFEST_FILE
@@ -445,7 +474,10 @@ def _load_snapshot(lists_dir: Path, scorer: Scorer, reasons: int) -> Snapshot:
     scores = _nightly_scores(folder, scorer, features, manifest)
     # The list's reasons come from the same churn model version only when its scores do.
     cached = _listed_reasons(folder, positions, reasons) if scores is not None else {}
-    return Snapshot(day, folder, manifest.get("as_of"), features, positions, scores, cached)
+    log.info("nightly list of %s loaded in %.1f s: %d users, scores %s, reasons of %d users", day,
+             time.perf_counter() - t0, len(positions), "from the list" if scores is not None else "computed live",
+             len(cached))
+    return Snapshot(day, shown, manifest.get("as_of"), features, positions, scores, cached)
 
 
 def _load_scorer(s: ServeSettings) -> tuple[Scorer, str]:
@@ -468,7 +500,7 @@ def _priced(scorer: Scorer, lists_dir: Path) -> Scorer:
     if scorer.channels is None:
         return scorer
     try:
-        _, folder = _latest_folder(lists_dir)
+        folder = _latest_folder(lists_dir)[1].resolve()  # one version of the list (see _load_snapshot)
         cfg = json.loads((folder / MANIFEST_FILE).read_text()).get("config", {})
     except (FileNotFoundError, json.JSONDecodeError):
         return scorer
@@ -489,7 +521,12 @@ def load_service(settings: ServeSettings, scorer: Scorer | None = None) -> Servi
         note = "churn risk only: the Scorer given has no uplift model"
     try:
         if scorer is None:
+            t0 = time.perf_counter()
+            log.info("loading the models %s@%s%s from the MLflow store", settings.churn_model, settings.alias,
+                     f" and {settings.uplift_model}@{settings.alias}" if settings.uplift_model else "")
             scorer, note = _load_scorer(settings)
+            log.info("models loaded in %.1f s: %s", time.perf_counter() - t0,
+                     ", ".join(f"{k} v{v}" for k, v in scorer.versions.items()))
     # Anything (registry down, corrupt file) becomes a problem to report: the process keeps serving
     # what it has and can be fixed with POST /reload.
     except Exception as exc:  # noqa: BLE001
@@ -522,13 +559,10 @@ SettingsDep = Annotated[ServeSettings, Depends(_settings)]
 
 async def _authorize(settings: SettingsDep,
                      credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    expected = settings.api_token
-    if expected is None:
-        return
-    if credentials is None or not secrets.compare_digest(
-            credentials.credentials.encode(), expected.get_secret_value().encode()):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
+    # _Gate has refused the request already if this fails; kept for the OpenAPI schema and for apps
+    # mounted without the gate.
+    if not settings.token_matches(credentials.credentials if credentials else None):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, _UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
 
 
 async def _service(request: Request) -> Service:
@@ -652,6 +686,81 @@ def _unprocessable(request: Request, exc: SchemaMismatchError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
+def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with each error's ``loc``, ``msg`` and ``type``, without the input FastAPI echoes by default:
+    a NaN in it cannot be written as JSON (the 422 became a 500), and a large body would come back whole."""
+    detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+              for e in exc.errors()]
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+_UNAUTHORIZED = "missing or wrong bearer token"
+_PUBLIC_PATHS = frozenset({"/health"})
+
+
+class _Gate:
+    """Checks the token and bounds the body size before anything reads the body (plain ASGI middleware).
+
+    FastAPI parses a JSON body before it runs a route's dependencies, so a token
+    checked there came after parsing whatever was sent: 213 MB took 12.9 s and
+    620 MB of memory before the 401 (#15). Here a request without the token is
+    answered 401 from its headers alone, a body announced larger than
+    ``ServeSettings.body_limit`` is answered 413 unread, and a body sent without
+    a length is counted as it arrives and cut off at the limit.
+    """
+
+    def __init__(self, app, settings: ServeSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.limit = settings.body_limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if self.settings.api_token is not None and scope["path"] not in _PUBLIC_PATHS:
+            scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer" or not self.settings.token_matches(token.strip() or None):
+                await JSONResponse({"detail": _UNAUTHORIZED}, status.HTTP_401_UNAUTHORIZED,
+                                   headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+                return
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.strip().isdigit() or int(declared) > self.limit):
+            code, text = ((status.HTTP_413_CONTENT_TOO_LARGE, self._too_large(int(declared)))
+                          if declared.strip().isdigit() else (status.HTTP_400_BAD_REQUEST, "bad Content-Length"))
+            await JSONResponse({"detail": text}, code)(scope, receive, send)
+            return
+        received = 0
+
+        async def bounded():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:  # FastAPI passes an HTTPException raised while reading on
+                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, self._too_large(received, sent=True))
+            return message
+
+        await self.app(scope, bounded, send)
+
+    def _too_large(self, size: int, sent: bool = False) -> str:
+        return (f"request body of {'more than ' if sent else ''}{size:,} bytes; at most {self.limit:,} "
+                "(CHURNML_SERVE_MAX_BODY_BYTES): split the batch")
+
+
+def _show_log_lines() -> None:
+    """Send the API's log lines (start-up progress, reloads) to stderr in uvicorn's format, unless the
+    process configured logging itself: uvicorn sets up only its own loggers, so they were dropped."""
+    if log.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
 def create_app(settings: ServeSettings | None = None, scorer: Scorer | None = None) -> FastAPI:
     """Build the API; ``settings`` default to the environment, ``scorer`` to the registry champions.
 
@@ -662,15 +771,24 @@ def create_app(settings: ServeSettings | None = None, scorer: Scorer | None = No
         ``settings`` come from the environment and do not validate.
     """
     if settings is None:
+        # A misspelt variable would otherwise be ignored: CHURNML_SERVE_API_TOKN would serve without a token.
+        lines = [f"{k}: unknown setting (known: {', '.join('CHURNML_SERVE_' + f.upper() for f in ServeSettings.model_fields)})"
+                 for k in sorted(os.environ) if k.upper().startswith("CHURNML_SERVE_")
+                 and k.upper().removeprefix("CHURNML_SERVE_").lower() not in ServeSettings.model_fields]
         try:
             settings = ServeSettings()
         except ValidationError as exc:
-            lines = [f"CHURNML_SERVE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
-                     for e in exc.errors()]
+            lines += [f"CHURNML_SERVE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
+                      for e in exc.errors()]
+        if lines:
             raise SystemExit("churnml API: bad settings\n" + "\n".join(lines)) from None
+
+    _show_log_lines()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        log.info("starting: lists in %s, at most %d users and %s bytes per request, token %s", settings.lists_dir,
+                 settings.max_batch, f"{settings.body_limit:,}", "required" if settings.api_token else "not required")
         app.state.service = await run_in_threadpool(load_service, settings, scorer)
         _freeze()
         if settings.warm_reasons:
@@ -688,6 +806,8 @@ def create_app(settings: ServeSettings | None = None, scorer: Scorer | None = No
     app.state.settings = settings
     app.state.reload_lock = threading.Lock()
     app.add_exception_handler(SchemaMismatchError, _unprocessable)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_middleware(_Gate, settings=settings)
     app.include_router(public)
     app.include_router(protected)
     return app

@@ -47,8 +47,12 @@ class ScoreRequest(BaseModel):
             raise ValueError("give exactly one of `user_ids` (ids in the latest snapshot) "
                              "or `rows` (feature rows, each with a user_id)")
         for i, row in enumerate(self.rows or ()):
-            if row.get("user_id") is None:
+            uid = row.get("user_id")
+            if uid is None:
                 raise ValueError(f"rows[{i}] has no user_id")
+            # A number with a fraction, NaN or Infinity is no id: refused here rather than met in scoring.
+            if not isinstance(uid, (int, str)) or (isinstance(uid, str) and not uid.strip()):
+                raise ValueError(f"rows[{i}].user_id must be an integer or a non-empty string, got {uid!r}")
         return self
 
     @property
@@ -66,6 +70,9 @@ class ScoreItem(BaseModel):
     p_return_if_contacted: float | None = None
     p_return_if_not: float | None = None
     segment: Segment | None = None
+    p_churn_horizons: dict[str, float | None] = Field(
+        default_factory=dict, description="probability of churning within each configured horizon "
+        "(`p_churn_<h>d`, monotone in h; empty when the model has no horizons)")
     uplift_by_channel: dict[str, float] | None = Field(
         None, description="multi-channel models: each channel's expected uplift (return probability points / 100)")
     channel: str | None = Field(

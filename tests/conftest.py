@@ -28,12 +28,14 @@ def write_dataset(
     campaigns: list[dict] | pd.DataFrame | None = None,
     *,
     fmt: str = "csv",
+    subscriptions: list[dict] | pd.DataFrame | None = None,
     **config,
 ) -> Path:
     """Write tables (CSV or Parquet) and a dataset.yaml that points at them; return the config path."""
     folder.mkdir(parents=True, exist_ok=True)
     sources = {}
-    for name, rows in (("events", events), ("users", users), ("campaigns", campaigns)):
+    for name, rows in (("events", events), ("users", users), ("campaigns", campaigns),
+                       ("subscriptions", subscriptions)):
         if rows is None:
             continue
         df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
@@ -41,7 +43,7 @@ def write_dataset(
         if fmt == "csv":
             df.to_csv(path, index=False)
         else:
-            for col in ("ts", "signup_ts", "sent_ts"):
+            for col in ("ts", "signup_ts", "sent_ts", "start", "end"):
                 if col in df and df[col].dtype == object:
                     df = df.assign(**{col: pd.to_datetime(df[col], utc=True)})
             df.to_parquet(path, index=False)

@@ -12,12 +12,21 @@ from churnml.drivers import drivers_job
 @pytest.fixture(scope="module")
 def drivers(trained_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("drivers") / "drivers.html"
-    res = drivers_job(trained_store["config"], out, settings=trained_store["settings"])
-    return res, out.read_text()
+    steps = []
+    res = drivers_job(trained_store["config"], out, settings=trained_store["settings"],
+                      progress=lambda done, total, what: steps.append((done, total, what)))
+    return res, out.read_text(), steps
+
+
+def test_progress_goes_step_by_step_to_a_known_total(drivers):
+    # `explain` ran 160 s with one line and then silence (#15).
+    *_, steps = drivers
+    assert [d for d, _, _ in steps] == list(range(8)) and {t for _, t, _ in steps} == {7}
+    assert steps[3][2].startswith("SHAP values of ") and steps[-1][2] == "drivers report written"
 
 
 def test_report_has_every_section_and_opens_offline(drivers):
-    _res, html = drivers
+    _res, html, _ = drivers
     for section in ("headlines", "churn-drivers", "dependence", "interaction", "cohorts", "recall", "glossary"):
         assert f'id="{section}"' in html, section
     # self-contained: images inline, nothing fetched from the network
@@ -27,7 +36,7 @@ def test_report_has_every_section_and_opens_offline(drivers):
 
 
 def test_every_feature_shown_is_in_the_glossary(drivers):
-    res, html = drivers
+    res, html, _ = drivers
     glossary = html[html.index('id="glossary"'):]
     for f in res.churn_drivers["feature"]:
         assert f"<code>{f}</code>" in glossary, f
@@ -73,7 +82,7 @@ def test_planted_causal_drivers_rank_high_and_associations_are_labelled(drivers_
 
 
 def test_recall_section_is_labelled_as_randomised(drivers):
-    _, html = drivers
+    _, html, _ = drivers
     assert "Learned from randomised campaigns" in html
 
 

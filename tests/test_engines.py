@@ -57,3 +57,18 @@ def test_parity_on_simulated_log(tmp_path, spark_con):
     duck, spark = _both(cfg_path, spark_con, as_of, labels=True)
     assert len(duck) > 100 and duck["churned"].between(0, 1).all()
     pd.testing.assert_frame_equal(duck, spark, check_dtype=False, rtol=1e-12)
+
+
+@pytest.mark.parametrize("churn", [{"definition": "subscription", "grace_days": 3},
+                                   {"definition": "event", "events": ["cancel"]}])
+def test_parity_with_subscriptions_and_churn_definitions(tmp_path, spark_con, churn):
+    from test_subscriptions import EVENTS, SUBS, USERS, _row
+
+    # B cancels on Mar 5 (event churn); E's subscription ends on Mar 10 (subscription churn).
+    events = EVENTS + [{"user_id": "B", "ts": "2024-03-05T00:00:00Z", "event": "cancel"}]
+    subs = SUBS + [_row("E", "2024-02-01T00:00:00Z", "2024-03-10T00:00:00Z")]
+    cfg = write_dataset(tmp_path, events, USERS, subscriptions=subs, fmt="parquet", observed_until="2024-04-01",
+                        horizon_days=14, churn=churn)
+    duck, spark = _both(cfg, spark_con, "2024-03-01", labels=True)
+    assert len(duck) >= 5 and duck["churned"].sum() == 1
+    pd.testing.assert_frame_equal(duck, spark, check_dtype=False, rtol=1e-12)

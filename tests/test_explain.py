@@ -174,7 +174,7 @@ def test_hand_model_saabas(hand_booster, hand_X):
 
 
 def test_hand_model_reason_codes(hand_booster, hand_X):
-    up = reason_codes(hand_booster, hand_X, GLOSSARY, top=2)
+    up = reason_codes(hand_booster, hand_X, GLOSSARY, top=2, distinct=False)
     assert list(up.columns) == ["reason_1", "reason_2", "reason_1_feature", "reason_2_feature",
                                 "reason_1_contribution", "reason_2_contribution"]
     assert list(up.index) == ["x", "y"]
@@ -191,6 +191,10 @@ def test_hand_model_reason_codes(hand_booster, hand_X):
                                           "days_since_last_activity", "n_play_7d"]
     assert down.loc["y", "reason_2_contribution"] == pytest.approx(-0.075)
     assert down.loc["x"].isna().all()
+    # By default a reason that restates another is left out: 12 days without activity already say
+    # that there was no 'play' in the last 7 days.
+    distinct = reason_codes(hand_booster, hand_X, GLOSSARY, top=2)
+    assert distinct.loc["x", "reason_1"] == "no activity for 12 days" and pd.isna(distinct.loc["x", "reason_2"])
 
 
 def test_hand_model_min_contribution(hand_booster, hand_X):
@@ -665,3 +669,90 @@ def test_plots_return_figures(random_model):
     assert _png(fig).startswith(b"\x89PNG")
     with pytest.raises(ValueError, match=r"`value` parameter of `plot_interaction`"):
         plot_interaction(grid, value="n")
+
+
+# --------------------------------------------------------------------------- (f) three different facts
+
+FACT_SCHEMA = {"feature_columns": ["days_since_last_activity", "days_since_last_visit", "days_since_last_play",
+                                   "n_visit_7d", "active_days_7d", "tenure_days", "n_play_30d"],
+               "columns": [
+    {"name": "days_since_last_activity", "description": "days since the user's last activity", "family": "recency"},
+    {"name": "days_since_last_visit", "description": "days since the user's last 'visit' event (empty if never)",
+     "family": "recency"},
+    {"name": "days_since_last_play", "description": "days since the user's last 'play' event (empty if never)",
+     "family": "recency"},
+    {"name": "n_visit_7d", "description": "number of 'visit' events in the last 7 days", "family": "frequency",
+     "window_days": 7},
+    {"name": "active_days_7d", "description": "days with activity among the last 7", "family": "activity",
+     "window_days": 7},
+    {"name": "tenure_days", "description": "days since signup", "family": "tenure"},
+    {"name": "n_play_30d", "description": "number of 'play' events in the last 30 days", "family": "frequency",
+     "window_days": 30}]}
+
+
+@pytest.fixture
+def fact_model(seed):
+    names = FACT_SCHEMA["feature_columns"]
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.uniform(0, 30, (200, len(names))), columns=names)
+    booster = _train(X, (X["days_since_last_activity"] > 10).astype(int).to_numpy(), seed, rounds=2)
+    rows = pd.DataFrame([
+        # a: last seen 9 days ago, on a visit; last play 12 days ago
+        [9.2, 9.6, 12.5, 0, 0, 40.0, 2],
+        # b: the visit was 9 days ago but the user played 2 days ago: the visit is not the last activity
+        [2.5, 9.1, 2.5, 0, 3, 40.0, 5],
+        # c: no play in the last 30 days, and the last play 31 days ago: one fact (the user stopped playing)
+        [0.5, 0.5, 31.0, 4, 6, 40.0, 0],
+        # d: nothing restates anything
+        [0.5, 0.5, 3.0, 4, 6, 40.0, 9],
+    ], columns=names, index=["a", "b", "c", "d"])
+    contrib = np.array([
+        [0.8, 0.9, 0.5, 0.7, 0.6, 0.4, 0.1],
+        [0.8, 0.9, 0.1, 0.7, 0.05, 0.4, 0.2],
+        [0.1, 0.05, 0.3, 0.0, 0.0, 0.9, 0.5],
+        [0.1, 0.05, 0.3, 0.0, 0.0, 0.9, 0.5],
+    ])
+    return booster, rows, contrib, glossary_from_schema(FACT_SCHEMA)
+
+
+def test_reasons_state_three_different_facts(fact_model):
+    # In 993 of 1,000 list rows reason_1 and reason_2 said one thing twice ("no activity for 9 days" /
+    # "last 'visit' event 9 days ago"), and a zero window often a third time (#15).
+    booster, X, contrib, glossary = fact_model
+    plain = reason_codes(booster, X, glossary, contrib=contrib, distinct=False)
+    assert plain.loc["a", ["reason_1", "reason_2", "reason_3"]].tolist() == [
+        "last 'visit' event 9 days ago", "no activity for 9 days", "no 'visit' events in the last 7 days"]
+    out = reason_codes(booster, X, glossary, contrib=contrib)
+    # a: one moment (the last visit is the last activity) implies no visit and no active day in the
+    # last 7 days; the next facts are the older last play and the signup
+    assert out.loc["a", ["reason_1", "reason_2", "reason_3"]].tolist() == [
+        "last 'visit' event 9 days ago", "last 'play' event 12 days ago", "signed up 40 days ago"]
+    assert out.loc["a", "reason_2_contribution"] == 0.5
+    # b: the user was active 2 days ago, so the old visit says nothing about activity, and the visit
+    # window at 0 is implied by the visit 9 days ago
+    assert out.loc["b", ["reason_1", "reason_2", "reason_3"]].tolist() == [
+        "last 'visit' event 9 days ago", "no activity for 2 days", "signed up 40 days ago"]
+    # c: the window at 0 came first; the recency that says the same is skipped
+    assert plain.loc["c", "reason_3"] == "last 'play' event 31 days ago"
+    assert out.loc["c", ["reason_1", "reason_2", "reason_3"]].tolist() == [
+        "signed up 40 days ago", "no 'play' events in the last 30 days", "active in the last day"]
+    # d: the same as without de-duplication
+    pd.testing.assert_series_equal(out.loc["d"], plain.loc["d"])
+
+
+def test_distinct_reasons_on_a_random_model_never_repeat_a_moment(random_model):
+    # Many users, chunked: no two recency reasons of one user show the same day count.
+    booster, X = random_model
+    names = booster.feature_name()
+    glossary = {n: {"description": f"days since the user's last '{n}' event", "family": "recency"}
+                for n in names if pd.api.types.is_numeric_dtype(X[n])}
+    out = reason_codes(booster, X, glossary, chunk_size=97)
+    days = {}
+    for j in (1, 2, 3):
+        feat = out[f"reason_{j}_feature"]
+        days[j] = [np.floor(max(X.at[i, f], 0)) if f in glossary and not pd.isna(X.at[i, f]) else np.nan
+                   for i, f in feat.items()]
+    for a, b in ((1, 2), (1, 3), (2, 3)):
+        assert not any(x == y for x, y in zip(days[a], days[b], strict=True))
+    plain = reason_codes(booster, X, glossary, distinct=False)
+    assert (out["reason_1_feature"] == plain["reason_1_feature"]).all()  # the strongest reason is kept

@@ -165,3 +165,20 @@ def test_trend_uses_the_window_count_and_no_copy_of_it(tiny_dataset, tmp_path):
     assert "n_events_last_7d" in [f.name for f in fs.features]
     assert rows["u1"]["n_events_last_7d"] == 3
     assert rows["u1"]["activity_trend_7d"] == pytest.approx(__import__("math").log(4))
+
+
+def test_purchase_log_ratios_in_the_bg_nbd_sense(tmp_path):
+    # BG/NBD's frequency, recency and age as ratios, and spend per active day (issue 14).
+    ds = open_tiny(tmp_path, TINY_EVENTS, TINY_USERS, observed_until="2024-01-12", sum_columns=["item_id"])
+    rows, _ = _rows(ds)
+    u1, u2 = rows["u1"], rows["u2"]
+    # u1: first event 01-01 10:00 = 4 d 14 h before 01-06; last 2.625 d before; 2 active days, one gap of 2
+    age = 4 + 14 / 24
+    assert u1["active_day_rate"] == pytest.approx(2 / age)
+    assert u1["lapse_in_usual_gaps"] == pytest.approx(2.625 / 2)
+    assert u1["active_span_ratio"] == pytest.approx((age - 2.625) / age)
+    assert u1["mean_item_id_per_active_day"] == pytest.approx((1 + 1 + 2) / 2)
+    # u2: one active day before 01-06 (01-02 08:00): no gap yet, and its history ends at its last activity
+    assert u2["lapse_in_usual_gaps"] is None
+    assert u2["active_span_ratio"] == 0
+    assert u2["active_day_rate"] == pytest.approx(1 / (3 + 16 / 24))

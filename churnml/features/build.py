@@ -7,10 +7,12 @@ default, out of core) and on Spark. Time semantics (see DESIGN.md):
 * features at ``as_of`` see only events with ``ts < as_of``, users who signed
   up before ``as_of`` and campaign exposures sent before ``as_of``;
 * a user is eligible at ``as_of`` if signed up before it and active in
-  ``[as_of - eligibility_days, as_of)``;
-* churned = eligible and no activity event in ``[as_of, as_of + horizon)``.
-  The window is half-open so that every event falls on exactly one side of
-  ``as_of``; a label is only given once ``as_of + horizon <= observed_until``.
+  ``[as_of - eligibility_days, as_of)``, unless the churn definition says
+  otherwise (subscription: covered at ``as_of``);
+* the label follows the dataset's churn definition
+  (:mod:`churnml.features.labels`; by default churned = eligible and no
+  activity event in ``[as_of, as_of + horizon)``). A label is only given once
+  its window is fully observed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from churnml.config import utc
 from churnml.data import Dataset
 from churnml.exceptions import ContractError, DataProblem
 from churnml.features.definitions import DAY_US, Feature, count_windows, feature_definitions, safe_name
+from churnml.features.labels import LABEL, Population, check_labelled, churn_definition, churn_labels
+from churnml.features.labels import is_activity as _activity
 
 __all__ = [
     "ID_COLUMNS",
@@ -37,13 +41,11 @@ __all__ = [
     "RESPONSE",
     "build_training_set",
     "build_uplift_set",
-    "churn_labels",
 ]
 
 ID_COLUMNS = ("user_id", "as_of")
 #: Features per level-2 aggregation query; smaller chunks lower peak memory, larger ones save passes.
 _PIVOT_CHUNK = 24
-LABEL = "churned"
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,6 @@ class FeatureSet:
     def columns(self) -> list[str]:
         """Feature column names (behaviour, tenure, then attributes), without ids."""
         return [f.name for f in self.features] + ["tenure_days"] + self.attributes
-
-
-def _activity(ds: Dataset, events: ibis.Table) -> ibis.Value:
-    acts = ds.config.activity_events
-    return events.event.isin(acts) if acts else ibis.literal(True)
 
 
 @ibis.udf.scalar.builtin(name="epoch_us")
@@ -130,8 +127,10 @@ def build_features(
         with when scoring.
     max_inactive_days : int, optional
         Keep users whose last activity is at most this many days before
-        ``as_of``; default the config's ``eligibility_days``. Recall campaigns
-        reach users lapsed for longer, so their training rows widen it.
+        ``as_of``. By default the churn definition's population (see
+        :mod:`churnml.features.labels`: with ``inactivity``, activity within
+        ``eligibility_days``). Recall campaigns reach users lapsed for longer,
+        so their training rows widen it.
 
     Returns
     -------
@@ -185,7 +184,12 @@ def build_features(
                     for i in range(0, len(stage["per_event"]), _PIVOT_CHUNK)]
     agg = per_event.group_by("user_id").aggregate(**{f.name: f.expr(per_event) for f in first})
     window = cfg.eligibility_days if max_inactive_days is None else max_inactive_days
-    agg = agg.filter(agg.days_since_last_activity <= window).cache()
+    pop = Population(None, True) if max_inactive_days is not None else churn_definition(cfg).population(ds, as_of)
+    if pop.requires_activity:
+        agg = agg.filter(agg.days_since_last_activity <= window)
+    if pop.users is not None:
+        agg = agg.semi_join(pop.users, "user_id")
+    agg = agg.cache()
     parts = [agg] + [
         per_event.semi_join(agg, "user_id").group_by("user_id")
         .aggregate(**{f.name: f.expr(per_event) for f in chunk}).cache()
@@ -211,12 +215,23 @@ def build_features(
         history, judged = _campaign_history(ds, ev, cut, stage["campaigns"])
         judged.release()
         optional.append(history)
+    if ds.subscriptions is not None:
+        from churnml.features.subscriptions import subscription_features
+
+        sub_feats, sub_table = subscription_features(ds.subscriptions, as_of, grace_days=cfg.churn.grace_days,
+                                                     epoch_us=lambda ts: epoch_us(ds, ts))
+        feats = feats + sub_feats
+        optional.append(sub_table.cache())
     # The condensed tables are consumed; free them before the final join.
     per_event.release()
     days.release()
     cached = parts + optional
 
     base = users.select("user_id", *attrs, tenure_days=(ibis.literal(ep) - signup_us) / DAY_US)
+    if not pop.requires_activity:
+        # The population is given outright (subscribers): users without any event keep their row.
+        base = base.semi_join(pop.users, "user_id")
+        parts, optional = [], parts + optional
     wide = base
     for part in parts:
         wide = wide.join(part, "user_id")
@@ -260,27 +275,6 @@ def _campaign_history(
     return c.group_by("user_id").aggregate(**{f.name: f.expr(c) for f in feats}).cache(), judged
 
 
-def churn_labels(ds: Dataset, as_of: dt.datetime) -> ibis.Table:
-    """Users with activity in ``[as_of, as_of + horizon)``: ``user_id, returned``.
-
-    Raises
-    ------
-    ContractError
-        If the label window is not fully inside the observed period.
-    """
-    as_of = utc(as_of)
-    end = as_of + dt.timedelta(days=ds.config.horizon_days)
-    if end > ds.observed_until:
-        raise ContractError([DataProblem(
-            "snapshots", None, 0,
-            f"label window of {as_of.date()} ends {end.date()}, after the data ends "
-            f"({ds.observed_until.isoformat()}); use an earlier snapshot or a shorter horizon",
-        )])
-    ev = ds.events
-    fut = ev.filter((ev.ts >= ibis.literal(as_of)) & (ev.ts < ibis.literal(end)) & _activity(ds, ev))
-    return fut.select("user_id").distinct().mutate(returned=ibis.literal(True))
-
-
 def build_snapshot(
     ds: Dataset, as_of: dt.datetime, *, labels: bool = False, event_types: Sequence[str] | None = None
 ) -> tuple[pa.Table, FeatureSet]:
@@ -289,15 +283,15 @@ def build_snapshot(
     Returns
     -------
     table : pyarrow.Table
-        Sorted by ``user_id``; with a ``churned`` column (0/1) if ``labels``.
+        Sorted by ``user_id``; with a ``churned`` column (0/1) if ``labels``,
+        and ``churn_ts`` (the churn event's instant, empty if none) when the
+        churn definition has churn events.
     feature_set : FeatureSet
     """
     fs = build_features(ds, as_of, event_types=event_types)
     t = fs.table
     if labels:
-        lab = churn_labels(ds, fs.as_of)
-        t = t.left_join(lab, "user_id").drop("user_id_right")
-        t = t.mutate(**{LABEL: t.returned.isnull().cast("int8")}).drop("returned")
+        t = churn_labels(ds, fs.as_of, t)
     try:
         # Sorted here rather than in the engine: an ORDER BY over the wide result roughly doubles
         # the peak memory of the final query on large logs.
@@ -338,7 +332,7 @@ def build_training_set(
         raise ContractError([DataProblem("snapshots", None, 0, "no snapshot instants given")])
     instants = sorted(utc(s) for s in snapshots)
     for s in instants:  # fail before any work if a label window is incomplete
-        churn_labels(ds, s)
+        check_labelled(ds, s)
     types = list(event_types) if event_types is not None else ds.event_types(before=instants[-1])
     parts, fs = [], None
     for s in instants:

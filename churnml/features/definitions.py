@@ -51,7 +51,7 @@ from churnml.config import DatasetConfig
 
 __all__ = ["DAY_US", "Feature", "count_windows", "feature_definitions", "safe_name"]
 
-Stage = Literal["per_event", "days", "onboarding_days", "distinct", "campaigns", "derived"]
+Stage = Literal["per_event", "days", "onboarding_days", "distinct", "campaigns", "derived", "subscriptions"]
 DAY_US = 86_400_000_000
 TREND_DAYS = 7
 
@@ -76,7 +76,9 @@ class Feature:
     window_days : int, optional
         The trailing window it covers, if any (``None`` = all history).
     fill : float, optional
-        Value for eligible users the stage has no rows for (e.g. 0 contacts).
+        Value for users the stage has no rows for (e.g. 0 contacts). Counts
+        have 0 here even where every eligible user has rows: a population
+        given outright (subscribers) can hold users without any event.
     rows : callable, optional
         For ``distinct`` features: a predicate over the stage's table selecting
         the rows the count reads. The build filters on it before aggregating,
@@ -164,30 +166,31 @@ def feature_definitions(
     for ev, n in names.items():
         for w in windows:
             add(Feature(f"n_{n}_{w}d", f"number of '{ev}' events in the last {w} days", "frequency",
-                        "per_event", per_type(f"n_{w}", ev), w))
+                        "per_event", per_type(f"n_{w}", ev), w, fill=0))
         add(Feature(f"n_{n}_all", f"number of '{ev}' events so far", "frequency", "per_event",
-                    per_type("n_all", ev)))
+                    per_type("n_all", ev), fill=0))
 
     # --- activity ---------------------------------------------------------------------------
     for w in windows:
         add(Feature(f"n_events_{w}d", f"number of activity events in the last {w} days", "activity",
-                    "per_event", active(f"n_{w}"), w))
+                    "per_event", active(f"n_{w}"), w, fill=0))
         add(Feature(f"active_days_{w}d", f"days with activity among the last {w}", "activity",
-                    "days", lambda a, w=w: a.count(where=a.d < w), w))
+                    "days", lambda a, w=w: a.count(where=a.d < w), w, fill=0))
     add(Feature("active_days_all", "days with activity so far", "activity", "days",
-                lambda a: a.count()))
+                lambda a: a.count(), fill=0))
 
     # --- trend: the last week against the week before ------------------------------------------
     add(Feature(f"n_events_prev_{trend}d", f"activity events {trend + 1}-{2 * trend} days ago", "trend",
                 "per_event",
-                lambda p: (p[f"n_{2 * trend}"] - p[f"n_{trend}"]).sum(where=p.act).fill_null(0), 2 * trend))
+                lambda p: (p[f"n_{2 * trend}"] - p[f"n_{trend}"]).sum(where=p.act).fill_null(0), 2 * trend,
+                fill=0))
     # The last week's count is the activity feature of that window when the config has it (a copy
     # would only split its importance in explanations); otherwise a trend feature of its own.
     last = f"n_events_{trend}d"
     if trend not in windows:
         last = f"n_events_last_{trend}d"
         add(Feature(last, f"activity events in the last {trend} days", "trend",
-                    "per_event", active(f"n_{trend}"), trend))
+                    "per_event", active(f"n_{trend}"), trend, fill=0))
     add(Feature(f"activity_trend_{trend}d",
                 f"log ratio of activity in the last {trend} days to the {trend} before (below 0 = slowing)",
                 "trend", "derived",
@@ -223,14 +226,14 @@ def feature_definitions(
         c = safe_name(col)
         for w in windows:
             add(Feature(f"sum_{c}_{w}d", f"total {col} in the last {w} days", "amount", "per_event",
-                        lambda p, c=c, w=w: p[f"s_{c}_{w}"].sum().fill_null(0), w))
+                        lambda p, c=c, w=w: p[f"s_{c}_{w}"].sum().fill_null(0), w, fill=0))
         add(Feature(f"sum_{c}_all", f"total {col} so far", "amount", "per_event",
-                    lambda p, c=c: p[f"s_{c}_all"].sum().fill_null(0)))
+                    lambda p, c=c: p[f"s_{c}_all"].sum().fill_null(0), fill=0))
 
     # --- onboarding: the first k days after signup ------------------------------------------
     for ev, n in names.items():
         add(Feature(f"onboard_n_{n}_{k}d", f"'{ev}' events in the first {k} days after signup",
-                    "onboarding", "per_event", per_type("n_onb", ev), k))
+                    "onboarding", "per_event", per_type("n_onb", ev), k, fill=0))
     add(Feature(f"onboard_active_days_{k}d", f"days with activity in the first {k} days after signup",
                 "onboarding", "onboarding_days", lambda o: o.count(), k, fill=0))
 
@@ -239,6 +242,27 @@ def feature_definitions(
                 lambda g: g.gap.mean()))
     add(Feature("gap_max_days", "longest gap in days between consecutive active days", "gaps", "days",
                 lambda g: g.gap.max()))
+
+    # --- purchase-log shape: BG/NBD's frequency, recency and age as ratios ------------------------
+    # On sparse logs (purchases weeks apart) what tells a lapsed customer from a slow one is the
+    # lapse against the customer's own rhythm: BG/NBD's x/T and t_x/T, and the lapse in usual gaps
+    # (issue 14: churnml trailed BG/NBD on purchase logs). Trees could build these from the parts,
+    # but only with far more rows than a young log has.
+    add(Feature("active_day_rate", "share of days with activity since the first event", "frequency", "derived",
+                lambda t: t.active_days_all / ibis.greatest(t.days_since_first_event, 1.0)))
+    add(Feature("lapse_in_usual_gaps",
+                "time since the last activity, in multiples of the user's average gap between active days "
+                "(empty with one active day)", "recency", "derived",
+                lambda t: t.days_since_last_activity / t.gap_mean_days.nullif(0)))
+    add(Feature("active_span_ratio", "share of the user's history that lies before the last activity",
+                "recency", "derived",
+                lambda t: (t.days_since_first_event - t.days_since_last_activity)
+                / ibis.greatest(t.days_since_first_event, 1.0)))
+    for col in config.sum_columns:
+        if col in event_columns:
+            c = safe_name(col)
+            add(Feature(f"mean_{c}_per_active_day", f"average {col} per active day so far", "amount", "derived",
+                        lambda t, c=c: t[f"sum_{c}_all"] / t.active_days_all.nullif(0)))
 
     # --- campaign history -------------------------------------------------------------------
     if has_campaigns:

@@ -305,6 +305,9 @@ class ChurnModel:
         LightGBM parameters of the final fit.
     metadata : dict
         Anything worth carrying with the model (horizon, snapshots, label).
+    horizons : HazardModel, optional
+        Churn probabilities over several horizons (``p_churn_<h>d``; see
+        :mod:`churnml.models.horizons`), saved in the same folder.
     """
 
     booster: lgb.Booster
@@ -312,6 +315,7 @@ class ChurnModel:
     calibrator: Calibrator = field(default_factory=Calibrator)
     params: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
+    horizons: object | None = None
 
     kind = "churn"
 
@@ -349,6 +353,9 @@ class ChurnModel:
             "features": [s.to_dict() for s in self.features], "calibrator": self.calibrator.to_dict(),
             "params": self.params, "metadata": self.metadata,
         }
+        if self.horizons is not None:
+            manifest["horizons"] = self.horizons.to_dict()
+            self.horizons.booster.save_model(str(path / manifest["horizons"]["booster"]))
         return write_manifest(path, manifest)
 
     @classmethod
@@ -357,8 +364,14 @@ class ChurnModel:
         path = Path(path)
         m = read_manifest(path, cls.kind)
         booster = lgb.Booster(model_file=str(path / m["booster"]))
+        horizons = None
+        if m.get("horizons"):
+            from churnml.models.horizons import HazardModel
+
+            h = m["horizons"]
+            horizons = HazardModel.from_dict(h, lgb.Booster(model_file=str(path / h["booster"])))
         return cls(booster, [FeatureSpec.from_dict(d) for d in m["features"]],
-                   Calibrator.from_dict(m["calibrator"]), m.get("params", {}), m.get("metadata", {}))
+                   Calibrator.from_dict(m["calibrator"]), m.get("params", {}), m.get("metadata", {}), horizons)
 
 
 # --------------------------------------------------------------------------- training
@@ -382,8 +395,8 @@ def _dataset(X: pd.DataFrame, y: np.ndarray, params: dict, reference: lgb.Datase
 def fit_booster(
     X_train: pd.DataFrame,
     y_train: np.ndarray,
-    X_valid: pd.DataFrame,
-    y_valid: np.ndarray,
+    X_valid: pd.DataFrame | None,
+    y_valid: np.ndarray | None,
     params: dict,
     *,
     num_boost_round: int = 1000,
@@ -396,6 +409,9 @@ def fit_booster(
     ----------
     X_train, X_valid : DataFrame
         Input matrices from :func:`to_matrix` (categoricals as pandas categoricals).
+        Without validation rows (``X_valid=None``) exactly ``num_boost_round``
+        trees are grown: the refit on all labelled rows (see
+        :mod:`churnml.models.refit`), whose tree count was decided beforehand.
     y_train, y_valid : array of 0/1
     params : dict
         LightGBM parameters; merged over safe deterministic defaults. Not modified.
@@ -411,6 +427,8 @@ def fit_booster(
     """
     p = {**BASE_PARAMS, **params}
     dtrain = _dataset(X_train, y_train, p)
+    if X_valid is None:
+        return lgb.train(p, dtrain, num_boost_round=num_boost_round, callbacks=list(callbacks))
     dvalid = _dataset(X_valid, y_valid, p, reference=dtrain)
     cbs = [lgb.early_stopping(early_stopping_rounds, verbose=False), *callbacks]
     booster = lgb.train(p, dtrain, num_boost_round=num_boost_round, valid_sets=[dvalid],

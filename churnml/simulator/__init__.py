@@ -7,6 +7,7 @@ module in this package and are re-exported here, so ``from churnml.simulator
 import ...`` stays the public way in.
 """
 
+from churnml.simulator.subscriptions import SubscriptionConfig
 from churnml.simulator.world import (
     EVENT_TYPES,
     SimulationConfig,
@@ -15,4 +16,4 @@ from churnml.simulator.world import (
     simulate,
 )
 
-__all__ = ["EVENT_TYPES", "SimulationConfig", "SimulationResult", "TruthSpec", "simulate"]
+__all__ = ["EVENT_TYPES", "SimulationConfig", "SimulationResult", "SubscriptionConfig", "TruthSpec", "simulate"]

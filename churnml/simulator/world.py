@@ -104,6 +104,12 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from churnml.simulator import channels as _channels
+from churnml.simulator.subscriptions import (
+    SUBSCRIPTION_TRUTH_README,
+    SUBSCRIPTION_TRUTH_SCHEMA,
+    SubscriptionConfig,
+    SubscriptionLayer,
+)
 
 __all__ = ["SimulationConfig", "SimulationResult", "TruthSpec", "simulate"]
 
@@ -295,6 +301,11 @@ class SimulationConfig(BaseModel):
         Effect sizes of the SMS and e-mail channels.
     row_group_days : int
         Simulated days per Parquet row group of ``events.parquet``.
+    subscriptions : SubscriptionConfig, optional
+        Turns on the subscription layer (monthly and yearly plans, renewals,
+        cancellations driven by engagement, exact truth; see
+        :mod:`churnml.simulator.subscriptions`). Off by default: without it
+        every output is what it was before the layer existed.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -356,6 +367,7 @@ class SimulationConfig(BaseModel):
     channel_effects: _channels.ChannelEffects = Field(default_factory=_channels.ChannelEffects)
 
     row_group_days: int = Field(4, gt=0)
+    subscriptions: SubscriptionConfig | None = None
 
     @field_validator("promotion_days", "campaign_days")
     @classmethod
@@ -436,6 +448,10 @@ class SimulationResult:
         Directory holding the ground-truth tables and their README.
     n_users, n_events, n_exposures : int
         Row counts of users, events and campaigns.
+    subscriptions_path : Path or None
+        ``subscriptions.parquet`` when the subscription layer is on.
+    n_subscriptions : int
+        Its rows (billing periods).
     """
 
     events_path: Path
@@ -445,6 +461,8 @@ class SimulationResult:
     n_users: int
     n_events: int
     n_exposures: int
+    subscriptions_path: Path | None = None
+    n_subscriptions: int = 0
 
 
 # --------------------------------------------------------------------------- users
@@ -963,6 +981,7 @@ class _World:
         self.home_community = np.zeros(n, dtype=np.int64)
         self.window_end = np.full(n, -1, dtype=np.int64)  # first day after the window
         self.boost = np.zeros(n)  # rho of the current window (0 for control)
+        self.excluded = np.zeros(n, dtype=bool)  # never sent recall campaigns (subscribers)
         # Filtered belief over (alive, lapsed, blocked) from observed activity.
         self.belief = np.zeros((n, 3))
         self.belief[:, ALIVE] = 1.0
@@ -987,7 +1006,7 @@ class _World:
         for c in cfg.campaign_days:
             if not day <= c < day + horizon:
                 continue
-            eligible = _eligible(cfg, users.signup_day[idx], last_active, window_end, c)
+            eligible = _eligible(cfg, users.signup_day[idx], last_active, window_end, c) & ~self.excluded[idx]
             rho, block = _channels.effects(
                 cfg, users, self.traits, idx, c, last_active, like_habit, community
             )
@@ -1047,6 +1066,7 @@ def _send_campaign(
     s = slice(0, n_signed)
     idx = np.flatnonzero(
         _eligible(cfg, users.signup_day[s], world.last_active[s], world.window_end[s], day)
+        & ~world.excluded[s]
     )
     arm = _channels.assign_arms(cfg, rng, len(idx))
     treated = arm > 0
@@ -1272,10 +1292,10 @@ def simulate(
     out_dir = Path(out_dir)
     truth_dir = out_dir / "truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
-    # The channels' hidden factors have their own (sixth) stream, so the other five are
-    # the same whatever the channels.
-    streams = np.random.SeedSequence(config.seed).spawn(6)
-    rng_users, rng_campaign, rng_activity, rng_events, rng_lapse, rng_channels = (
+    # The channels' hidden factors have their own (seventh) stream, so the first five are
+    # the same whatever the channels; the sixth is the subscription layer's.
+    streams = np.random.SeedSequence(config.seed).spawn(7)
+    rng_users, rng_campaign, rng_activity, rng_events, rng_lapse, _, rng_channels = (
         np.random.default_rng(s) for s in streams
     )
     users = _draw_users(config, rng_users)
@@ -1284,7 +1304,8 @@ def simulate(
     first_signup = np.searchsorted(users.signup_day, np.arange(config.days + 1))
     campaign_days = set(config.campaign_days)
 
-    campaigns, exposures, arms, churn = [], [], [], []
+    campaigns, exposures, arms, churn, sub_churn = [], [], [], [], []
+    layer = SubscriptionLayer(config, t0) if config.subscriptions is not None else None
     n_events = 0
     buffer: list[_DayEvents] = []
     events_path = out_dir / "events.parquet"
@@ -1295,6 +1316,10 @@ def simulate(
             n_prev, n_signed = int(first_signup[day]), int(first_signup[day + 1])
             if day in snapshot_days:
                 churn.append(_churn_truth(world, day, n_prev, truth, t0))
+                if layer is not None:
+                    sub_churn.append(layer.truth(world, day, truth.horizon_days))
+            if layer is not None:
+                layer.renew(world, day)
             if day in campaign_days:
                 sent = _send_campaign(world, rng_campaign, day, n_prev, t0)
                 campaigns.append(sent[0])
@@ -1314,6 +1339,8 @@ def simulate(
             )
             buffer.append(day_events)
             _record_behaviour(world, day, idx, day_events)
+            if layer is not None:
+                layer.subscribe(world, day, idx, _earliest_offset(world, day, idx))
             _lapse(world, rng_lapse, day, n_signed)
 
             if len(buffer) == config.row_group_days or day == config.days - 1:
@@ -1334,7 +1361,17 @@ def simulate(
     pq.write_table(_concat(arms, _ARM_SCHEMA), truth_dir / "exposure_arms.parquet")
     if truth is not None:
         pq.write_table(_concat(churn, _CHURN_SCHEMA), truth_dir / "churn.parquet")
-    (truth_dir / "README.md").write_text(_TRUTH_README)
+    readme = _TRUTH_README
+    subscriptions_path, n_subscriptions = None, 0
+    if layer is not None:
+        subscriptions_path = out_dir / "subscriptions.parquet"
+        sub_table = layer.table()
+        n_subscriptions = sub_table.num_rows
+        pq.write_table(sub_table, subscriptions_path)
+        if truth is not None:
+            pq.write_table(_concat(sub_churn, SUBSCRIPTION_TRUTH_SCHEMA), truth_dir / "subscription_churn.parquet")
+        readme += SUBSCRIPTION_TRUTH_README
+    (truth_dir / "README.md").write_text(readme)
     return SimulationResult(
         events_path=events_path,
         users_path=users_path,
@@ -1343,4 +1380,6 @@ def simulate(
         n_users=config.n_users,
         n_events=n_events,
         n_exposures=campaign_table.num_rows,
+        subscriptions_path=subscriptions_path,
+        n_subscriptions=n_subscriptions,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -100,3 +101,33 @@ def test_nightly_scores_that_disagree_with_the_models_are_not_served(make_client
     uid = int(nightly["user_id"].iloc[0])
     item = client.post("/score", json={"user_ids": [uid]}).json()["scores"][0]
     assert item["p_churn"] == pytest.approx(nightly.loc[uid, "p_churn"], rel=1e-12)
+
+
+def test_startup_says_what_it_loads(make_client, caplog):
+    # Start-up took 44 s without a line (#15): each step now logs what it loads and how long it took.
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="churnml.serving"):
+        make_client(registry=True)
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "churnml.serving")
+    assert "starting: lists in" in text
+    assert "loading the models churn-risk@champion and recall-uplift@champion from the MLflow store" in text
+    assert "models loaded in" in text and "churn-risk v1, recall-uplift v1" in text
+    assert "nightly list of 2024-04-29 loaded in" in text and "users, scores from the list" in text
+
+
+def test_startup_lines_reach_the_terminal_under_uvicorn(tmp_path):
+    # uvicorn configures only its own loggers; without a handler of ours the lines above were dropped.
+    import subprocess
+    import sys
+
+    code = ("from fastapi.testclient import TestClient\n"
+            "from churnml.config import Settings\n"
+            "from serving.app import ServeSettings, create_app\n"
+            f"s = ServeSettings(lists_dir={str(tmp_path)!r}, runtime=Settings(mlruns_dir={str(tmp_path / 'none')!r}))\n"
+            "with TestClient(create_app(s)):\n    pass\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr
+    assert "INFO:     loading the models churn-risk@champion" in done.stderr
+    assert "no models" in done.stderr  # the closing line says what is (not) served

@@ -236,3 +236,14 @@ def test_concurrent_requests_get_their_own_scores(client, features, expected, js
         for item in items:
             assert_scores(item, expected.loc[item["user_id"]])
             assert_reasons(item, expected.loc[item["user_id"]])
+
+
+@pytest.mark.parametrize("uid", ["1.5", "NaN", "Infinity", "-Infinity", "1e400", "true", "{}", '""', '"  "'])
+def test_a_row_whose_user_id_is_not_an_id_is_422(client, features, json_rows, still_serving, uid):
+    # A non-integer or NaN user_id in feature rows used to end in a 500 (#15).
+    row = json_rows(features.iloc[:1])[0]
+    body = json.dumps({"rows": [row]}).replace(f'"user_id": {row["user_id"]}', f'"user_id": {uid}', 1)
+    r = client.post("/score", content=body.encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert "user_id" in r.text
+    still_serving(client)
