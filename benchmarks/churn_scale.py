@@ -133,7 +133,9 @@ def _simulate(a) -> dict:
     from churnml.jobs import simulate_job
     from churnml.simulator import SimulationConfig
 
-    res, path = simulate_job(SimulationConfig(n_users=a.users, seed=a.seed), a.data, truth=True)
+    # --single-channel: the one-channel app of the earlier benchmarks (push campaigns of lapsed users).
+    single = {"campaign_channels": ["push"], "campaign_min_days_inactive": 7} if a.single_channel else {}
+    res, path = simulate_job(SimulationConfig(n_users=a.users, seed=a.seed, **single), a.data, truth=True)
     return {"users": res.n_users, "events": res.n_events, "exposures": res.n_exposures, "config": str(path)}
 
 
@@ -257,6 +259,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA / "sim200k")
     ap.add_argument("--mlruns", type=Path, default=MLRUNS)
     ap.add_argument("--trials", type=int, default=30)
+    ap.add_argument("--single-channel", action="store_true",
+                    help="simulate the single-channel app (push only), as before issue #17")
     ap.add_argument("--big-data", type=Path, default=DATA / "sim",
                     help="larger simulation whose training set the final fit alone runs on")
     ap.add_argument("--big-users", type=int, default=1_000_000, help="users if --big-data must be simulated")
@@ -275,7 +279,7 @@ def main() -> None:
         ap.error(f"fit_big needs the study's best parameters ({a.data / 'churn_best_params.json'}): add the train phase")
     argv = ["--users", str(a.users), "--seed", str(a.seed), "--data", str(a.data), "--mlruns", str(a.mlruns),
             "--trials", str(a.trials), "--big-data", str(a.big_data), "--big-users", str(a.big_users),
-            "--fit-rows", str(a.fit_rows)]
+            "--fit-rows", str(a.fit_rows), *(["--single-channel"] if a.single_channel else [])]
     results = {"machine_start": machine(), "args": {k: str(v) for k, v in vars(a).items() if k != "child"}}
     out_name = results_name("churn_scale", a.data, DATA / "sim200k")
     prev = DATA / out_name

@@ -1,7 +1,8 @@
 """Benchmark: recall-uplift training on a simulated app with known true uplift (issue #5).
 
-Runs ``train_uplift_job`` on the simulation of ``churn_scale.py`` (200k users by
-default; simulated and its churn champion trained first if missing), with the
+Runs ``train_uplift_job`` on the single-channel simulation of ``churn_scale.py``
+(200k users by default, ``--single-channel``: one push campaign arm, as before
+issue #17; simulated and its churn champion trained first if missing), with the
 simulator's ``truth/exposures.parquet`` so the test campaign's Qini and the
 expected incremental returns can be set beside those of the true uplift; then
 ``promote_job`` for the uplift model. Each phase runs in a child process
@@ -82,10 +83,11 @@ def _has_churn_champion(mlruns: Path) -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DATA / "sim200k")
+    ap.add_argument("--data", type=Path, default=DATA / "sim200k_single")
     ap.add_argument("--mlruns", type=Path, default=MLRUNS)
     ap.add_argument("--users", type=int, default=200_000, help="users if the simulation must be made")
     ap.add_argument("--no-promote", dest="promote", action="store_false")
+    ap.add_argument("--trials", type=int, default=30, help="Optuna trials of the churn champion if one is trained")
     ap.add_argument("--child", choices=PHASES, help=argparse.SUPPRESS)
     a = ap.parse_args()
     a.data, a.mlruns = a.data.resolve(), a.mlruns.resolve()
@@ -97,8 +99,8 @@ def main() -> None:
     if not has_sim(a.data) or not _has_churn_champion(a.mlruns):
         log("no simulation or churn champion yet: running churn_scale.py first")
         subprocess.run([sys.executable, str(HERE / "churn_scale.py"), "--data", str(a.data), "--mlruns",
-                        str(a.mlruns), "--users", str(a.users), "--phases", "simulate", "build", "train", "promote"],
-                       check=True)
+                        str(a.mlruns), "--users", str(a.users), "--single-channel", "--trials", str(a.trials),
+                        "--phases", "simulate", "build", "train", "promote"], check=True)
     argv = ["--data", str(a.data), "--mlruns", str(a.mlruns)]
     results = {"machine_start": machine(), "args": {k: str(v) for k, v in vars(a).items() if k != "child"}}
     for phase in ["train", "promote"] if a.promote else ["train"]:
@@ -107,7 +109,7 @@ def main() -> None:
         r = results[phase]
         log(f"{phase}: {r['wall_s']:.1f}s, peak RSS {r['peak_rss_gb']:.2f} GB")
     results["machine_end"] = machine()
-    path = write_results(results_name("uplift_sim", a.data, DATA / "sim200k"), results)
+    path = write_results(results_name("uplift_sim", a.data, DATA / "sim200k_single"), results)
 
     t = results["train"]
     print(f"\nmachine: {results['machine_start']['nproc']} cores, {results['machine_start']['ram_gb']} GB; "

@@ -25,6 +25,7 @@ left behind (``kill -9``) is removed by the next run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -58,6 +59,7 @@ LIST_CSV = "recall_list.csv"
 SCORES_FILE = "scores.parquet"
 FEATURES_FILE = "features.parquet"
 MANIFEST_FILE = "manifest.json"
+CAMPAIGN_ROWS_FILE = "campaign_rows.parquet"
 
 EXIT_CODES = {"ok": 0, "bad_input": 2, "model_not_found": 3, "stale_data": 4, "schema_mismatch": 5,
               "list_exists": 6, "cannot_write": 7}
@@ -114,6 +116,10 @@ def ranking_note(cfg: ScoreConfig, scorer: Scorer) -> dict:
     """
     value = f"{cfg.value_column} (per user)" if cfg.value_column else f"value_per_user {cfg.value_per_user:g}"
     if scorer.uplift is not None and cfg.ranking != "risk":
+        if scorer.channels is not None:
+            return {"by": RANKED_BY_UPLIFT, "why": "uplift_model", "value": value,
+                    "note": f"one channel per user, ranked by expected incremental value net of the channel's cost "
+                            f"(uplift x {value} - cost)"}
         return {"by": RANKED_BY_UPLIFT, "why": "uplift_model", "value": value,
                 "note": f"ranked by expected incremental returns (uplift x {value})"}
     configured = cfg.ranking == "risk" or not cfg.uplift_model
@@ -146,6 +152,10 @@ def score_job(
     ``scores.parquet`` (every scored user), ``features.parquet`` (the feature
     rows, which the API looks users up in) and ``manifest.json`` (models and
     versions, data window, counts per segment, config, SHA-256 of each file).
+    With a multi-channel uplift model each user on the list gets one channel
+    (:mod:`churnml.recall_channels`) and ``campaign_rows.parquet`` holds the
+    list as campaign rows (``user_id, campaign_id, sent_ts, channel, treated,
+    randomised``) to append to the campaigns table once sent.
     The same inputs give byte-identical files.
 
     Raises
@@ -180,6 +190,13 @@ def _score_locked(cfg: ScoreConfig, as_of: dt.datetime, folder: Path, *, force: 
         warnings.warn(f"no uplift model '{cfg.uplift_model}' with alias '{cfg.alias}' is registered: this list is "
                       "ranked by churn risk, not by who a message brings back (see the README, 'Recall lists "
                       "before any campaign')", DataWarning, stacklevel=2)
+    if scorer.channels is not None and ranking["by"] == RANKED_BY_UPLIFT:
+        # A multi-channel model: each user's channel by the configured costs.
+        from churnml.recall_channels import list_channels
+
+        used = list_channels(cfg, scorer.channels)
+        scorer = dataclasses.replace(scorer, costs={c: cfg.channel_cost(c) for c in used},
+                                     value_per_user=cfg.value_per_user)
     log(f"models: {', '.join(f'{k} v{v}' for k, v in scorer.versions.items())}")
     fs = build_features(ds, as_of, event_types=scorer.event_types,
                         max_inactive_days=cfg.eligibility.lapsed_max_days)
@@ -196,13 +213,13 @@ def _score_locked(cfg: ScoreConfig, as_of: dt.datetime, folder: Path, *, force: 
     scored = scorer.score(features, reasons=0, where=where)
     campaign_id = cfg.campaign_id.format(as_of=as_of.date().isoformat())
     lst, counts = recall_list(scored, features, cfg, campaign_id=campaign_id,
-                              opt_out=_opt_out(cfg.exclusions.opt_out))
+                              opt_out=_opt_out(cfg.exclusions.opt_out), channels=scorer.channels)
     if cfg.reasons:  # exact SHAP reasons for the users on the list (not for everyone scored)
         rows = features.set_index("user_id").loc[lst["user_id"]].reset_index()
         lst = pd.concat([lst, scorer.reasons(rows, top=cfg.reasons, where=where).set_axis(lst.index)], axis=1)
     lst.insert(2, "as_of", pd.Timestamp(as_of))
     try:
-        _write_list(folder, force, lst, scored, table, manifest_head={
+        _write_list(folder, force, lst, scored, table, as_of, manifest_head={
             "as_of": as_of.isoformat(), "campaign_id": campaign_id,
             "models": {k: {"version": v, "alias": cfg.alias} for k, v in scorer.versions.items()},
             "data": {"dataset": ds.config.name, "latest_event_before_as_of": latest.isoformat(),
@@ -222,13 +239,18 @@ def _score_locked(cfg: ScoreConfig, as_of: dt.datetime, folder: Path, *, force: 
 
 
 def _write_list(folder: Path, force: bool, lst: pd.DataFrame, scored: pd.DataFrame, table: pa.Table,
-                manifest_head: dict) -> None:
+                as_of: dt.datetime, manifest_head: dict) -> None:
     with atomic_dir(folder, replace=force) as tmp:
         write_parquet(pa.Table.from_pandas(lst, preserve_index=False), tmp / LIST_FILE)
         lst.to_csv(tmp / LIST_CSV, index=False, float_format="%.6f")
         write_parquet(pa.Table.from_pandas(scored.reset_index(drop=True), preserve_index=False), tmp / SCORES_FILE)
         write_parquet(table, tmp / FEATURES_FILE)
-        files = {name: _sha256(tmp / name) for name in (LIST_FILE, LIST_CSV, SCORES_FILE, FEATURES_FILE)}
+        names = [LIST_FILE, LIST_CSV, SCORES_FILE, FEATURES_FILE]
+        if "channels" in manifest_head["counts"]:  # a multi-channel list as tomorrow's campaign rows (arm in `channel`)
+            rows = lst[["user_id", "campaign_id", "channel", "treated", "randomised"]].assign(sent_ts=pd.Timestamp(as_of))
+            write_parquet(pa.Table.from_pandas(rows, preserve_index=False), tmp / CAMPAIGN_ROWS_FILE)
+            names.append(CAMPAIGN_ROWS_FILE)
+        files = {name: _sha256(tmp / name) for name in names}
         write_json({**manifest_head, "files": files}, tmp / MANIFEST_FILE)
 
 

@@ -141,13 +141,20 @@ def _progress():
 
 
 def _simulate(out_dir: Path, users: int, days: int, seed: int, promotion: bool, truth: bool,
-              subscriptions: bool = False, horizons=None):
+              channels: list[str] | None = None, subscriptions: bool = False, horizons=None):
+    from pydantic import ValidationError
+
+    from churnml.exceptions import ConfigError
     from churnml.jobs import simulate_job
     from churnml.simulator import SimulationConfig, SubscriptionConfig
 
-    sim = SimulationConfig(n_users=users, days=days, seed=seed,
-                           **({} if promotion else {"promotion_days": []}),
-                           **({"subscriptions": SubscriptionConfig()} if subscriptions else {}))
+    try:
+        sim = SimulationConfig(n_users=users, days=days, seed=seed,
+                               **({} if promotion else {"promotion_days": []}),
+                               **({"campaign_channels": channels} if channels else {}),
+                               **({"subscriptions": SubscriptionConfig()} if subscriptions else {}))
+    except ValidationError as exc:
+        raise ConfigError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
     with _progress() as bar:
         task = bar.add_task("simulating days", total=days)
         result, cfg_path = simulate_job(sim, out_dir, truth=truth, horizons_days=horizons,
@@ -168,6 +175,9 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
     promotion: Annotated[bool, typer.Option(help="Plant the 2-day low-intent signup promotion.")] = True,
     truth: Annotated[bool, typer.Option(help="Write ground-truth churn probabilities per snapshot.")] = True,
+    channel: Annotated[list[str] | None, typer.Option(
+        "--channel", help="A recall channel campaigns randomise over (repeat; default sms, email and push; "
+                          "'--channel push' alone is the single-channel app).")] = None,
     subscriptions: Annotated[bool, typer.Option(
         help="Add the subscription layer (monthly and yearly plans); the dataset.yaml then uses "
              "churn: subscription.")] = False,
@@ -176,8 +186,9 @@ def simulate(
 
     Writes events, users and campaigns as Parquet, the ground truth under
     truth/, and a dataset.yaml that the other commands take with --config.
+    Recall campaigns randomise users over control and each channel.
     """
-    _simulate(out_dir, users, days, seed, promotion, truth, subscriptions)
+    _simulate(out_dir, users, days, seed, promotion, truth, channel, subscriptions)
 
 
 @app.command()
@@ -442,17 +453,9 @@ def _train_uplift(cfg, ds, register: bool = True):
 
 
 def _report_uplift(res) -> None:
-    sel = res.selection
-    default = sel.index[sel["default"]][0]
-    pick = _table(title="learner choice: 5-fold cross-validated Qini on the training campaigns (the default, "
-                       f"{default}, is kept unless beaten by more than one standard error)", show_edge=False)
-    for c in ("learner", "Qini mean ± std", "gain over default ± SE", "chosen"):
-        pick.add_column(c, justify="left" if c == "learner" else "right")
-    for name, row in sel.iterrows():
-        pick.add_row(name, f"{row['mean']:.4f} ± {row['std']:.4f}",
-                     f"{row['gain_over_default']:+.4f} ± {row['gain_se']:.4f}",
-                     "✓" if row["chosen"] else ("constant: ranks nobody" if row.get("constant", False) else ""))
-    out.print(pick)
+    if res.channels is not None:
+        return _report_channels(res)
+    out.print(_selection_table(res.selection, "Qini"))
     cols = ["qini_auc", "uplift_auc", "uplift_at_10", "uplift_at_30", "returns_per_1000_observed",
             "returns_per_1000_expected"]
     tab = _table(title=f"targeting the test campaign {', '.join(res.test_campaigns)} ({res.rows['test']:,} exposures)",
@@ -477,6 +480,62 @@ def _report_uplift(res) -> None:
                   f"feature shows; the predicted uplift reaches {m['returns_ratio_to_ceiling']:.0%} of that ceiling")
     where = f"registered recall-uplift version {res.version} as 'challenger'" if res.version else "not registered"
     out.print(f"learner: {res.selected}; MLflow run {res.run_id}; {where}")
+
+
+def _selection_table(sel, what: str):
+    default = sel.index[sel["default"]][0]
+    pick = _table(title=f"learner choice: 5-fold cross-validated {what} on the training campaigns (the default, "
+                       f"{default}, is kept unless beaten by more than one standard error)", show_edge=False)
+    for c in ("learner", f"{what} mean ± std", "gain over default ± SE", "chosen"):
+        pick.add_column(c, justify="left" if c == "learner" else "right")
+    for name, row in sel.iterrows():
+        pick.add_row(name, f"{row['mean']:.4f} ± {row['std']:.4f}",
+                     f"{row['gain_over_default']:+.4f} ± {row['gain_se']:.4f}",
+                     "✓" if row["chosen"] else ("constant: ranks nobody" if row.get("constant", False) else ""))
+    return pick
+
+
+def _report_channels(res) -> None:
+    """The multi-channel uplift job's readout: per channel, then the policies compared."""
+    out.print(_selection_table(res.selection, "multi-arm Qini"))
+    per = _table(title=f"each channel against control on the test campaign {', '.join(res.test_campaigns)} "
+                      f"({res.rows['test']:,} exposures)", show_edge=False)
+    cols = ["channel", "exposures", "Qini [95% CI]", "observed uplift [95% CI]", "predicted", "calibration error"]
+    if "spearman_to_true" in res.targeting:
+        cols += ["Qini of true uplift", "Spearman to true"]
+    for c in cols:
+        per.add_column(c, justify="left" if c == "channel" else "right")
+    for c, r in res.targeting.iterrows():
+        cells = [c, f"{int(r['n_channel']):,}", f"{r['qini_auc']:.3f} [{r['qini_auc_low']:.3f}, {r['qini_auc_high']:.3f}]",
+                 f"{100 * r['observed_uplift']:+.1f} pts [{100 * r['observed_uplift_low']:+.1f}, "
+                 f"{100 * r['observed_uplift_high']:+.1f}]", f"{100 * r['mean_predicted_uplift']:+.1f} pts",
+                 f"{100 * r['calibration_error']:.1f} pts"]
+        if "spearman_to_true" in res.targeting:
+            cells += [f"{r['qini_auc_true_uplift']:.3f}", f"{r['spearman_to_true']:.2f}"]
+        per.add_row(*cells)
+    out.print(per)
+    pol = _table(title="policies at the same budget: net value per 1,000 exposures (returns x value - cost)",
+                show_edge=False)
+    p = res.policies
+    for c in ["policy", "contacted", "cost", "IPW [95% CI]", "doubly robust [95% CI]",
+              *(["true (simulator)"] if "value_true" in p else [])]:
+        pol.add_column(c, justify="left" if c == "policy" else "right")
+
+    def ci(r, k):
+        return f"{1000 * r[k]:.1f} [{1000 * r[k + '_low']:.1f}, {1000 * r[k + '_high']:.1f}]" if k in r else "-"
+
+    for name, r in p.iterrows():
+        pol.add_row(name, f"{int(r['contacted']):,}", f"{r['cost']:.2f}", ci(r, "value_ipw"), ci(r, "value_dr"),
+                    *([f"{1000 * r['value_true']:.1f}"] if "value_true" in p else []))
+    out.print(pol)
+    m = res.metrics
+    if "ratio_to_best_single_channel" in m:
+        out.print(f"the learned assignment reaches {m['ratio_to_best_single_channel']:.2f}x the value of the best "
+                  f"single channel for everyone ({m['best_single_channel']})"
+                  + (f", {m['ratio_to_ceiling']:.2f}x that of a model taught the true uplifts from the same "
+                     "features" if "ratio_to_ceiling" in m else ""))
+    where = f"registered recall-uplift version {res.version} as 'challenger'" if res.version else "not registered"
+    out.print(f"channels: {', '.join(res.channels)}; learner: {res.selected}; MLflow run {res.run_id}; {where}")
 
 
 @app.command()
@@ -556,6 +615,9 @@ def _report_list(res) -> None:
             out.print(f"expected incremental returns from the contacts: {c['expected_incremental_returns']:.0f} users")
         else:
             out.print(f"expected churners among the contacts: {c['expected_churners_contacted']:.0f} users")
+        if "channels" in c:
+            _report_channel_list(res)
+            return
         cols = ("rank", "user_id", "group") + (("uplift", "p_churn", "segment") if by_uplift else ("priority", "p_churn"))
         tab = _table(title="top of the list", show_edge=False)
         for col in (*cols, "reason_1"):
@@ -569,6 +631,32 @@ def _report_list(res) -> None:
         if horizons:
             out.print(f"churn within {', '.join(c[8:] for c in horizons)} (top of the list): " + "; ".join(
                 "/".join(f"{r[c]:.2f}" for c in horizons) for _, r in res.top.head(5).iterrows()))
+    out.print(f"models: {', '.join(f'{k} v{v}' for k, v in res.versions.items())}; list: {res.folder}")
+
+
+def _report_channel_list(res) -> None:
+    """The multi-channel list's readout: per channel, the budget, the top of the list."""
+    c = res.counts
+    per = _table(title="channels on the list", show_edge=False)
+    for col in ("channel", "model's choice", "explored", "unit cost", "cost", "expected extra returns", "cap"):
+        per.add_column(col, justify="left" if col == "channel" else "right")
+    for name, v in c["channels"].items():
+        per.add_row(name, f"{v['contact']:,}", f"{v['explore']:,}", f"{v['unit_cost']:g}", f"{v['cost']:.2f}",
+                    f"{v['expected_incremental_returns']:.1f}", "-" if v["cap"] is None else f"{v['cap']:,}")
+    per.add_row("control (holdout)", "-", f"{c['holdout']:,}", "0", "0", "0", "-")
+    out.print(per)
+    budget = c["budget"]
+    out.print(f"spent {c['cost']:.2f}" + (f" of {budget['max_cost']:g}" if budget["max_cost"] is not None else "")
+              + f" on messages; expected net value {c['net_value']:.1f} (returns x value - cost); "
+              f"{c['explore'] + c['holdout']:,} users randomised over control and the other channels")
+    tab = _table(title="top of the list", show_edge=False)
+    chans = list(c["channels"])
+    for col in ("rank", "user_id", "group", "channel", *[f"uplift {k}" for k in chans], "p_churn", "why this channel"):
+        tab.add_column(col)
+    for _, r in res.top.head(5).iterrows():
+        tab.add_row(str(r["rank"]), str(r["user_id"]), r["group"], r["channel"],
+                    *[f"{r[f'uplift_{k}']:+.3f}" for k in chans], f"{r['p_churn']:.2f}", str(r["channel_reason"]))
+    out.print(tab)
     out.print(f"models: {', '.join(f'{k} v{v}' for k, v in res.versions.items())}; list: {res.folder}")
 
 
@@ -618,6 +706,9 @@ def run(
         min=100)] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     trials: Annotated[int, typer.Option(help="Optuna trials for the churn model.", min=0)] = 10,
+    channel: Annotated[list[str] | None, typer.Option(
+        "--channel", help="Recall channel of the simulated campaigns (repeat; default sms, email and push; "
+                          "'--channel push' alone runs the single-channel app).")] = None,
 ):
     """The main job, end to end on the embedded default.
 
@@ -626,14 +717,15 @@ def run(
     set over weekly snapshots, trains, evaluates and registers the churn model
     and the recall-uplift model (MLflow, local store in mlruns/), promotes both
     through the gate, writes the drivers report (SHAP) and the day's ranked
-    recall list.
+    recall list: one channel per user (SMS, e-mail or push) by expected
+    incremental value net of its cost, within a budget, with a readout per channel.
     """
     from churnml.jobs import compare_with_truth
 
     t0 = time.perf_counter()
     for line in _rerun_notes(out_dir):
         out.print(f"[yellow]note:[/] {line}", highlight=False)
-    sim, cfg_path = _simulate(out_dir / "data", users, 120, seed, True, True, horizons=[30, 90, 270])
+    sim, cfg_path = _simulate(out_dir / "data", users, 120, seed, True, True, channel, horizons=[30, 90, 270])
     cfg, ds = _open(cfg_path)  # validated once, used by both steps
     _report_retention(_retention(cfg, ds, out_dir / "retention", "day"))
     res = _build(cfg, ds, out_dir / "features" / "training_set.parquet", None, None)
@@ -649,14 +741,17 @@ def run(
     churn = _train_churn(train_cfg, ds)
     _report_churn(churn)
     _report_promotion(_promote(train_cfg, ds))
+    from churnml.config import PolicyConfig, load_score_config
+
+    # The simulation's scoring config says which channels its campaigns used and what a message costs.
+    score_cfg = load_score_config(cfg_path.parent / "scoring.yaml").model_copy(update={"output": out_dir / "lists"})
+    policy = PolicyConfig(value_per_user=score_cfg.value_per_user, channels=score_cfg.channels)
     uplift_cfg = train_cfg.model_copy(update={"kind": "uplift", "truth": sim.truth_dir / "exposures.parquet",
-                                              "training_set": None})
+                                              "training_set": None, "policy": policy})
     _report_uplift(_train_uplift(uplift_cfg, ds))
     _report_promotion(_promote(uplift_cfg, ds))
-    from churnml.config import ScoreConfig
 
     _report_drivers(_explain(cfg_path, ds, out_dir / "drivers_report.html"))
-    score_cfg = ScoreConfig(dataset=cfg_path, output=out_dir / "lists", channel="push")
     replaced = (out_dir / "lists" / ds.observed_until.date().isoformat()).exists()
     _report_list(_score(score_cfg, ds, ds.observed_until, True))
     if replaced:
@@ -704,8 +799,11 @@ def _write_demo_configs(out_dir: Path, churn, uplift, score) -> list[Path]:
     docs = {
         "churn.yaml": {"kind": "churn", "dataset": rel(churn.dataset), "training_set": rel(churn.training_set),
                        "truth": rel(churn.truth), "tuning": {"trials": churn.tuning.trials, "timeout_seconds": None}},
-        "uplift.yaml": {"kind": "uplift", "dataset": rel(uplift.dataset), "truth": rel(uplift.truth)},
-        "batch.yaml": {"dataset": rel(score.dataset), "output": rel(score.output), "channel": score.channel},
+        "uplift.yaml": {"kind": "uplift", "dataset": rel(uplift.dataset), "truth": rel(uplift.truth),
+                        **({"policy": uplift.policy.model_dump(mode="json", exclude_defaults=True)}
+                           if uplift.policy.channels else {})},
+        "batch.yaml": {"dataset": rel(score.dataset), "output": rel(score.output),
+                       **score.model_dump(mode="json", include={"channel", "eligibility", "budget", "channels"})},
     }
     paths = []
     for name, doc in docs.items():
@@ -721,10 +819,18 @@ def _check_campaign_sizes(ds, min_group: int, users: int) -> None:
 
     if ds.campaigns is None:
         raise TrainingDataError(f"{users:,} simulated users received no recall message; use more --users")
+    from churnml.train_channels import small_arms
+
     c = ds.campaigns
-    sizes = c.group_by("campaign_id").aggregate(n1=c.treated.cast("int64").sum(), n0=(~c.treated).cast("int64").sum())
-    rows = sizes.order_by("campaign_id").to_pyarrow().to_pylist()
-    problems = small_campaigns([(r["campaign_id"], r["n1"], r["n0"]) for r in rows], min_group)
+    counts = c.group_by("campaign_id", "channel").aggregate(n=c.count()).to_pandas()
+    if counts["channel"].nunique() > 2:  # control and several channels: every arm needs enough exposures
+        table = counts.pivot_table(index="campaign_id", columns="channel", values="n", fill_value=0)
+        problems = small_arms({cid: {a: int(n) for a, n in row.items()} for cid, row in table.iterrows()}, min_group)
+    else:
+        sizes = c.group_by("campaign_id").aggregate(n1=c.treated.cast("int64").sum(),
+                                                    n0=(~c.treated).cast("int64").sum())
+        rows = sizes.order_by("campaign_id").to_pyarrow().to_pylist()
+        problems = small_campaigns([(r["campaign_id"], r["n1"], r["n0"]) for r in rows], min_group)
     if problems:
         raise TrainingDataError(f"{problems[0]} among {users:,} simulated users: the uplift step could not "
                                 "learn from it; use more --users")

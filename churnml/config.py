@@ -37,9 +37,12 @@ from churnml.exceptions import ConfigError
 
 __all__ = [
     "BacktestConfig",
+    "BudgetConfig",
+    "ChannelConfig",
     "ChurnConfig",
     "DatasetConfig",
     "DistinctCount",
+    "PolicyConfig",
     "Settings",
     "SnapshotRule",
     "SourceConfig",
@@ -299,6 +302,9 @@ class DatasetConfig(_Strict):
         Length of the onboarding window after signup.
     response_window_days : int
         A recall exposure "responded" if activity follows within this many days.
+    control_channel : str
+        The ``channel`` value of control (not contacted) rows in the campaigns
+        table; validated tables call it ``control``.
     distinct_counts : list of DistinctCount
         Distinct-count features (items, communities, ...).
     sum_columns : list of str
@@ -335,6 +341,7 @@ class DatasetConfig(_Strict):
     feature_windows_days: list[PositiveDays] = Field(default_factory=lambda: [1, 7, 14, 30])
     onboarding_days: PositiveDays = 7
     response_window_days: PositiveDays = 7
+    control_channel: str = Field("control", min_length=1)
     distinct_counts: list[DistinctCount] = Field(default_factory=list)
     sum_columns: list[str] = Field(default_factory=list)
     observed_until: dt.datetime | None = None
@@ -620,6 +627,64 @@ class GateConfig(_Strict):
     margin: Annotated[float, Field(ge=0)] = 0.0
 
 
+class ChannelConfig(_Strict):
+    """One recall channel of a multi-channel list.
+
+    Parameters
+    ----------
+    cost : float, optional
+        Cost of one message by this channel, in the unit of ``value_per_user``;
+        ``contact_cost`` if omitted.
+    max_contacts : int, optional
+        Most messages by this channel per list (a provider's cap); no cap if omitted.
+    """
+
+    cost: Annotated[float, Field(ge=0)] | None = None
+    max_contacts: Annotated[int, Field(ge=0)] | None = None
+
+
+def _check_channel_names(channels: dict) -> dict:
+    bad = [n for n in channels if not str(n).strip() or str(n).strip().lower() == "control"]
+    if bad:
+        raise ValueError(f"channel names must be non-empty and not 'control' (the arm of users not "
+                         f"contacted). Got {bad[0]!r}")
+    return channels
+
+
+class PolicyConfig(_Strict):
+    """How the uplift job values channel assignments on the test campaign (multi-channel models).
+
+    Every policy compared (the learned assignment, one channel for everyone,
+    random channels, churn-risk ranking) gets the same budget and costs.
+
+    Parameters
+    ----------
+    value_per_user : float
+        Value of one return.
+    channels : dict of str to ChannelConfig
+        Cost of a message per channel (channels not listed cost 0); caps are not used here.
+    contact_share : float
+        At most this share of the test exposures may be messaged.
+    cost_per_user : float, optional
+        Money per test exposure: at most ``cost_per_user * n`` is spent.
+    """
+
+    value_per_user: Annotated[float, Field(gt=0)] = 1.0
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    contact_share: Annotated[float, Field(gt=0, le=1)] = 0.3
+    cost_per_user: Annotated[float, Field(ge=0)] | None = None
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, v: dict) -> dict:
+        return _check_channel_names(v)
+
+    def cost(self, name: str) -> float:
+        """The cost of one message by channel ``name`` (0 if not listed)."""
+        own = self.channels.get(name)
+        return 0.0 if own is None or own.cost is None else own.cost
+
+
 class TrainConfig(_Strict):
     """A training job (``training/churn.yaml``, ``training/uplift.yaml``).
 
@@ -647,6 +712,9 @@ class TrainConfig(_Strict):
         Fewer churned or retained training rows than this is an error.
     exclude_features : list of str
         Columns never used as inputs.
+    policy : PolicyConfig
+        Value, channel costs and budget with which a multi-channel uplift
+        model's assignment is compared with simpler policies.
     """
 
     kind: Literal["churn", "uplift"] = "churn"
@@ -665,6 +733,7 @@ class TrainConfig(_Strict):
     min_class_count: Annotated[int, Field(gt=0)] = 50
     exclude_features: list[str] = Field(default_factory=list)
     gate: GateConfig = Field(default_factory=GateConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     source: Path | None = Field(default=None, exclude=True)
 
     @property
@@ -708,9 +777,14 @@ class ExclusionConfig(_Strict):
 
 
 class BudgetConfig(_Strict):
-    """How many users the list selects (holdout included); ``None`` = every user with a positive priority."""
+    """The list's budget: users selected (holdout included) and, optionally, money spent on messages.
+
+    ``max_contacts=None`` selects every user with a positive priority;
+    ``max_cost`` caps the summed cost of the messages sent (multi-channel lists).
+    """
 
     max_contacts: Annotated[int, Field(gt=0)] | None = 1000
+    max_cost: Annotated[float, Field(ge=0)] | None = None
 
 
 class ScoreConfig(_Strict):
@@ -733,15 +807,21 @@ class ScoreConfig(_Strict):
         otherwise by risk, with a warning.
     eligibility, exclusions, budget
     value_per_user : float
-        Value of one returned user; priority = uplift x value - contact_cost
+        Value of one returned user; priority = uplift x value - cost of the message
         (or p_churn x value when ranked by risk).
     value_column : str, optional
         A per-user value column of the feature rows (a spend feature such as
         ``sum_amount_all``, or a users-table attribute) used as each user's
         value instead of ``value_per_user``; missing or negative values count 0.
     contact_cost : float
-        Cost of one message; users whose expected gain does not cover it are left out
-        (uplift ranking only: churn risk says nothing about what a contact gains).
+        Cost of one message (of a channel without its own cost); users whose
+        expected gain does not cover it are left out (uplift ranking only:
+        churn risk says nothing about what a contact gains).
+    channels : dict of str to ChannelConfig
+        Multi-channel lists (an uplift model learned from campaigns with several
+        channels): the channels to use, each with its cost and optional cap.
+        Empty: every channel the model knows, at ``contact_cost``. Names are
+        the campaigns table's ``channel`` values.
     holdout_share : float
         Share of the selected users held out at random (not contacted), per user and campaign.
     campaign_id : str
@@ -766,6 +846,7 @@ class ScoreConfig(_Strict):
     value_per_user: Annotated[float, Field(gt=0)] = 1.0
     value_column: str | None = None
     contact_cost: Annotated[float, Field(ge=0)] = 0.0
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     holdout_share: Annotated[float, Field(ge=0, lt=1)] = 0.1
     campaign_id: str = "recall-{as_of}"
     channel: str | None = None
@@ -773,6 +854,15 @@ class ScoreConfig(_Strict):
     max_staleness_hours: Annotated[float, Field(gt=0)] = 24.0
     source: Path | None = Field(default=None, exclude=True)
 
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, v: dict) -> dict:
+        return _check_channel_names(v)
+
+    def channel_cost(self, name: str) -> float:
+        """The cost of one message by channel ``name`` (its own, else ``contact_cost``)."""
+        own = self.channels.get(name)
+        return self.contact_cost if own is None or own.cost is None else own.cost
     @field_validator("campaign_id")
     @classmethod
     def _known_placeholders(cls, v: str) -> str:

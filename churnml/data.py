@@ -24,8 +24,8 @@ table      required                          optional
 ========== ================================= ===============================
 events     user_id, ts, event                item_id, community_id, amount, ...
 users      user_id, signup_ts                acquisition channel, platform, ...
-campaigns  user_id, campaign_id, sent_ts,    channel, cost, ...
-           treated
+campaigns  user_id, campaign_id, sent_ts,    cost, randomised, ...
+           and treated or channel (or both)
 subscriptions user_id, start, end (empty =    plan, price, period_days,
            running)                          discount
 ========== ================================= ===============================
@@ -33,6 +33,15 @@ subscriptions user_id, start, end (empty =    plan, price, period_days,
 Without a users table, a user's signup is the first event in the log (or
 the first subscription start, if earlier). The subscriptions table's own
 rules are in :mod:`churnml.subscriptions`.
+
+A campaign row's arm is ``channel``: ``control`` (not contacted; the
+dataset's ``control_channel`` names it in the source) or the name of the
+channel the message went by (``sms``, ``email``, ``push``, ... whatever the
+data says). A boolean ``treated`` alone is one channel, named ``treated``;
+with both columns, ``treated`` false means control whatever ``channel`` says
+(the column may name the campaign's channel on every row) and ``treated`` true
+needs a channel. The validated table always has both: ``treated`` (bool) and
+``channel`` (``control`` or a channel name).
 """
 
 from __future__ import annotations
@@ -49,14 +58,18 @@ from churnml.clock import DAY_US, Clock, int_div
 from churnml.config import DatasetConfig, Settings, SourceConfig, get_settings, utc
 from churnml.exceptions import ContractError, DataNote, DataProblem, DataWarning
 
-__all__ = ["REQUIRED_COLUMNS", "Dataset", "WallTables", "connect", "open_dataset"]
+__all__ = ["CONTROL", "REQUIRED_COLUMNS", "SINGLE_CHANNEL", "Dataset", "WallTables", "connect", "open_dataset"]
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": ("user_id", "ts", "event"),
     "users": ("user_id", "signup_ts"),
-    "campaigns": ("user_id", "campaign_id", "sent_ts", "treated"),
+    "campaigns": ("user_id", "campaign_id", "sent_ts"),
     "subscriptions": ("user_id", "start", "end"),
 }
+#: The arm of a control (not contacted) campaign row in a validated campaigns table.
+CONTROL = "control"
+#: The channel name of treated rows when the campaigns table has ``treated`` but no ``channel``.
+SINGLE_CHANNEL = "treated"
 _TS_COLUMN = {"events": "ts", "users": "signup_ts", "campaigns": "sent_ts", "subscriptions": "start"}
 _UTC = dtypes.Timestamp(timezone="UTC")
 # Strings with an explicit offset ("Z", "+02:00", "+0200") versus naive ones.
@@ -141,7 +154,8 @@ class Dataset:
         ``user_id, signup_ts`` plus attributes; inferred from the first event
         when no users table was given (``signup_inferred``).
     campaigns : ibis.Table or None
-        ``user_id, campaign_id, sent_ts, treated (bool)`` plus extras.
+        ``user_id, campaign_id, sent_ts, treated (bool), channel`` (``control``
+        or a channel name) plus extras.
     subscriptions : ibis.Table or None
         ``user_id, start, end`` (UTC; ``end`` null = running) plus the optional
         ``plan, price, period_days, discount``; see :mod:`churnml.subscriptions`.
@@ -512,10 +526,14 @@ class _Source:
 
 def _check_columns(t: ibis.Table, kind: str, label: str) -> list[DataProblem]:
     missing = [c for c in REQUIRED_COLUMNS[kind] if c not in t.columns]
+    found = f"(columns found: {', '.join(t.columns)})"
+    if kind == "campaigns" and not {"treated", "channel"} & set(t.columns):
+        return [DataProblem(label, "treated", 0, "required column missing: give `treated` (true/false) or "
+                                                  f"`channel` ('{CONTROL}' or a channel name) {found}")]
     if not missing:
         return []
     what = "required column missing" if len(missing) == 1 else "required columns missing"
-    return [DataProblem(label, ", ".join(missing), 0, f"{what} (columns found: {', '.join(t.columns)})")]
+    return [DataProblem(label, ", ".join(missing), 0, f"{what} {found}")]
 
 
 def _bad_ids(t: ibis.Table):
@@ -836,7 +854,7 @@ def open_dataset(
         campaigns_public = campaigns_wall = None
         if camp_src is not None:
             both = camp_src.table.mutate(sent_us=camp_src.wall_us(clock), sent_ts=camp_src.utc_ts(con, clock))
-            checked, p = _check_campaigns(both, users_public, camp_src.label)
+            checked, p = _check_campaigns(both, users_public, camp_src.label, config.control_channel)
             problems += p
             campaigns_public, campaigns_wall = checked.drop("sent_us"), checked.drop("sent_ts")
         subscriptions = None
@@ -1020,23 +1038,56 @@ _TRUE = ("true", "t", "1", "yes", "y")
 _FALSE = ("false", "f", "0", "no", "n")
 
 
-def _check_campaigns(c: ibis.Table, users: ibis.Table, label: str) -> tuple[ibis.Table, list[DataProblem]]:
+def _as_bool(c: ibis.Table, label: str, problems: list[DataProblem]) -> ibis.Table:
+    """``treated`` as booleans (text such as 'yes'/'0' accepted); values that are not are problems."""
+    if c.schema()["treated"].is_boolean():
+        return c
+    text = c.treated.cast("string").strip().lower()
+    treated = ibis.cases((text.isin(_TRUE), True), (text.isin(_FALSE), False), else_=None)
+    bad = c.treated.notnull() & treated.isnull()
+    n_bad = _scalar(bad.sum())
+    if n_bad:
+        problems.append(DataProblem(label, "treated", n_bad, "values that are not boolean",
+                                    _example(c, bad, "treated")))
+    return c.mutate(treated=treated)
+
+
+def _arms(c: ibis.Table, label: str, control: str, problems: list[DataProblem]) -> ibis.Table:
+    """Add or normalise ``channel`` (the arm: CONTROL or a channel name) and ``treated`` from each other."""
+    has_treated, has_channel = "treated" in c.columns, "channel" in c.columns
+    if not has_channel:
+        arm = ibis.ifelse(c.treated, ibis.literal(SINGLE_CHANNEL), ibis.literal(CONTROL))
+        return c.mutate(channel=arm)
+    name = c.channel.cast("string").strip()
+    is_control = name.lower() == ibis.literal(control.strip().lower())
+    missing = name.isnull() | (name == "")
+    if not has_treated:
+        n_missing = _scalar(missing.sum())
+        if n_missing:
+            problems.append(DataProblem(label, "channel", n_missing,
+                                        f"rows without a channel (give '{control}' for the control group)"))
+        return c.mutate(channel=ibis.ifelse(is_control, ibis.literal(CONTROL), name), treated=~is_control)
+    # Both columns: `treated` decides; a treated row needs a channel that is not control.
+    m = c.mutate(_arm=name.fill_null("(missing)"))
+    clash = m.treated & ((m._arm == "(missing)") | (m._arm == "")
+                         | (m._arm.lower() == ibis.literal(control.strip().lower())))
+    n_clash = _scalar(clash.sum())
+    if n_clash:
+        problems.append(DataProblem(label, "channel", n_clash,
+                                    f"treated rows whose channel is missing or '{control}'", _example(m, clash, "_arm")))
+    return c.mutate(channel=ibis.ifelse(c.treated, name, ibis.literal(CONTROL)))
+
+
+def _check_campaigns(c: ibis.Table, users: ibis.Table, label: str,
+                     control: str = CONTROL) -> tuple[ibis.Table, list[DataProblem]]:
     problems = []
-    typ = c.schema()["treated"]
-    n_null = _scalar(c.treated.isnull().sum())
-    if typ.is_boolean():
-        treated = c.treated
-    else:
-        text = c.treated.cast("string").strip().lower()
-        treated = ibis.cases((text.isin(_TRUE), True), (text.isin(_FALSE), False), else_=None)
-        bad = c.treated.notnull() & treated.isnull()
-        n_bad = _scalar(bad.sum())
-        if n_bad:
-            problems.append(DataProblem(label, "treated", n_bad, "values that are not boolean",
-                                        _example(c, bad, "treated")))
-        c = c.mutate(treated=treated)
-    if n_null:
-        problems.append(DataProblem(label, "treated", n_null, "missing treated flags"))
+    if "treated" in c.columns:
+        n_null = _scalar(c.treated.isnull().sum())
+        c = _as_bool(c, label, problems)
+        if n_null:
+            problems.append(DataProblem(label, "treated", n_null, "missing treated flags"))
+    if not problems:  # arms follow from valid treated flags only
+        c = _arms(c, label, control, problems)
     bad_id = _scalar(_bad_ids(c).sum())
     if bad_id:
         problems.append(DataProblem(label, "user_id", bad_id, "null or empty user ids"))

@@ -48,6 +48,7 @@ class DriversResult:
     uplift_drivers: pd.DataFrame | None
     cohorts: list[dict]
     versions: dict
+    channel_drivers: dict[str, pd.DataFrame] | None = None
 
 
 def _sample(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -74,15 +75,17 @@ def _pair(ranked: list[str], glossary: dict, X: pd.DataFrame) -> tuple[str, str]
     return (cands[0], cands[1]) if len(cands) >= 2 else None
 
 
-def uplift_surrogate(uplift_model, frame: pd.DataFrame, *, seed: int = 0, threads: int | None = None):
+def uplift_surrogate(uplift_model, frame: pd.DataFrame, *, seed: int = 0, threads: int | None = None,
+                     column: str = "uplift"):
     """Fit a LightGBM regressor to the uplift model's predictions; returns ``(booster, X, r2)``.
 
     Meta-learners combine several models, so their uplift has no single tree
     ensemble to explain. A surrogate tree model of the predicted uplift does;
-    its R² on held-out rows says how faithfully it stands in.
+    its R² on held-out rows says how faithfully it stands in. ``column`` picks
+    the prediction explained: ``uplift``, or one channel's ``uplift_<channel>``.
     """
     X = uplift_model.matrix(frame)
-    target = uplift_model.predict_frame(frame)["uplift"].to_numpy()
+    target = uplift_model.predict_frame(frame)[column].to_numpy()
     rng = np.random.default_rng(seed)
     hold = rng.random(len(X)) < 0.2
     params = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 50,
@@ -234,7 +237,7 @@ def drivers_job(
     cohorts = _cohort_sections(ds, churn, anomalies, glossary, seed)
 
     # --- recall response ----------------------------------------------------------------------
-    uplift_rows, uplift_plot, uplift_info = None, None, {}
+    uplift_rows, uplift_plot, uplift_info, channel_sections = None, None, {}, []
     if uplift_model:
         from churnml.train_uplift import uplift_frames
 
@@ -261,11 +264,15 @@ def drivers_job(
         uplift_info = {"campaign": last, "n": len(camp), "r2": r2, "learner": up.metadata.get("selected", ""),
                        "segments": pred["segment"].value_counts().to_dict(),
                        "mean_uplift": float(pred["uplift"].mean())}
+        if up.channels is not None:
+            log(f"explaining the uplift of each channel ({', '.join(up.channels)}) on {len(camp):,} exposures")
+            channel_sections = _channel_sections(up, camp, pred, glossary, seed, getattr(settings, "threads", None))
 
     progress(total - 1, total, "writing the report")
-    headlines = _headlines(ranking, directions, cohorts, uplift_rows, uplift_info)
+    headlines = _headlines(ranking, directions, cohorts, uplift_rows, uplift_info) + _channel_headlines(channel_sections)
     shown = set(ranked) | ({f for c in cohorts for f in (r["feature"] for r in c["rows"])}) | (
-        set(uplift_rows["feature"]) if uplift_rows is not None else set())
+        set(uplift_rows["feature"]) if uplift_rows is not None else set()) | {
+        r["feature"] for s in channel_sections for r in s["rows"]}
     gloss = [{"feature": f, "description": _describe(f, glossary), "family": (glossary.get(f) or {}).get("family", ""),
               "window_days": (glossary.get(f) or {}).get("window_days")} for f in sorted(shown)]
     html = report.render(
@@ -273,7 +280,7 @@ def drivers_job(
         data_to=ds.observed_until.isoformat(), n_users=len(frame), headlines=headlines,
         ranking=report_records(ranking), beeswarm=beeswarm, dependence=deps, interaction=interaction,
         cohorts=cohorts, uplift=report_records(uplift_rows) if uplift_rows is not None else None,
-        uplift_plot=uplift_plot, uplift_info=uplift_info, glossary=gloss,
+        uplift_plot=uplift_plot, uplift_info=uplift_info, channels=channel_sections, glossary=gloss,
         trained=churn.metadata.get("split", {}).get("train", []),
     )
     path = write_text(html, out)
@@ -284,7 +291,56 @@ def drivers_job(
     except Exception as exc:  # noqa: BLE001 - the report stands without the MLflow copy
         log(f"note: could not attach the report to the model's MLflow run ({exc.__class__.__name__})")
     progress(total, total, "drivers report written")
-    return DriversResult(Path(out), headlines, ranking, uplift_rows, cohorts, versions)
+    return DriversResult(Path(out), headlines, ranking, uplift_rows, cohorts, versions,
+                         {s["channel"]: pd.DataFrame(s["rows"]) for s in channel_sections} or None)
+
+
+def _channel_sections(up, camp: pd.DataFrame, pred: pd.DataFrame, glossary: dict, seed: int,
+                      threads: int | None) -> list[dict]:
+    """Per channel: what makes a user respond to it (SHAP of a surrogate of that channel's predicted uplift)."""
+    from churnml.models.uplift_store import uplift_column
+
+    sections = []
+    for c in up.channels:
+        col = uplift_column(c)
+        sur, X, r2 = uplift_surrogate(up, camp, seed=seed, threads=threads, column=col)
+        contrib, base = explain.contributions(sur, X)
+        rank = explain.global_importance(contrib, up.feature_names).head(6).copy()
+        dirs = {f: _direction(explain.dependence(contrib, X, f, bins=10, feature_names=up.feature_names))
+                for f in rank["feature"] if pd.api.types.is_numeric_dtype(X[f])}
+        rank["description"] = [_describe(f, glossary) for f in rank["feature"]]
+        rank["response_with_more"] = [dirs.get(f, "") for f in rank["feature"]]
+        rank["top_levels"] = [_top_levels(contrib, X, f, up.feature_names) for f in rank["feature"]]
+        plot = report.figure_uri(explain.plot_beeswarm(contrib, X, base_value=base, feature_names=up.feature_names,
+                                                       max_display=6))
+        sections.append({"channel": c, "r2": r2, "rows": report_records(rank), "plot": plot,
+                         "mean_uplift": float(pred[col].mean()),
+                         "best_share": float((pred["best_channel"] == c).mean()),
+                         "put_off_share": float((pred[col] < -up.segment_threshold).mean())})
+    return sections
+
+
+def _top_levels(contrib: np.ndarray, X: pd.DataFrame, feature: str, names: list[str]) -> str:
+    """For a categorical feature, the level with the highest mean contribution (who responds most)."""
+    if pd.api.types.is_numeric_dtype(X[feature]):
+        return ""
+    j = names.index(feature)
+    means = pd.Series(contrib[:, j]).groupby(X[feature].astype(str).to_numpy()).mean()
+    return f"{means.idxmax()} most, {means.idxmin()} least"
+
+
+def _channel_headlines(sections: list[dict]) -> list[str]:
+    lines = []
+    for s in sections:
+        if not s["rows"]:
+            continue
+        top = s["rows"][0]
+        how = top["top_levels"] or (f"more of it, {'more' if top['response_with_more'] == 'higher' else 'less'} "
+                                    "response" if top["response_with_more"] in ("higher", "lower") else "")
+        lines.append(f"Channel {s['channel']}: “{top['description']}” matters most for who responds"
+                     + (f" ({how})" if how else "") + f"; best channel for {s['best_share']:.0%} of the users, "
+                     f"puts off {s['put_off_share']:.0%}.")
+    return lines
 
 
 def _headlines(ranking, directions, cohorts, uplift_rows, info) -> list[str]:

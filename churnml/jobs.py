@@ -33,6 +33,7 @@ __all__ = [
     "retention_job",
     "simulate_job",
     "simulation_dataset_config",
+    "simulation_scoring_config",
 ]
 
 #: Event types the embedded simulator emits. Only the simulator's own dataset
@@ -93,7 +94,7 @@ def simulation_dataset_config(sim, data_dir: str | Path = ".", *, horizon_days: 
 def simulate_job(sim, out_dir: str | Path, *, truth: bool = True,
                  progress: Callable[[int, int], None] | None = None, horizon_days: int = 14,
                  horizons_days: list[int] | None = None):
-    """Simulate the music app into ``out_dir`` and write ``dataset.yaml`` beside the data.
+    """Simulate the music app into ``out_dir`` and write ``dataset.yaml`` and ``scoring.yaml`` beside the data.
 
     Ground truth is computed for the snapshots of that dataset config, with
     its ``horizon_days``.
@@ -135,7 +136,29 @@ def simulate_job(sim, out_dir: str | Path, *, truth: bool = True,
         header += ("# Subscription layer on: churn is a subscription cancelled at a renewal; the exact truth is "
                    "truth/subscription_churn.parquet.\n")
     write_text(header + yaml.safe_dump(raw, sort_keys=False), cfg_path)
+    write_text("# Nightly scoring config for the simulated app: churnml score -c scoring.yaml --as-of <date>\n"
+               "# Written by `churnml simulate`: the channels its campaigns used, with what a message costs.\n"
+               + yaml.safe_dump(simulation_scoring_config(sim), sort_keys=False), out_dir / "scoring.yaml")
     return result, cfg_path
+
+
+def simulation_scoring_config(sim) -> dict:
+    """The scoring config (as a dict) of a simulated app: its channels and their costs, and a budget.
+
+    One channel: that channel's name on every row (a single-channel list).
+    Several: each channel's cost, a cap on the dearest and a money budget, so
+    that the list has to choose.
+    """
+    from churnml.simulator.channels import COSTS
+
+    doc = {"dataset": "dataset.yaml", "output": "../lists", "eligibility": {"lapsed_min_days": 7},
+           "budget": {"max_contacts": 1000}}
+    if len(sim.campaign_channels) == 1:
+        return doc | {"channel": sim.campaign_channels[0]}
+    dearest = max(sim.campaign_channels, key=lambda c: COSTS[c])
+    channels = {c: {"cost": COSTS[c], **({"max_contacts": 300} if c == dearest else {})}
+                for c in sim.campaign_channels}
+    return doc | {"budget": {"max_contacts": 1000, "max_cost": 15.0}, "channels": channels}
 
 
 @dataclass(frozen=True)

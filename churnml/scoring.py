@@ -23,7 +23,8 @@ import pandas as pd
 from churnml.config import ScoreConfig, Settings
 from churnml.exceptions import ConfigError, ModelNotFoundError, SchemaMismatchError
 
-__all__ = ["RANKED_BY_RISK", "RANKED_BY_UPLIFT", "Scorer", "holdout_draw", "ranked_by", "recall_list", "user_value"]
+__all__ = ["RANKED_BY_RISK", "RANKED_BY_UPLIFT", "Scorer", "eligible_users", "holdout_draw", "ranked_by", "recall_list",
+           "user_value"]
 
 #: How a list was ranked, as the manifest and the summary say it.
 RANKED_BY_UPLIFT = "uplift"
@@ -43,11 +44,24 @@ class Scorer:
         Without it, only churn risk and its reasons are scored.
     versions : dict
         Registered name -> version, for manifests and ``GET /model``.
+    costs : dict, optional
+        Cost of a message per channel (multi-channel models), for the
+        ``channel`` each user is best messaged by; only these channels are
+        chosen. Empty: every channel, free.
+    value_per_user : float
+        Value of one return, in the unit of the costs.
     """
 
     churn: object
     uplift: object | None = None
     versions: dict = field(default_factory=dict)
+    costs: dict = field(default_factory=dict)
+    value_per_user: float = 1.0
+
+    @property
+    def channels(self) -> list[str] | None:
+        """The channels of a multi-channel uplift model (one uplift each); None otherwise."""
+        return None if self.uplift is None else getattr(self.uplift, "channels", None)
 
     @classmethod
     def from_registry(cls, *, churn_model: str = "churn-risk", uplift_model: str | None = "recall-uplift",
@@ -109,7 +123,12 @@ class Scorer:
             churn model has them, then with an uplift model
             ``p_return_if_contacted``, ``p_return_if_not``, ``uplift`` and
             ``segment``, then ``reason_1``.. (what pushes churn risk up, in
-            plain words). Same row order as ``features``.
+            plain words). Same row order as ``features``. A multi-channel
+            uplift model adds ``uplift_<channel>`` per channel and ``channel``,
+            the one with the largest expected net value (``value_per_user *
+            uplift - cost``) if it is positive and its uplift too (else
+            empty); ``uplift`` and the probabilities are then that channel's,
+            or the best channel's when none pays.
         """
         self.check_schema(features.columns)
         out = pd.DataFrame({"user_id": features["user_id"].to_numpy()}, index=features.index)
@@ -125,6 +144,8 @@ class Scorer:
             out["p_return_if_not"] = up["p_control"].to_numpy()
             out["uplift"] = up["uplift"].to_numpy()
             out["segment"] = up["segment"].to_numpy()
+            if self.channels is not None:
+                out = _channel_scores(out, up, self.channels, self.costs, self.value_per_user)
         if reasons:
             out = out.join(self._reasons(X, reasons))
         return out
@@ -144,6 +165,29 @@ class Scorer:
         glossary = self.churn.metadata.get("glossary", {})
         codes = reason_codes(self.churn.booster, X, glossary, top=top, direction="up")
         return codes[[f"reason_{i}" for i in range(1, top + 1)]]
+
+
+def _channel_scores(out: pd.DataFrame, up: pd.DataFrame, channels: list[str], costs: dict,
+                    value: float) -> pd.DataFrame:
+    """Add each channel's uplift and the channel with the largest positive expected net value."""
+    from churnml.assignment import NONE, assign_channels
+    from churnml.models.uplift_store import uplift_column
+
+    per = up[[uplift_column(c) for c in channels]].to_numpy()
+    cost = np.array([float(costs.get(c, 0.0)) for c in channels])
+    net = value * per - cost
+    if costs:  # only the channels priced (the list's configured ones) may be chosen
+        net[:, [c not in costs for c in channels]] = np.nan
+    best = assign_channels(net, cost, uplift=per)
+    chosen = np.where(best == NONE, None, np.asarray(channels, dtype=object)[np.maximum(best, 0)])
+    rows = np.flatnonzero(best != NONE)
+    # The chosen channel's uplift and return probability (the best channel's, as predicted, when none pays).
+    uplift = up["uplift"].to_numpy().copy()
+    uplift[rows] = per[rows, best[rows]]
+    p_treated = out["p_return_if_contacted"].to_numpy().copy()
+    p_treated[rows] = out["p_return_if_not"].to_numpy()[rows] + uplift[rows]
+    return out.assign(p_return_if_contacted=p_treated, uplift=uplift,
+                      **{uplift_column(c): per[:, k] for k, c in enumerate(channels)}, channel=chosen)
 
 
 def holdout_draw(user_ids: pd.Series, campaign_id: str) -> np.ndarray:
@@ -186,15 +230,44 @@ def user_value(features: pd.DataFrame, cfg: ScoreConfig) -> np.ndarray:
     return features[col].astype("float64").fillna(0.0).clip(lower=0.0).to_numpy()
 
 
+def eligible_users(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig,
+                   opt_out: set | None = None) -> tuple[np.ndarray, dict, dict]:
+    """Who may be on the list: lapsed or at-risk users, less the recently contacted and the opted out.
+
+    Returns the mask of users kept, the counts (scored, eligible, at risk,
+    lapsed) and the users excluded by each rule.
+    """
+    f = features
+    inactive = f["days_since_last_activity"].to_numpy()
+    lapsed = (inactive >= cfg.eligibility.lapsed_min_days) & (inactive <= cfg.eligibility.lapsed_max_days)
+    at_risk = (inactive < cfg.eligibility.lapsed_min_days) & (scored["p_churn"].to_numpy() >= cfg.eligibility.at_risk_min_p_churn)
+    eligible = lapsed | at_risk
+    counts = {"scored": len(scored), "eligible": int(eligible.sum()),
+              "eligible_at_risk": int(at_risk.sum()), "eligible_lapsed": int(lapsed.sum())}
+    excluded = {}
+    keep = eligible.copy()
+    if "days_since_last_contact" in f:
+        recent = (f["days_since_last_contact"].to_numpy() < cfg.exclusions.contacted_within_days) & keep
+        excluded["contacted_recently"] = int(recent.sum())
+        keep &= ~recent
+    if opt_out:
+        out = f["user_id"].isin(opt_out).to_numpy() & keep
+        excluded["opted_out"] = int(out.sum())
+        keep &= ~out
+    return keep, counts, excluded
+
+
 def recall_list(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig, *, campaign_id: str,
-                opt_out: set | None = None) -> tuple[pd.DataFrame, dict]:
+                opt_out: set | None = None, channels: list[str] | None = None) -> tuple[pd.DataFrame, dict]:
     """Rank scored users by expected incremental returns (or churn risk) and cut the list to the budget.
 
     With an uplift model's scores, priority is ``uplift x value - contact_cost``
     and sleeping dogs and users without an expected gain are left out. Without
     them (no campaign has been run yet), priority is ``p_churn x value``: the
     value at risk. Either way the same eligibility, exclusions, budget and
-    deterministic random holdout apply.
+    deterministic random holdout apply. With a multi-channel uplift model
+    (``channels`` given) and uplift ranking, each user gets at most one
+    channel: :func:`churnml.recall_channels.channel_list`.
 
     Parameters
     ----------
@@ -209,6 +282,8 @@ def recall_list(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig, 
         Seeds the holdout draw.
     opt_out : set, optional
         User ids never to contact.
+    channels : list of str, optional
+        The channels of a multi-channel uplift model.
 
     Returns
     -------
@@ -232,24 +307,15 @@ def recall_list(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig, 
         raise SchemaMismatchError("ranking: uplift needs an uplift model's scores")
     if cfg.ranking == "risk":
         by = RANKED_BY_RISK
-    f = features
-    value = user_value(f, cfg)
-    inactive = f["days_since_last_activity"].to_numpy()
-    lapsed = (inactive >= cfg.eligibility.lapsed_min_days) & (inactive <= cfg.eligibility.lapsed_max_days)
-    at_risk = (inactive < cfg.eligibility.lapsed_min_days) & (scored["p_churn"].to_numpy() >= cfg.eligibility.at_risk_min_p_churn)
-    eligible = lapsed | at_risk
-    counts = {"ranked_by": by, "scored": len(scored), "eligible": int(eligible.sum()),
-              "eligible_at_risk": int(at_risk.sum()), "eligible_lapsed": int(lapsed.sum())}
-    excluded = {}
-    keep = eligible.copy()
-    if "days_since_last_contact" in f:
-        recent = (f["days_since_last_contact"].to_numpy() < cfg.exclusions.contacted_within_days) & keep
-        excluded["contacted_recently"] = int(recent.sum())
-        keep &= ~recent
-    if opt_out:
-        out = f["user_id"].isin(opt_out).to_numpy() & keep
-        excluded["opted_out"] = int(out.sum())
-        keep &= ~out
+    keep, counts, excluded = eligible_users(scored, features, cfg, opt_out)
+    counts = {"ranked_by": by, **counts}
+    value = user_value(features, cfg)
+    if channels is not None and by == RANKED_BY_UPLIFT:
+        from churnml.recall_channels import channel_list
+
+        return channel_list(scored, features, cfg, channels, campaign_id=campaign_id, keep=keep, counts=counts,
+                            excluded=excluded, value=value)
+    inactive = features["days_since_last_activity"].to_numpy()
     if by == RANKED_BY_UPLIFT:
         dogs = (scored["segment"].to_numpy() == "sleeping_dog") & keep
         excluded["sleeping_dog"] = int(dogs.sum())
@@ -267,8 +333,8 @@ def recall_list(scored: pd.DataFrame, features: pd.DataFrame, cfg: ScoreConfig, 
     counts["excluded"] = excluded
     cand = scored[keep]
     if by == RANKED_BY_RISK:
-        cand = cand.drop(columns=[c for c in ("uplift", "segment", "p_return_if_contacted", "p_return_if_not")
-                                  if c in cand])
+        cand = cand.drop(columns=[c for c in cand if c in ("uplift", "segment", "p_return_if_contacted",
+                                                           "p_return_if_not", "channel") or c.startswith("uplift_")])
     cand = cand.assign(priority=priority[keep], days_since_last_activity=inactive[keep])
     if cfg.value_column is not None:
         cand["value"] = value[keep]

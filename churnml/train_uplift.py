@@ -33,6 +33,7 @@ from churnml.features import RESPONSE, build_uplift_set
 from churnml.models import uplift as learners
 from churnml.models.churn import feature_specs, to_matrix
 from churnml.models.uplift_store import UpliftModel
+from churnml.train_channels import channels_of, train_channels_job
 
 __all__ = ["UpliftTrainResult", "evaluate_uplift", "incremental_returns", "train_uplift_job", "uplift_frames"]
 
@@ -57,6 +58,8 @@ class UpliftTrainResult:
     train_campaigns: list[str]
     test_campaigns: list[str]
     warnings: list[str] = field(default_factory=list)
+    channels: list[str] | None = None
+    policies: pd.DataFrame | None = None
 
 
 def small_campaigns(sizes: Iterable[tuple[str, int, int]], min_group: int) -> list[str]:
@@ -79,6 +82,28 @@ def _check_campaigns(df: pd.DataFrame, min_group: int) -> None:
         counts = ", ".join(f"'{cid}' ({n:,})" for cid, n in df.groupby("campaign_id", sort=True).size().items())
         raise TrainingDataError(f"the outcome (activity in the response window) is always {int(df[RESPONSE].iloc[0])} "
                                 f"over all {len(df):,} exposures of campaigns {counts}: nothing to learn")
+
+
+def split_campaigns(df: pd.DataFrame, cfg: TrainConfig, log: Callable[[str], None]):
+    """The latest campaigns (by first send) test, the earlier ones train.
+
+    Returns ``(sends, train_ids, test_ids, train, test)``.
+
+    Raises
+    ------
+    TrainingDataError
+        Fewer than two campaigns.
+    """
+    sends = df.groupby("campaign_id")["as_of"].min().sort_values()
+    if len(sends) < 2:
+        raise TrainingDataError(f"{len(sends)} campaign(s) with a closed response window "
+                                f"({', '.join(sends.index)}): training needs earlier campaigns and a later one to test")
+    test_ids = list(sends.index[-cfg.split.test_snapshots:])
+    train_ids = [c for c in sends.index if c not in test_ids]
+    train, test = df[df["campaign_id"].isin(train_ids)], df[df["campaign_id"].isin(test_ids)]
+    log(f"train campaigns: {', '.join(train_ids)} ({len(train):,} exposures)")
+    log(f"test campaign:   {', '.join(test_ids)} ({len(test):,} exposures)")
+    return sends, train_ids, test_ids, train, test
 
 
 def uplift_frames(ds: Dataset, *, progress=None) -> tuple[pd.DataFrame, dict]:
@@ -229,7 +254,9 @@ def train_uplift_job(
 ) -> UpliftTrainResult:
     """Train, evaluate, track and register the recall-uplift model.
 
-    The latest campaign (by send time) is the test part; every earlier
+    Campaigns randomised over several channels get one uplift per channel
+    (:func:`churnml.train_channels.train_channels_job`). Otherwise:
+    the latest campaign (by send time) is the test part; every earlier
     campaign trains. The learner is chosen among ``candidates`` (default
     :func:`churnml.models.uplift.default_candidates`) by 5-fold
     cross-validated Qini on the training campaigns, never on the test one.
@@ -244,16 +271,11 @@ def train_uplift_job(
     t0 = time.perf_counter()
     ds = dataset or open_dataset(load_dataset_config(cfg.dataset))
     df, info = uplift_frames(ds)
+    if len(channels_of(df)) > 1:  # campaigns randomised over several channels: one uplift per channel
+        return train_channels_job(cfg, ds, df, info, settings=settings, register=register, candidates=candidates,
+                                  log=log, t0=t0)
     _check_campaigns(df, min_group=max(10, cfg.min_class_count // 2))
-    sends = df.groupby("campaign_id")["as_of"].min().sort_values()
-    if len(sends) < 2:
-        raise TrainingDataError(f"{len(sends)} campaign(s) with a closed response window "
-                                f"({', '.join(sends.index)}): training needs earlier campaigns and a later one to test")
-    test_ids = list(sends.index[-cfg.split.test_snapshots:])
-    train_ids = [c for c in sends.index if c not in test_ids]
-    train, test = df[df["campaign_id"].isin(train_ids)], df[df["campaign_id"].isin(test_ids)]
-    log(f"train campaigns: {', '.join(train_ids)} ({len(train):,} exposures)")
-    log(f"test campaign:   {', '.join(test_ids)} ({len(test):,} exposures)")
+    sends, train_ids, test_ids, train, test = split_campaigns(df, cfg, log)
     features = [c for c in info["feature_columns"] if c not in cfg.exclude_features]
     specs = feature_specs(train, features)
     X_tr = to_matrix(train, specs, where="training exposures").reset_index(drop=True)
@@ -359,7 +381,25 @@ def uplift_holdout_scores(models: dict, cfg: TrainConfig, ds: Dataset | None, me
     last = df.groupby("campaign_id")["as_of"].min().idxmax()
     test = df[df["campaign_id"] == last]
     y, t = test[RESPONSE].to_numpy(), test["treated"].to_numpy()
+    channels = channels_of(test)
+    if len(channels) > 1:
+        # Several channels: each model's per-channel uplift (one uplift stands for every channel) by multi-arm Qini.
+        arm = test["channel"].astype(str).to_numpy()
+        out = {k: metrics.multiarm_qini_auc_score(y, _per_channel_uplift(m, test, channels, last), arm,
+                                                  channels=channels) for k, m in models.items()}
+        return out, test["as_of"].min().to_pydatetime(), len(test)
     fn = {"qini_auc": metrics.qini_auc_score, "uplift_auc": metrics.uplift_auc_score}[metric]
     out = {k: fn(y, m.predict_frame(test, where=f"campaign {last}")["uplift"].to_numpy(), t)
            for k, m in models.items()}
     return out, test["as_of"].min().to_pydatetime(), len(test)
+
+
+def _per_channel_uplift(model: UpliftModel, frame: pd.DataFrame, channels: list[str], campaign: str) -> np.ndarray:
+    """A model's uplift for each of ``channels`` (a one-channel model's uplift for all; 0 for one it lacks)."""
+    from churnml.models.uplift_store import uplift_column
+
+    pred = model.predict_frame(frame, where=f"campaign {campaign}")
+    if model.channels is None:
+        return np.repeat(pred["uplift"].to_numpy()[:, None], len(channels), axis=1)
+    return np.column_stack([pred[uplift_column(c)].to_numpy() if c in model.channels else np.zeros(len(pred))
+                            for c in channels])

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from churnml.config import ScoreConfig, Settings, TrainConfig, TuningConfig, load_dataset_config
+from churnml.config import BudgetConfig, Settings, TrainConfig, TuningConfig, load_dataset_config
 from churnml.data import open_dataset
 from churnml.jobs import build_features_job, retention_job, simulate_job
 from churnml.simulator import SimulationConfig
@@ -78,14 +78,25 @@ churn.metrics[["roc_auc", "pr_auc", "brier", "ece", "lift_at_10"]].round(3)
 
 # %% [markdown]
 # ## 5. The recall-uplift model, learned from the randomised campaigns
+#
+# The campaigns randomised users over control, SMS, e-mail and push, so the model learns one uplift
+# per channel. The simulation's `scoring.yaml` says what a message by each channel costs; the job
+# compares choosing the channel per user with one channel for everyone at the same budget.
 
 # %%
+from churnml.config import PolicyConfig, load_score_config
 from churnml.train_uplift import train_uplift_job
 
-uplift_cfg = TrainConfig(kind="uplift", dataset=cfg_path, truth=sim.truth_dir / "exposures.parquet")
+scoring = load_score_config(cfg_path.parent / "scoring.yaml")
+uplift_cfg = TrainConfig(kind="uplift", dataset=cfg_path, truth=sim.truth_dir / "exposures.parquet",
+                         policy=PolicyConfig(channels=scoring.channels))
 uplift = train_uplift_job(uplift_cfg, dataset=ds, settings=settings, log=print)
 print(promote_job(uplift_cfg, dataset=ds, settings=settings).reason)
-uplift.targeting[["qini_auc", "uplift_at_10", "returns_per_1000_expected"]].round(3)
+uplift.targeting[["qini_auc", "qini_auc_low", "qini_auc_high", "observed_uplift", "calibration_error"]].round(3)
+
+# %%
+uplift.policies[["contacted", "cost", "value_ipw", "value_dr", "value_true"]].mul(
+    [1, 1, 1000, 1000, 1000]).round(1)  # net value per 1,000 exposures
 
 # %% [markdown]
 # ## 6. What drives churn and response (SHAP)
@@ -104,7 +115,7 @@ drivers.churn_drivers[["feature", "mean_abs_shap", "risk_with_more"]].head(10)
 # %%
 from churnml.batch import score_job
 
-score_cfg = ScoreConfig(dataset=cfg_path, output=work / "lists", budget={"max_contacts": 200})
+score_cfg = scoring.model_copy(update={"output": work / "lists", "budget": BudgetConfig(max_contacts=200, max_cost=5.0)})
 day = score_job(score_cfg, ds.observed_until, dataset=ds, settings=settings, force=True)
-print(day.counts["segments"], f"-> {day.folder}")
-day.top[["rank", "user_id", "group", "uplift", "p_churn", "segment", "reason_1"]]
+print({c: v["contact"] + v["explore"] for c, v in day.counts["channels"].items()}, f"-> {day.folder}")
+day.top[["rank", "user_id", "group", "channel", "uplift", "p_churn", "channel_reason"]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import datetime as dt
 import functools
 import gc
@@ -393,6 +394,11 @@ def _columns(scored: pd.DataFrame, reasons: int, fields: tuple[str, ...] = _FIEL
         names = [c for c in scored.columns if re.fullmatch(r"p_churn_\d+d", c)]
         cols["p_churn_horizons"] = [dict(zip(names, row, strict=True)) for row in
                                     zip(*(values(c) for c in names), strict=True)] if names else [{}] * len(scored)
+    per = [c for c in scored.columns if c.startswith("uplift_")]
+    if per:  # a multi-channel model: each channel's uplift, and the channel chosen
+        names = [c.removeprefix("uplift_") for c in per]
+        cols["uplift_by_channel"] = [dict(zip(names, row, strict=True)) for row in scored[per].to_numpy().tolist()]
+        cols["channel"] = values("channel")
     texts = [values(f"reason_{i}") for i in range(1, reasons + 1)]
     cols["reasons"] = [[t for t in row if t is not None] for row in zip(*texts, strict=True)] if texts \
         else [[] for _ in range(len(scored))]
@@ -485,6 +491,26 @@ def _load_scorer(s: ServeSettings) -> tuple[Scorer, str]:
         return Scorer.from_registry(uplift_model=None, **common), f"churn risk only: {exc}"
 
 
+def _priced(scorer: Scorer, lists_dir: Path) -> Scorer:
+    """A multi-channel scorer with the channels, costs and value of the newest nightly list's config.
+
+    So the channel ``POST /score`` chooses is the one the nightly list would
+    choose before its budget; without a list, every channel the model knows, free.
+    """
+    if scorer.channels is None:
+        return scorer
+    try:
+        folder = _latest_folder(lists_dir)[1].resolve()  # one version of the list (see _load_snapshot)
+        cfg = json.loads((folder / MANIFEST_FILE).read_text()).get("config", {})
+    except (FileNotFoundError, json.JSONDecodeError):
+        return scorer
+    listed = cfg.get("channels") or {}
+    default = float(cfg.get("contact_cost", 0.0))
+    costs = {c: default if (listed.get(c) or {}).get("cost") is None else float(listed[c]["cost"])
+             for c in scorer.channels if not listed or c in listed}
+    return dataclasses.replace(scorer, costs=costs, value_per_user=float(cfg.get("value_per_user", 1.0)))
+
+
 def load_service(settings: ServeSettings, scorer: Scorer | None = None) -> Service:
     """Load the champion models (unless ``scorer`` is given) and the newest snapshot.
 
@@ -507,6 +533,7 @@ def load_service(settings: ServeSettings, scorer: Scorer | None = None) -> Servi
         problems.append(f"models: {exc}")
     if scorer is not None:
         try:
+            scorer = _priced(scorer, settings.lists_dir)
             snapshot = _load_snapshot(settings.lists_dir, scorer, settings.reasons)
         except Exception as exc:  # noqa: BLE001
             problems.append(f"snapshot: {exc}")

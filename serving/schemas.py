@@ -73,6 +73,11 @@ class ScoreItem(BaseModel):
     p_churn_horizons: dict[str, float | None] = Field(
         default_factory=dict, description="probability of churning within each configured horizon "
         "(`p_churn_<h>d`, monotone in h; empty when the model has no horizons)")
+    uplift_by_channel: dict[str, float] | None = Field(
+        None, description="multi-channel models: each channel's expected uplift (return probability points / 100)")
+    channel: str | None = Field(
+        None, description="multi-channel models: the channel with the largest expected gain net of its cost "
+                          "(the nightly list's costs), null if none pays or every channel would put the user off")
     reasons: list[str] = Field(default_factory=list, description="what pushes churn risk up, strongest first")
 
 

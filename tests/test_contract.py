@@ -32,7 +32,9 @@ def test_missing_required_column(tmp_path, table, column):
     data = {"events": TINY_EVENTS, "users": TINY_USERS, "campaigns": TINY_CAMPAIGNS}
     data[table] = [{k: v for k, v in r.items() if k != column} for r in data[table]]
     lines = _problems(tmp_path, **data)
-    assert lines == [f"{table}.csv: column '{column}': required column missing "
+    # A campaigns table needs `treated` or `channel`; this one has neither.
+    either = ": give `treated` (true/false) or `channel` ('control' or a channel name)" if table == "campaigns" else ""
+    assert lines == [f"{table}.csv: column '{column}': required column missing{either} "
                      f"(columns found: {', '.join(data[table][0])})"]
 
 
@@ -118,6 +120,50 @@ def test_numeric_treated_accepted(tmp_path):
     campaigns = [dict(c, treated=int(c["treated"])) for c in TINY_CAMPAIGNS]
     ds = open_tiny(tmp_path, TINY_EVENTS, TINY_USERS, campaigns, **UNTIL)
     assert ds.campaigns.treated.to_pyarrow().to_pylist() == [True, False]
+
+
+def _arms(ds) -> list[tuple]:
+    c = ds.campaigns.order_by(["campaign_id", "user_id"]).select("user_id", "treated", "channel")
+    return [tuple(r.values()) for r in c.to_pyarrow().to_pylist()]
+
+
+def _camp(user, cid, **arm):
+    return {"user_id": user, "campaign_id": cid, "sent_ts": "2024-01-02T00:00:00Z", **arm}
+
+
+def test_treated_alone_is_one_channel(tmp_path):
+    ds = open_tiny(tmp_path, TINY_EVENTS, TINY_USERS, TINY_CAMPAIGNS, **UNTIL)
+    assert _arms(ds) == [("u1", True, "treated"), ("u2", False, "control")]
+
+
+def test_channel_alone_gives_the_arms(tmp_path):
+    campaigns = [_camp("u1", "c1", channel="sms"), _camp("u2", "c1", channel=" Control "),
+                 _camp("u3", "c1", channel="e-mail")]
+    ds = open_tiny(tmp_path, TINY_EVENTS, TINY_USERS, campaigns, **UNTIL)
+    assert _arms(ds) == [("u1", True, "sms"), ("u2", False, "control"), ("u3", True, "e-mail")]
+
+
+def test_control_channel_is_configurable(tmp_path):
+    campaigns = [_camp("u1", "c1", channel="push"), _camp("u2", "c1", channel="holdout")]
+    ds = open_tiny(tmp_path, TINY_EVENTS, TINY_USERS, campaigns, control_channel="holdout", **UNTIL)
+    assert _arms(ds) == [("u1", True, "push"), ("u2", False, "control")]
+
+
+def test_treated_decides_when_both_columns_are_given(tmp_path):
+    # The channel column may name the campaign's channel on control rows too (as older exports do).
+    campaigns = [_camp("u1", "c1", treated=True, channel="push"), _camp("u2", "c1", treated=False, channel="push")]
+    ds = open_tiny(tmp_path, TINY_EVENTS, TINY_USERS, campaigns, **UNTIL)
+    assert _arms(ds) == [("u1", True, "push"), ("u2", False, "control")]
+
+
+def test_arm_problems_get_one_line_each(tmp_path):
+    both = [_camp("u1", "c1", treated=True, channel="control"), _camp("u2", "c1", treated=True, channel=None),
+            _camp("u3", "c1", treated=False, channel="sms")]
+    assert _problems(tmp_path / "both", campaigns=both) == [
+        "campaigns.csv: column 'channel': 2 treated rows whose channel is missing or 'control' (e.g. 'control')"]
+    alone = [_camp("u1", "c1", channel=""), _camp("u2", "c1", channel="sms")]
+    assert _problems(tmp_path / "alone", campaigns=alone) == [
+        "campaigns.csv: column 'channel': 1 rows without a channel (give 'control' for the control group)"]
 
 
 def test_duplicates_counted_dropped_and_warned(tmp_path):

@@ -715,6 +715,9 @@ def test_bootstrap_interval_errors(call, match):
 def test_public_names():
     assert sorted(M.__all__) == sorted(
         [*UPLIFT_METRICS, *CHURN_METRICS, "perfect_qini_curve", "perfect_uplift_curve",
-         "auc_by_group", "bootstrap_interval"]
+         "auc_by_group", "bootstrap_interval",
+         # several channels (tests/test_policy_metrics.py)
+         "expected_policy_value", "multiarm_qini_auc_score", "multiarm_qini_curve", "policy_value",
+         "policy_value_interval"]
     )
     assert all(callable(getattr(M, name)) for name in M.__all__)

@@ -35,6 +35,10 @@ def _config(**overrides) -> SimulationConfig:
         "seed": 11,
         "promotion_days": PROMOTION_DAYS,
         "campaign_days": [50, 64, 78],
+        # The single-channel world these tests were written for (tests/test_simulator_channels.py
+        # checks the default, multi-channel one).
+        "campaign_channels": ["push"],
+        "campaign_min_days_inactive": 7,
     }
     return SimulationConfig(**{**base, **overrides})
 
@@ -315,7 +319,8 @@ def test_users_and_campaigns_schema(sim):
         f"recall-{START + dt.timedelta(days=d):%Y-%m-%d}" for d in sim.config.campaign_days
     }
     assert (c.sent_ts.dt.hour == 10).all() and (c.sent_ts.dt.minute == 0).all()
-    assert set(c.channel) == {"push"}
+    # The arm: the control group or the one channel.
+    assert set(c.channel) == {"control", "push"} and (c.treated == (c.channel == "push")).all()
     assert c.user_id.isin(df.user_id).all()
     assert not c.duplicated(["user_id", "campaign_id"]).any()
     assert 0.45 < c.treated.mean() < 0.55

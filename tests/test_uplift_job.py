@@ -14,6 +14,8 @@ from churnml.models.uplift import TLearner, default_candidates
 from churnml.simulator import SimulationConfig
 from churnml.train_uplift import CEILING, train_uplift_job
 
+from conftest import SINGLE_CHANNEL
+
 SMALL = {"n_estimators": 60, "num_leaves": 7, "min_child_samples": 100}
 
 
@@ -25,7 +27,7 @@ def _learner():
 def campaign_sim(tmp_path_factory):
     """Enough campaign exposures (about 9,000) for uplift to be learnable; 3,000 users give too few."""
     folder = tmp_path_factory.mktemp("campaign_sim")
-    result, cfg_path = simulate_job(SimulationConfig(n_users=12_000, days=120, seed=9), folder)
+    result, cfg_path = simulate_job(SimulationConfig(n_users=12_000, days=120, seed=9, **SINGLE_CHANNEL), folder)
     return {"config": cfg_path, "truth": result.truth_dir}
 
 
@@ -64,6 +66,8 @@ def _variant(small_sim, tmp_path, campaigns: pd.DataFrame):
     doc = yaml.safe_load(small_sim["config"].read_text())
     for name in ("events", "users"):
         doc["sources"][name]["path"] = str((small_sim["config"].parent / doc["sources"][name]["path"]).resolve())
+    if "channel" in campaigns:  # the arm follows the edited treated flags (treated and control contradict otherwise)
+        campaigns = campaigns.assign(channel=np.where(campaigns["treated"], "push", "control"))
     campaigns.to_parquet(tmp_path / "campaigns.parquet", index=False)
     doc["sources"]["campaigns"]["path"] = str(tmp_path / "campaigns.parquet")
     path = tmp_path / "dataset.yaml"

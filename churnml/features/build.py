@@ -627,7 +627,8 @@ def build_uplift_set(
     -------
     table : pyarrow.Table
         ``campaign_id``, ``user_id``, ``as_of`` (= ``sent_ts``), the features,
-        ``treated`` (0/1) and ``responded`` (0/1); sorted by send, campaign, user.
+        ``channel`` (the arm: ``control`` or a channel), ``treated`` (0/1) and
+        ``responded`` (0/1); sorted by send, campaign, user.
     feature_set : FeatureSet
 
     Raises
@@ -660,12 +661,12 @@ def build_uplift_set(
             fs = _build(ds, group, event_types=types, max_inactive_days=10**6, with_k=True)
             snaps = _Plan(ds, group).snaps().select("k", "asof")
             c = exposures.join(snaps, exposures.sent_us == snaps.asof)
-            c = c.select("campaign_id", "user_id", "k", "sent_us", treated=c.treated.cast("int8"))
+            c = c.select("campaign_id", "user_id", "k", "sent_us", "channel", treated=c.treated.cast("int8"))
             c = c.left_join(hits, ["user_id", "campaign_id", "sent_us"])
             c = c.select("campaign_id", "user_id", "k", **{RESPONSE: c.hit.fill_null(False).cast("int8")},
-                         treated="treated")
+                         channel="channel", treated="treated")
             t = fs.table.join(c, ["user_id", "k"])
-            cols = ["campaign_id", "user_id", "as_of", *fs.columns, "treated", RESPONSE]
+            cols = ["campaign_id", "user_id", "as_of", *fs.columns, "channel", "treated", RESPONSE]
             out.append(_collect(FeatureSet(fs.as_of, t.select(*cols), fs.features, fs.attributes, fs.cached)))
             if progress:
                 for s in group:

@@ -29,13 +29,20 @@ from churnml.models import uplift as learners
 from churnml.models.churn import FeatureSpec, lightgbm_input, to_matrix
 from churnml.models.store import read_manifest, write_manifest
 
-__all__ = ["UpliftModel"]
+__all__ = ["UpliftModel", "uplift_column"]
+
+
+def uplift_column(channel: str) -> str:
+    """The column of a multi-channel model's predictions holding ``channel``'s uplift."""
+    return f"uplift_{channel}"
 
 FORMAT_VERSION = 1
 #: The churnml classes a stored model may contain; rebuilt from their parameters and fitted attributes.
 OBJECTS = {c.__name__: c for c in (learners.SLearner, learners.TLearner, learners.XLearner,
                                     learners.DRLearner, learners.ClassTransformation,
-                                    learners.InteractionLogistic, learners._LinearFeatures)}
+                                    learners.InteractionLogistic, learners._LinearFeatures,
+                                    learners.MultiArmTLearner, learners.MultiArmSLearner,
+                                    learners.PerArmUplift)}
 
 
 _TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
@@ -166,6 +173,11 @@ class UpliftModel:
     def feature_names(self) -> list[str]:
         return [s.name for s in self.features]
 
+    @property
+    def channels(self) -> list[str] | None:
+        """The channels of a multi-channel model (one uplift each), in order; None for one channel."""
+        return getattr(self.learner, "channels_", None)
+
     def matrix(self, df: pd.DataFrame, *, where: str = "scoring data") -> pd.DataFrame:
         return to_matrix(df, self.features, where=where).reset_index(drop=True)
 
@@ -174,11 +186,24 @@ class UpliftModel:
         return self.predict_matrix(self.matrix(df, where=where)).set_axis(df.index)
 
     def predict_matrix(self, X: pd.DataFrame) -> pd.DataFrame:
-        """:meth:`predict_frame` of an input matrix already built by :func:`to_matrix` with these features."""
+        """:meth:`predict_frame` of an input matrix already built by :func:`to_matrix` with these features.
+
+        A multi-channel model adds ``uplift_<channel>`` for each channel and
+        ``best_channel`` (the largest uplift); ``uplift``, ``p_treated`` and
+        ``segment`` are then those of the best channel.
+        """
         p0, p1 = self.learner.predict_outcomes(X.reset_index(drop=True))
+        extra = {}
+        if self.channels is not None:
+            per = p1 - p0[:, None]
+            best = per.argmax(axis=1)
+            extra = {uplift_column(c): per[:, k] for k, c in enumerate(self.channels)}
+            extra["best_channel"] = np.asarray(self.channels, dtype=object)[best]
+            p1 = p1[np.arange(len(p1)), best]
         seg = learners.segments(p0, p1, threshold=self.segment_threshold,
                                 response_threshold=self.response_threshold)
-        return pd.DataFrame({"uplift": p1 - p0, "p_control": p0, "p_treated": p1, "segment": seg}, index=X.index)
+        return pd.DataFrame({"uplift": p1 - p0, "p_control": p0, "p_treated": p1, "segment": seg, **extra},
+                            index=X.index)
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         return self.predict_frame(df)["uplift"].to_numpy()

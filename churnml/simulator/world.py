@@ -2,8 +2,9 @@
 
 The simulator produces the three tables of churnml's data contract (events,
 users, campaigns) for a population of users who sign up, listen, like songs,
-join communities, lapse, come back, and receive randomised recall (push)
-campaigns. Beside them it writes the latent truth: every per-user parameter,
+join communities, lapse, come back, and receive randomised recall
+campaigns over several channels (SMS, e-mail, push; see
+:mod:`churnml.simulator.channels`). Beside them it writes the latent truth: every per-user parameter,
 the exact probability that each campaign exposure is followed by activity
 with and without treatment (hence the true individual uplift and segment),
 and, for requested snapshots, the exact probability that each eligible user
@@ -24,11 +25,12 @@ day, in this order:
    signed up before day ``t``, whose last activity lies between
    ``campaign_min_days_inactive`` and ``campaign_max_days_inactive`` days
    before ``t`` and who are not inside the response window of an earlier
-   exposure (either arm). Blocked users can be eligible: their state is
-   latent. Each eligible user is treated with probability
-   ``campaign_treated_share``. A treated user who is not yet blocked becomes
-   blocked with probability ``d``; a treated user gets an extra daily return
-   probability ``rho`` while lapsed during days ``[t, t + W)``.
+   exposure (any arm). Blocked users can be eligible: their state is
+   latent. Each eligible user gets one arm at random: control or one of
+   ``campaign_channels`` (shares from ``campaign_treated_share``). A user
+   messaged by channel ``c`` who is not yet blocked becomes blocked with
+   probability ``d_c``, and gets an extra daily return probability ``rho_c``
+   while lapsed during days ``[t, t + W)``.
 2. **Activity.** An alive user is active with probability ``e`` (engagement);
    a lapsed user returns (becomes alive and active) with probability
    ``r`` (+ ``rho`` inside a treated window); blocked users do nothing. New
@@ -43,10 +45,14 @@ day, in this order:
    confounds behaviour and retention. Searches, shares and playlist
    additions correlate with engagement but do not change the hazard.
 
-Campaign effects depend on observable things: ``rho`` on acquisition
-channel, platform, community membership, the like habit and recency (days
-since last activity); ``d`` on channel, platform and tenure at the send
-(paid-social users in their first weeks are the typical sleeping dogs).
+Campaign effects depend on observable things and differ by channel (see
+:mod:`churnml.simulator.channels`): push's ``rho`` on acquisition channel,
+platform, community membership, the like habit and recency (days since last
+activity), its ``d`` on acquisition channel, platform and tenure at the send
+(paid-social users in their first weeks are the push sleeping dogs); e-mail
+reaches web users, long-tenure users and those with the like habit; SMS
+reaches some regions far better than others and puts some users off.
+``campaign_channels=["push"]`` is the single-channel simulator.
 
 Ground truth
 ------------
@@ -62,8 +68,12 @@ for inside the window.
   probabilities of any activity on days ``[t, t + W)`` of a campaign sent on
   day ``t`` (equivalently, because recipients' events on those two boundary
   days fall after 10:00 UTC, any event in ``[sent_ts, sent_ts + W days)``),
-  given the latent state at the start of day ``t``; ``uplift = p_treated -
-  p_control``. Segments: ``persuadable`` if uplift > 0.02, ``sleeping_dog``
+  given the latent state at the start of day ``t``, without a message and
+  with one by the user's channel (with several channels, ``p_treated`` of a
+  control row is empty); ``uplift = p_treated - p_control``.
+- ``truth/exposure_arms.parquet``: the same probability under every arm of
+  every exposure (one row per exposure and arm, control included): the true
+  per-channel uplifts. Segments: ``persuadable`` if uplift > 0.02, ``sleeping_dog``
   if uplift < -0.02, otherwise ``sure_thing`` if ``p_control >= 0.5`` and
   ``lost_cause`` if not.
 - ``truth/churn.parquet``: for each snapshot ``as_of`` (a midnight) and each
@@ -93,6 +103,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from churnml.simulator import channels as _channels
 from churnml.simulator.subscriptions import (
     SUBSCRIPTION_TRUTH_README,
     SUBSCRIPTION_TRUTH_SCHEMA,
@@ -165,6 +176,12 @@ alive / lapsed / blocked, no Monte Carlo). Day t covers [start + t, start + t + 
   if p_control >= 0.5 else lost_cause. `recall_boost` (rho) and `block_prob` (d) are
   the effective effects at the send; `state_at_send` is the latent state; the
   `*_observed` columns start from the filtered belief instead of the true state.
+  `channel` is the arm the user got; with several channels the columns about the
+  message (`p_treated`, `uplift`, `segment`, effects) are empty on control rows.
+- `exposure_arms.parquet`: one row per exposure and arm (`channel`: control or a
+  channel): `p_return` (= p_control for control) and `p_return_observed` under that
+  arm, `uplift` / `uplift_observed` against control, `recall_boost`, `block_prob`.
+  The best channel of an exposure is the one with the largest uplift.
 - `churn.parquet` (when snapshots were requested): for each `as_of` and each user who
   signed up before it and was active in [as_of - eligibility_days, as_of):
   `p_churn` = P(no event of any type in [as_of, as_of + horizon_days) | latent state
@@ -201,11 +218,17 @@ class SimulationConfig(BaseModel):
         signups; the extra ones are low-intent users from channel ``promo``.
     campaign_days : list of int
         Day offsets of the recall campaigns.
-    campaign_treated_share : float
-        Probability that an eligible user is treated (the rest is control).
+    campaign_channels : list of str
+        The channels campaigns randomise over, besides control (see
+        :mod:`churnml.simulator.channels`); ``["push"]`` is the single-channel
+        simulator.
+    campaign_treated_share : float or None
+        Probability that an eligible user gets a message (split equally among
+        the channels; the rest is control). None: every arm, control
+        included, gets the same share (one half with a single channel).
     campaign_min_days_inactive, campaign_max_days_inactive : int
         Eligible users were last active between these many days before the
-        send (inclusive).
+        send (inclusive): at risk (a few quiet days) and lapsed.
     response_window_days : int
         Length ``W`` of the response window in days, starting on the send day.
     weekend_signup_factor : float
@@ -273,6 +296,9 @@ class SimulationConfig(BaseModel):
         platform factors and the log-normal factor (capped at 0.9); at a send,
         ``d`` is that times ``block_short_tenure_multiplier`` when the user's
         tenure is below ``block_short_tenure_days`` (capped at 0.9).
+        These and the ``recall_*`` fields are the push channel's.
+    channel_effects : ChannelEffects
+        Effect sizes of the SMS and e-mail channels.
     row_group_days : int
         Simulated days per Parquet row group of ``events.parquet``.
     subscriptions : SubscriptionConfig, optional
@@ -291,8 +317,9 @@ class SimulationConfig(BaseModel):
     promotion_days: list[int] = [45, 46]
     promotion_extra_signups: float = Field(2.0, ge=0)
     campaign_days: list[int] = [56, 77, 98]
-    campaign_treated_share: float = Field(0.5, ge=0, le=1)
-    campaign_min_days_inactive: int = Field(7, ge=1)
+    campaign_channels: list[str] = Field(default_factory=lambda: list(_channels.BUILTIN_CHANNELS))
+    campaign_treated_share: float | None = Field(None, ge=0, le=1)
+    campaign_min_days_inactive: int = Field(3, ge=1)
     campaign_max_days_inactive: int = Field(60, ge=1)
     response_window_days: int = Field(7, ge=1)
 
@@ -337,6 +364,7 @@ class SimulationConfig(BaseModel):
     block_prob_base: float = Field(1.0, ge=0)
     block_short_tenure_days: int = Field(30, ge=0)
     block_short_tenure_multiplier: float = Field(2.5, ge=0)
+    channel_effects: _channels.ChannelEffects = Field(default_factory=_channels.ChannelEffects)
 
     row_group_days: int = Field(4, gt=0)
     subscriptions: SubscriptionConfig | None = None
@@ -345,6 +373,11 @@ class SimulationConfig(BaseModel):
     @classmethod
     def _sorted_unique(cls, value: list[int]) -> list[int]:
         return sorted(set(value))
+
+    @field_validator("campaign_channels")
+    @classmethod
+    def _known_channels(cls, value: list[str]) -> list[str]:
+        return _channels.check_channels(value)
 
     @model_validator(mode="after")
     def _check_days(self) -> SimulationConfig:
@@ -617,33 +650,6 @@ def _eligible(
     )
 
 
-def _campaign_effects(
-    config: SimulationConfig,
-    users: _Users,
-    idx: np.ndarray,
-    day: int,
-    last_active: np.ndarray,
-    like_habit: np.ndarray,
-    community: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Recall boost ``rho`` and block probability ``d`` of users ``idx`` at a send on ``day``.
-
-    ``last_active``, ``like_habit`` and ``community`` are aligned with ``idx``.
-    """
-    recency = day - last_active
-    rho = (
-        users.recall_boost[idx]
-        * np.where(community, config.recall_community_multiplier, 1.0)
-        * np.where(like_habit, config.recall_like_multiplier, 1.0)
-        * np.exp(-(recency - config.campaign_min_days_inactive) / config.recall_recency_days)
-    )
-    tenure = day - users.signup_day[idx]
-    block = users.block_prob[idx] * np.where(
-        tenure < config.block_short_tenure_days, config.block_short_tenure_multiplier, 1.0
-    )
-    return rho, np.minimum(block, 0.9)
-
-
 # ------------------------------------------------------------------ ground truth
 
 
@@ -653,9 +659,9 @@ class _CampaignStep:
 
     offset: int  # days after the start of the horizon
     eligible: np.ndarray  # bool, deterministic on the no-activity path
-    rho: np.ndarray
-    block: np.ndarray
-    treated: bool | None  # fixed assignment, or None to mix over both arms
+    rho: np.ndarray  # (n_channels, n)
+    block: np.ndarray  # (n_channels, n)
+    arm: int | None  # fixed arm (0 = control, k = k-th channel), or None to mix over every arm
 
 
 @dataclass(frozen=True)
@@ -673,20 +679,20 @@ class _Horizon:
 
 
 def _no_activity_path(
-    config: SimulationConfig, h: _Horizon, horizon: int, assignment: Sequence[bool]
+    config: SimulationConfig, h: _Horizon, horizon: int, assignment: Sequence[int]
 ) -> np.ndarray:
-    """P(no activity on days 0..horizon-1) for one fixed assignment of every campaign."""
+    """P(no activity on days 0..horizon-1) for one fixed arm of every campaign."""
     alive, lapsed, blocked = (h.init[:, k].copy() for k in range(3))
     boost, boost_days = h.boost.copy(), h.boost_days.copy()
     steps = {s.offset: (s, a) for s, a in zip(h.steps, assignment, strict=True)}
     for k in range(horizon):
         if k in steps:
-            step, treated = steps[k]
-            if treated:
-                moved = np.where(step.eligible, step.block, 0.0)
+            step, arm = steps[k]
+            if arm:
+                moved = np.where(step.eligible, step.block[arm - 1], 0.0)
                 blocked = blocked + (alive + lapsed) * moved
                 alive, lapsed = alive * (1.0 - moved), lapsed * (1.0 - moved)
-                boost = np.where(step.eligible, step.rho, boost)
+                boost = np.where(step.eligible, step.rho[arm - 1], boost)
             else:
                 boost = np.where(step.eligible, 0.0, boost)
             boost_days = np.where(step.eligible, k + config.response_window_days, boost_days)
@@ -699,12 +705,12 @@ def _no_activity_path(
 
 
 def _no_activity_dp(config: SimulationConfig, h: _Horizon, horizon: int) -> np.ndarray:
-    """P(no activity in the horizon), mixing over every unassigned campaign's two arms.
+    """P(no activity in the horizon), mixing over every unassigned campaign's arms.
 
     Parameters
     ----------
     config : SimulationConfig
-        Supplies the tenure factor, the response window and the treated share.
+        Supplies the tenure factor, the response window and the arms' shares.
     h : _Horizon
         The users' state at the start of the horizon and the campaigns inside it.
     horizon : int
@@ -715,15 +721,15 @@ def _no_activity_dp(config: SimulationConfig, h: _Horizon, horizon: int) -> np.n
     numpy.ndarray
         One probability per user.
     """
-    q = config.campaign_treated_share
-    free = [i for i, s in enumerate(h.steps) if s.treated is None]
+    shares = _channels.arm_shares(config)
+    free = [i for i, s in enumerate(h.steps) if s.arm is None]
     total = np.zeros(len(h.engagement))
-    for arms in itertools.product((False, True), repeat=len(free)):
-        assignment = [bool(s.treated) for s in h.steps]
+    for arms in itertools.product(range(len(shares)), repeat=len(free)):
+        assignment = [s.arm or 0 for s in h.steps]
         weight = 1.0
         for i, arm in zip(free, arms, strict=True):
             assignment[i] = arm
-            weight *= q if arm else 1.0 - q
+            weight *= shares[arm]
         if weight > 0.0:
             total += weight * _no_activity_path(config, h, horizon, assignment)
     return total
@@ -920,6 +926,7 @@ _EXPOSURE_SCHEMA = pa.schema(
         ("campaign_id", pa.string()),
         ("sent_ts", pa.timestamp("us", tz="UTC")),
         ("treated", pa.bool_()),
+        ("channel", pa.string()),
         ("p_treated", pa.float64()),
         ("p_control", pa.float64()),
         ("uplift", pa.float64()),
@@ -929,6 +936,20 @@ _EXPOSURE_SCHEMA = pa.schema(
         ("recall_boost", pa.float64()),
         ("block_prob", pa.float64()),
         ("state_at_send", pa.string()),
+    ]
+)
+_ARM_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("campaign_id", pa.string()),
+        ("sent_ts", pa.timestamp("us", tz="UTC")),
+        ("channel", pa.string()),
+        ("p_return", pa.float64()),
+        ("p_return_observed", pa.float64()),
+        ("uplift", pa.float64()),
+        ("uplift_observed", pa.float64()),
+        ("recall_boost", pa.float64()),
+        ("block_prob", pa.float64()),
     ]
 )
 _CHURN_SCHEMA = pa.schema(
@@ -948,10 +969,11 @@ _CHURN_SCHEMA = pa.schema(
 class _World:
     """The mutable state of one simulation run (private to :func:`simulate`)."""
 
-    def __init__(self, config: SimulationConfig, users: _Users) -> None:
+    def __init__(self, config: SimulationConfig, users: _Users, traits: _channels.ChannelTraits) -> None:
         n = config.n_users
         self.config = config
         self.users = users
+        self.traits = traits
         self.state = np.full(n, ALIVE, dtype=np.int8)
         self.last_active = np.full(n, -1, dtype=np.int64)
         self.early_likes = np.zeros(n, dtype=np.int64)
@@ -969,11 +991,11 @@ class _World:
             self.config, self.like_habit[idx], self.home_community[idx] > 0
         )
 
-    def horizon(self, idx: np.ndarray, day: int, horizon: int, treated: bool | None) -> _Horizon:
+    def horizon(self, idx: np.ndarray, day: int, horizon: int, arm: int | None) -> _Horizon:
         """Build the truth recursion's inputs for users ``idx`` from the start of ``day``.
 
-        ``treated`` fixes the arm of a campaign sent on ``day`` itself (exposures);
-        ``None`` mixes over both arms of every campaign (churn).
+        ``arm`` (0 = control, k = k-th channel) fixes the arm of a campaign sent on
+        ``day`` itself (exposures); ``None`` mixes over the arms of every campaign (churn).
         """
         cfg, users = self.config, self.users
         last_active = self.last_active[idx]
@@ -985,14 +1007,16 @@ class _World:
             if not day <= c < day + horizon:
                 continue
             eligible = _eligible(cfg, users.signup_day[idx], last_active, window_end, c) & ~self.excluded[idx]
-            rho, block = _campaign_effects(cfg, users, idx, c, last_active, like_habit, community)
+            rho, block = _channels.effects(
+                cfg, users, self.traits, idx, c, last_active, like_habit, community
+            )
             steps.append(
                 _CampaignStep(
                     offset=c - day,
                     eligible=eligible,
                     rho=rho,
                     block=block,
-                    treated=treated if c == day else None,
+                    arm=arm if c == day else None,
                 )
             )
             window_end = np.where(eligible, c + cfg.response_window_days, window_end)
@@ -1019,7 +1043,7 @@ def _churn_truth(world: _World, day: int, n_signed: int, truth: TruthSpec, t0: i
         world.last_active[:n_signed] >= day - truth.eligibility_days
     )
     idx = signed[eligible]
-    h = world.horizon(idx, day, truth.horizon_days, treated=None)
+    h = world.horizon(idx, day, truth.horizon_days, arm=None)
     p_churn = _no_activity_dp(world.config, h, truth.horizon_days)
     p_observed = _no_activity_dp(world.config, world.observed(h, idx), truth.horizon_days)
     return pa.Table.from_arrays(
@@ -1036,7 +1060,7 @@ def _churn_truth(world: _World, day: int, n_signed: int, truth: TruthSpec, t0: i
 
 def _send_campaign(
     world: _World, rng: np.random.Generator, day: int, n_signed: int, t0: int
-) -> tuple[pa.Table, pa.Table]:
+) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Send the day's campaign: assign arms, record truth, apply blocks and windows."""
     cfg, users = world.config, world.users
     s = slice(0, n_signed)
@@ -1044,44 +1068,73 @@ def _send_campaign(
         _eligible(cfg, users.signup_day[s], world.last_active[s], world.window_end[s], day)
         & ~world.excluded[s]
     )
-    treated = rng.random(len(idx)) < cfg.campaign_treated_share
+    arm = _channels.assign_arms(cfg, rng, len(idx))
+    treated = arm > 0
     block_draw = rng.random(len(idx))
 
-    h_treated = world.horizon(idx, day, cfg.response_window_days, treated=True)
-    h_control = world.horizon(idx, day, cfg.response_window_days, treated=False)
+    # Exact truth under every arm (0 = control): from the latent state and from the belief.
     w = cfg.response_window_days
-    p_treated = 1.0 - _no_activity_dp(cfg, h_treated, w)
-    p_control = 1.0 - _no_activity_dp(cfg, h_control, w)
-    p_treated_obs = 1.0 - _no_activity_dp(cfg, world.observed(h_treated, idx), w)
-    p_control_obs = 1.0 - _no_activity_dp(cfg, world.observed(h_control, idx), w)
-    rho, block = h_treated.steps[0].rho, h_treated.steps[0].block
-    uplift = p_treated - p_control
+    n_arms = len(cfg.campaign_channels) + 1
+    p, p_obs = np.empty((n_arms, len(idx))), np.empty((n_arms, len(idx)))
+    for a in range(n_arms):
+        h = world.horizon(idx, day, w, arm=a)
+        p[a] = 1.0 - _no_activity_dp(cfg, h, w)
+        p_obs[a] = 1.0 - _no_activity_dp(cfg, world.observed(h, idx), w)
+    step = h.steps[0]
+    rows = np.arange(len(idx))
+    got = np.maximum(arm, 1) - 1  # the channel of a treated row (any for control rows)
+    rho, block = step.rho[got, rows], step.block[got, rows]
+    single = n_arms == 2  # one channel: a control row's "treated" columns are that channel's
+    mine = treated | single
+    p_treated, p_treated_obs = np.where(mine, p[got + 1, rows], np.nan), np.where(mine, p_obs[got + 1, rows], np.nan)
+    uplift = p_treated - p[0]
 
     campaign_id = f"recall-{cfg.start + dt.timedelta(days=day):%Y-%m-%d}"
     sent = _utc(t0, np.full(len(idx), day * DAY_US + SEND_OFFSET_US, dtype=np.int64))
     zeros = pa.array(np.zeros(len(idx), dtype=np.int8))
     ids = pa.array([campaign_id]).take(zeros)
+    names = pa.array(["control", *cfg.campaign_channels])
+    channel = names.take(pa.array(arm))
     campaigns = pa.Table.from_arrays(
-        [pa.array(idx + 1), ids, sent, pa.array(treated), pa.array(["push"]).take(zeros)],
-        schema=_CAMPAIGN_SCHEMA,
+        [pa.array(idx + 1), ids, sent, pa.array(treated), channel], schema=_CAMPAIGN_SCHEMA
     )
+    segment = _segment(np.nan_to_num(p[0]), np.nan_to_num(uplift))
     exposures = pa.Table.from_arrays(
         [
             pa.array(idx + 1),
             ids,
             sent,
             pa.array(treated),
-            pa.array(p_treated),
-            pa.array(p_control),
-            pa.array(uplift),
-            _segment(p_control, uplift),
-            pa.array(p_treated_obs),
-            pa.array(p_control_obs),
-            pa.array(rho),
-            pa.array(block),
+            channel,
+            pa.array(p_treated, from_pandas=True),
+            pa.array(p[0]),
+            pa.array(uplift, from_pandas=True),
+            pa.array(segment.to_pylist(), mask=~mine),
+            pa.array(p_treated_obs, from_pandas=True),
+            pa.array(p_obs[0]),
+            pa.array(np.where(mine, rho, np.nan), from_pandas=True),
+            pa.array(np.where(mine, block, np.nan), from_pandas=True),
             pa.array(STATES).take(pa.array(world.state[idx])),
         ],
         schema=_EXPOSURE_SCHEMA,
+    )
+    each = np.tile(rows, n_arms)
+    arms = np.repeat(np.arange(n_arms), len(idx))
+    zero = np.zeros((1, len(idx)))
+    arm_table = pa.Table.from_arrays(
+        [
+            pa.array(idx[each] + 1),
+            ids.take(pa.array(each)),
+            sent.take(pa.array(each)),
+            names.take(pa.array(arms)),
+            pa.array(p.reshape(-1)),
+            pa.array(p_obs.reshape(-1)),
+            pa.array((p - p[0]).reshape(-1)),
+            pa.array((p_obs - p_obs[0]).reshape(-1)),
+            pa.array(np.vstack([zero, step.rho]).reshape(-1)),
+            pa.array(np.vstack([zero, step.block]).reshape(-1)),
+        ],
+        schema=_ARM_SCHEMA,
     )
 
     moved = treated & (world.state[idx] != BLOCKED) & (block_draw < block)
@@ -1093,7 +1146,7 @@ def _send_campaign(
     )
     world.window_end[idx] = day + w
     world.boost[idx] = np.where(treated, rho, 0.0)
-    return campaigns, exposures
+    return campaigns, exposures, arm_table
 
 
 def _activity(
@@ -1196,7 +1249,8 @@ def simulate(
     out_dir : Path
         Output directory (created if missing). Receives ``events.parquet``,
         ``users.parquet``, ``campaigns.parquet`` and ``truth/`` with
-        ``users.parquet``, ``exposures.parquet``, ``README.md`` and, when
+        ``users.parquet``, ``exposures.parquet``, ``exposure_arms.parquet``,
+        ``README.md`` and, when
         ``truth`` is given, ``churn.parquet``.
     truth : TruthSpec, optional
         Snapshots for the churn ground truth. Computing truth draws no random
@@ -1238,17 +1292,19 @@ def simulate(
     out_dir = Path(out_dir)
     truth_dir = out_dir / "truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
-    streams = np.random.SeedSequence(config.seed).spawn(5)
-    rng_users, rng_campaign, rng_activity, rng_events, rng_lapse = (
+    # The channels' hidden factors have their own (seventh) stream, so the first five are
+    # the same whatever the channels; the sixth is the subscription layer's.
+    streams = np.random.SeedSequence(config.seed).spawn(7)
+    rng_users, rng_campaign, rng_activity, rng_events, rng_lapse, _, rng_channels = (
         np.random.default_rng(s) for s in streams
     )
     users = _draw_users(config, rng_users)
-    world = _World(config, users)
+    world = _World(config, users, _channels.draw_traits(config, config.n_users, rng_channels))
     t0 = _epoch_us(config.start)
     first_signup = np.searchsorted(users.signup_day, np.arange(config.days + 1))
     campaign_days = set(config.campaign_days)
 
-    campaigns, exposures, churn, sub_churn = [], [], [], []
+    campaigns, exposures, arms, churn, sub_churn = [], [], [], [], []
     layer = SubscriptionLayer(config, t0) if config.subscriptions is not None else None
     n_events = 0
     buffer: list[_DayEvents] = []
@@ -1268,6 +1324,7 @@ def simulate(
                 sent = _send_campaign(world, rng_campaign, day, n_prev, t0)
                 campaigns.append(sent[0])
                 exposures.append(sent[1])
+                arms.append(sent[2])
 
             active = _activity(world, rng_activity, day, n_prev, n_signed)
             idx = np.flatnonzero(active)
@@ -1301,6 +1358,7 @@ def simulate(
     pq.write_table(campaign_table, campaigns_path)
     pq.write_table(_truth_users_table(users, world.state), truth_dir / "users.parquet")
     pq.write_table(_concat(exposures, _EXPOSURE_SCHEMA), truth_dir / "exposures.parquet")
+    pq.write_table(_concat(arms, _ARM_SCHEMA), truth_dir / "exposure_arms.parquet")
     if truth is not None:
         pq.write_table(_concat(churn, _CHURN_SCHEMA), truth_dir / "churn.parquet")
     readme = _TRUTH_README
