@@ -369,9 +369,11 @@ def _train_churn(cfg, ds, register: bool = True):
         def on_fold(cutoff, metrics):
             bar.update(folds, visible=True, advance=1)
 
-        return train_churn_job(cfg, dataset=ds, register=register, log=lambda line: bar.console.print(line),
-                               on_snapshot=lambda s: bar.advance(snaps) if snaps is not None else None,
-                               on_trial=on_trial, on_fold=on_fold)
+        res = train_churn_job(cfg, dataset=ds, register=register, log=lambda line: bar.console.print(line),
+                              on_snapshot=lambda s: bar.advance(snaps) if snaps is not None else None,
+                              on_trial=on_trial, on_fold=on_fold)
+        bar.update(folds, total=len(res.cutoffs))  # a short history has fewer cut-offs than asked
+        return res
 
 
 def _report_churn(res) -> None:

@@ -348,6 +348,22 @@ class Choice:
     why: str
 
 
+def _median_billing_days(subscriptions) -> float | None:
+    """Median billing period of a subscriptions table (days): ``period_days`` if given, else closed rows' length."""
+    if subscriptions is None:
+        return None
+    cols = subscriptions.columns
+    if "period_days" in cols:
+        v = subscriptions.period_days.cast("float64")
+        got = subscriptions.aggregate(m=v.median()).to_pyarrow().to_pylist()[0]["m"]
+        if got is not None and got > 0:
+            return round(float(got), 1)
+    closed = subscriptions.filter(subscriptions.end.notnull())
+    days = (closed.end.epoch_seconds() - closed.start.epoch_seconds()) / 86400
+    got = closed.aggregate(m=days.median()).to_pyarrow().to_pylist()[0]["m"]
+    return round(float(got), 1) if got is not None and got > 0 else None
+
+
 def _snapshot_plan(first: dt.datetime, last_ts: dt.datetime, horizon: int, every: int):
     """Snapshot instants (midnights UTC) from ``first + max(horizon, 28 d)`` to the last labellable one."""
     day0 = dt.datetime.combine(first.date(), dt.time(), tzinfo=dt.UTC)
@@ -372,7 +388,8 @@ def _splits(snaps, horizon) -> bool:
     return len(s.train) >= 2
 
 
-def choose_settings(facts: LogFacts, *, horizon_days: int | None = None) -> dict[str, Choice]:
+def choose_settings(facts: LogFacts, *, horizon_days: int | None = None, billing_days: float | None = None,
+                    grace_days: int = 0) -> dict[str, Choice]:
     """Choose horizon, eligibility, windows, onboarding, snapshots and duplicate handling from the figures.
 
     Parameters
@@ -380,6 +397,13 @@ def choose_settings(facts: LogFacts, *, horizon_days: int | None = None) -> dict
     facts : LogFacts
     horizon_days : int, optional
         The horizon the business asks about; chosen from the return gaps if omitted.
+    billing_days : float, optional
+        The typical billing period of a subscription product (median days): when
+        given, the horizon is the round one that holds a whole period (every
+        subscriber's next renewal falls inside it), not one from the return gaps.
+    grace_days : int
+        Days a label needs after the horizon (a subscription's grace): snapshots
+        stop early enough that the data covers the whole label window.
 
     Returns
     -------
@@ -402,10 +426,16 @@ def choose_settings(facts: LogFacts, *, horizon_days: int | None = None) -> dict
     def every_for(h: int) -> int:
         return 7 * max(1, math.ceil(h / 4 / 7))
 
+    def plan(h: int, every: int):
+        return _snapshot_plan(facts.first_ts, facts.last_ts, h + grace_days, every)
+
+    def fits(snaps, h: int) -> bool:
+        return _splits(snaps, h + grace_days)
+
     if horizon_days is not None:
         h = horizon_days
-        snaps = _snapshot_plan(facts.first_ts, facts.last_ts, h, every_for(h))
-        if not _splits(snaps, h) and not _splits(snaps := _snapshot_plan(facts.first_ts, facts.last_ts, h, 7), h):
+        snaps = plan(h, every_for(h))
+        if not fits(snaps, h) and not fits(snaps := plan(h, 7), h):
             raise ConfigError(f"the log spans {span:.0f} days: too short for a {h}-day horizon (train, validation "
                               f"and test snapshots need non-overlapping label windows, about {4 * h + 28} days); "
                               "ask for a shorter --horizon-days")
@@ -413,18 +443,26 @@ def choose_settings(facts: LogFacts, *, horizon_days: int | None = None) -> dict
         if p90 is not None:
             why += f"; for reference, 90% of {seen} happen within {p90} days"
     else:
-        wanted = _round_up(max(p90 or 7, 7), _HORIZONS)
+        if billing_days is not None:
+            wanted = _round_up(max(billing_days, 7), _HORIZONS)
+        else:
+            wanted = _round_up(max(p90 or 7, 7), _HORIZONS)
         h = None
         for cand in [x for x in _HORIZONS if x <= wanted][::-1]:
-            snaps = _snapshot_plan(facts.first_ts, facts.last_ts, cand, every_for(cand))
-            if _splits(snaps, cand) or _splits(snaps := _snapshot_plan(facts.first_ts, facts.last_ts, cand, 7), cand):
+            snaps = plan(cand, every_for(cand))
+            if fits(snaps, cand) or fits(snaps := plan(cand, 7), cand):
                 h = cand
                 break
         if h is None:
             raise ConfigError(f"the log spans {span:.0f} days: too short to train and test a churn model "
-                              f"(a 7-day horizon needs about {4 * 7 + 28} days of events)")
-        why = (f"horizon {h} d: 90% of {seen} happen within {p90} days" if p90 is not None
-               else f"horizon {h} d: no user has returned after a gap yet, so the shortest round horizon")
+                              f"(a 7-day horizon needs about {4 * 7 + 28 + grace_days} days of events)")
+        if billing_days is not None:
+            why = (f"horizon {h} d: the median billing period is {billing_days:g} days, so every subscriber on it "
+                   "renews (or not) within the horizon")
+        elif p90 is not None:
+            why = f"horizon {h} d: 90% of {seen} happen within {p90} days"
+        else:
+            why = f"horizon {h} d: no user has returned after a gap yet, so the shortest round horizon"
         if h < wanted:
             why += (f" ({wanted} d would fit the gaps, but the log's {span:.0f} days leave no room for train, "
                     f"validation and test snapshots with non-overlapping {wanted}-day label windows)")
@@ -434,7 +472,9 @@ def choose_settings(facts: LogFacts, *, horizon_days: int | None = None) -> dict
         {"start": snaps[0].date().isoformat(), "end": snaps[-1].date().isoformat(), "every_days": every},
         f"{len(snaps)} snapshots every {every} d ({'a quarter of the horizon, in whole weeks' if every == every_for(h) else 'weekly, so that enough fit'}): "
         f"from {max(h, _MIN_HISTORY_DAYS)} days after the first event ({facts.first_ts.date()}), so users have "
-        f"history, to the last instant whose {h}-day label window the log covers (it ends {facts.last_ts.date()})")
+        f"history, to the last instant whose {h + grace_days}-day label window"
+        + (f" (horizon and {grace_days}-day grace)" if grace_days else "")
+        + f" the log covers (it ends {facts.last_ts.date()})")
 
     if p99 is not None:
         elig = _eligibility_round(p99)
@@ -630,7 +670,15 @@ def init_config(
     facts = measure(ds)
     log(f"{facts.n_events:,} events of {facts.n_users:,} users from {facts.first_ts.date()} to "
         f"{facts.last_ts.date()}; {facts.n_gaps:,} returns measured")
-    ch = choose_settings(facts, horizon_days=horizon_days)
+    billing = grace = None
+    if subscriptions is not None:
+        from churnml.config import ChurnConfig
+
+        grace = ChurnConfig.model_fields["grace_days"].default
+        billing = _median_billing_days(ds.subscriptions)
+        if billing is not None:
+            log(f"subscriptions: median billing period {billing:g} days")
+    ch = choose_settings(facts, horizon_days=horizon_days, billing_days=billing, grace_days=grace or 0)
 
     types = list(facts.event_counts)
     shown = ", ".join(f"{e} {n:,}" for e, n in list(facts.event_counts.items())[:12])
@@ -653,8 +701,11 @@ def init_config(
         comments["dataset.timezone"] = ("timestamps without an offset are read in this zone, and days are its "
                                         "calendar dates: set your business's zone (e.g. Europe/Paris)")
     if "churn" in DatasetConfig.model_fields and subscriptions is not None:
-        dataset["churn"] = {"definition": "subscription"}
-        comments["dataset.churn"] = "a subscriptions table was given: churn = a subscription ending without renewal"
+        dataset["churn"] = {"definition": "subscription", "grace_days": grace}
+        comments["dataset.churn"] = (
+            "a subscriptions table was given: churn = coverage ending within the horizon with no new subscription "
+            f"within {grace} days (grace: a late renewal or a plan switch is not churn); labels need the horizon "
+            "plus the grace")
     if sums:
         dataset["sum_columns"] = sums
         comments["dataset.sum_columns"] = "numeric columns summed per window (spend and quantity features)"

@@ -193,7 +193,8 @@ def train_churn_job(
     horizon = doc.get("label_window_days") or doc.get("horizon_days") or 14
     features = _feature_columns(doc, df, cfg.exclude_features)
     cutoffs = backtest_cutoffs(instants, horizon, folds=cfg.backtest.folds,
-                               valid_snapshots=cfg.split.valid_snapshots)
+                               valid_snapshots=cfg.split.valid_snapshots, labels=df[["as_of", LABEL]],
+                               min_class_count=cfg.min_class_count)
     _log_backtest_plan(instants, horizon, cutoffs, cfg.split.valid_snapshots, log)
     warns = []
     if len(cutoffs) < cfg.backtest.folds:
@@ -480,7 +481,8 @@ def _holdout_scores(models: dict, cfg: TrainConfig, ds: Dataset | None, metric: 
         instants = [utc(x.to_pydatetime()) for x in sorted(df["as_of"].unique())]
         horizon = doc.get("label_window_days") or doc.get("horizon_days") or label_window_days(ds.config)
         cuts = backtest_cutoffs(instants, horizon, folds=cfg.backtest.folds,
-                                valid_snapshots=cfg.split.valid_snapshots)
+                                valid_snapshots=cfg.split.valid_snapshots, labels=df[["as_of", LABEL]],
+                                min_class_count=cfg.min_class_count)
         out = {}
         threads = (settings or get_settings()).threads
         for k, m in models.items():

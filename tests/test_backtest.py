@@ -47,6 +47,23 @@ def test_cutoffs_by_hand_weekly_snapshots_two_week_horizon():
     assert backtest_cutoffs(snaps, 14, folds=5) == [day(28), day(42), day(56), day(70)]
 
 
+def test_a_cutoff_whose_history_has_too_few_of_a_class_is_left_out():
+    # Same weekly snapshots and cut-offs as above. Each snapshot has 10 users; snapshot k has k churned
+    # (day 0: none, day 7: one, ..., at most nine). With min_class_count 3, the cut-off at 42 trains on days 0..14
+    # (0 + 1 + 2 = 3 churned: enough) and validates on 28 (4 churned >= 3 // 5 = 0 -> 1: enough);
+    # the one at 28 would train on day 0 alone (0 churned): it is left out, and the later ones stay.
+    snaps = [day(7 * i) for i in range(11)]
+    labels = pd.DataFrame({"as_of": [s for s in snaps for _ in range(10)],
+                           "churned": [int(j < min(k, 9)) for k in range(11) for j in range(10)]})
+    assert backtest_cutoffs(snaps, 14, folds=5, labels=labels, min_class_count=3) == [day(42), day(56), day(70)]
+    # With 4 needed, 42's training part (3 churned) is too thin as well.
+    assert backtest_cutoffs(snaps, 14, folds=5, labels=labels, min_class_count=4) == [day(56), day(70)]
+    # A latest snapshot with one class only cannot be scored: one line that says so.
+    one_class = labels.assign(churned=np.where(labels["as_of"] == day(70), 0, labels["churned"]))
+    with pytest.raises(TrainingDataError, match=r"cut-off 2024-03-11 .*the cut-off snapshot has 0 churned"):
+        backtest_cutoffs(snaps, 14, labels=one_class, min_class_count=1)
+
+
 def test_too_short_a_history_for_any_cutoff_says_so():
     with pytest.raises(TrainingDataError, match=r"3 labelled snapshot\(s\) \(2024-01-01, 2024-01-08, "
                                                 r"2024-01-15\): a backtest needs"):

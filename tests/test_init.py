@@ -207,3 +207,28 @@ def test_a_users_table_gets_its_own_mapping(event_log, tmp_path):
     cfg = load_dataset_config(tmp_path / "dataset.yaml")
     assert cfg.sources.users.columns == {"user_id": "User", "signup_ts": "Registered At"}
     assert res.facts.n_users == 4
+
+
+def test_a_subscription_product_gets_its_horizon_from_billing_and_leaves_room_for_the_grace(tmp_path):
+    # Four users active every 2 days (so the return gaps alone would ask for a 7-day horizon), each on
+    # a monthly plan: eleven closed 30-day periods, then a running one. The median billing period is
+    # 30 days -> a 30-day horizon; labels need 30 + 7 (grace) days, so the last snapshot is the
+    # midnight at or before (last event + 1 us) - 37 days = 2023-12-29 12:00 - 37 d = 2023-11-22 12:00.
+    day0 = dt.datetime(2023, 1, 1)
+    events = [{"user_id": u, "ts": (day0 + dt.timedelta(days=2 * k, hours=12)).isoformat(sep=" "), "event": "visit"}
+              for u in range(1, 5) for k in range(182)]  # the last on 2023-12-29 12:00
+    subs = []
+    for u in range(1, 5):
+        for k in range(12):
+            start = day0 + dt.timedelta(days=30 * k)
+            subs.append({"user_id": u, "start": start.isoformat(sep=" "),
+                         "end": (start + dt.timedelta(days=30)).isoformat(sep=" ") if k < 11 else None})
+    pd.DataFrame(events).to_csv(tmp_path / "events.csv", index=False)
+    pd.DataFrame(subs).to_csv(tmp_path / "subscriptions.csv", index=False)
+    res = init_config(tmp_path / "events.csv", tmp_path / "dataset.yaml", subscriptions=tmp_path / "subscriptions.csv")
+    assert res.facts.gaps[0.9] == 2
+    cfg = load_dataset_config(tmp_path / "dataset.yaml")
+    assert cfg.churn.definition == "subscription" and cfg.churn.grace_days == 7
+    assert cfg.horizon_days == 30
+    assert cfg.snapshot_instants()[-1] == dt.datetime(2023, 11, 22, tzinfo=dt.UTC)
+    assert "median billing period is 30 days" in " ".join((tmp_path / "dataset.yaml").read_text().split()).replace("# ", "")

@@ -59,14 +59,26 @@ def closed_before(snapshots: Sequence[dt.datetime], horizon_days: int, cutoff: d
 
 
 def backtest_cutoffs(snapshots: Sequence[dt.datetime], horizon_days: int, *, folds: int = 3,
-                     valid_snapshots: int = 1) -> list[dt.datetime]:
+                     valid_snapshots: int = 1, labels: pd.DataFrame | None = None,
+                     min_class_count: int = 0) -> list[dt.datetime]:
     """The latest ``folds`` snapshots whose label windows do not overlap, each with enough history before it.
 
     Going back from the latest snapshot, each next cut-off is the latest
     snapshot whose label window closes by the previous cut-off. A cut-off is
     kept only if the snapshots closed before it allow the recipe's inner split
-    (a validation part and a training part before it); fewer than ``folds``
-    cut-offs are returned when the history is short.
+    (a validation part and a training part before it) and, when ``labels``
+    are given, only if that training part holds ``min_class_count`` churned
+    and retained rows (the validation part a fifth of it, at least one) and
+    the cut-off snapshot both classes: the model fit there could not be fit
+    otherwise. Fewer than ``folds`` cut-offs are returned when the history is
+    short.
+
+    Parameters
+    ----------
+    labels : DataFrame, optional
+        ``as_of`` and ``churned`` of the stacked training set.
+    min_class_count : int
+        As :attr:`churnml.config.TrainConfig.min_class_count`.
 
     Raises
     ------
@@ -83,14 +95,20 @@ def backtest_cutoffs(snapshots: Sequence[dt.datetime], horizon_days: int, *, fol
     instants = sorted(set(snapshots))
     out: list[dt.datetime] = []
     cutoff = instants[-1] if instants else None
+    thin = None
     while cutoff is not None and len(out) < folds:
         history = closed_before(instants, horizon_days, cutoff)
         try:
-            inner_split(history, horizon_days, valid_snapshots)
+            train, valid = inner_split(history, horizon_days, valid_snapshots)
         except TrainingDataError:
             break  # an earlier cut-off has even less history
+        if labels is not None and (thin := _too_few(labels, train, valid, cutoff, min_class_count)):
+            break
         out.append(cutoff)
         cutoff = history[-1] if history else None
+    if not out and thin:
+        raise TrainingDataError(f"the backtest cut-off {cutoff.date()} (the latest labelled snapshot): {thin}; "
+                                "add snapshots or users, or lower min_class_count")
     if not out:
         days = ", ".join(s.date().isoformat() for s in instants) or "none"
         raise TrainingDataError(
@@ -99,6 +117,19 @@ def backtest_cutoffs(snapshots: Sequence[dt.datetime], horizon_days: int, *, fol
             "turn before it (at least 3 snapshots, spaced so label windows do not overlap); "
             "add earlier snapshots or shorten the horizon")
     return sorted(out)
+
+
+def _too_few(labels: pd.DataFrame, train, valid, cutoff: dt.datetime, minimum: int) -> str | None:
+    """Why a fold at ``cutoff`` cannot be fit or scored for want of one class, or None."""
+    as_of = pd.to_datetime(labels["as_of"], utc=True)
+    for part, snaps, need in (("its training part", train, minimum), ("its validation part", valid,
+                                                                      max(1, minimum // 5)),
+                              ("the cut-off snapshot", [cutoff], 1)):
+        y = labels.loc[as_of.isin(pd.to_datetime(snaps, utc=True)).to_numpy(), LABEL].to_numpy()
+        pos = int((y == 1).sum())
+        if pos < need or len(y) - pos < need:
+            return f"{part} has {pos:,} churned and {len(y) - pos:,} retained rows (at least {need:,} of each needed)"
+    return None
 
 
 @dataclass
