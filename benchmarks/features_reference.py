@@ -181,7 +181,9 @@ def _phase_stacked(data: Path, kind: str, **_) -> dict:
     t0 = time.perf_counter()
     build_snapshot(ds, instants[-1], labels=True, event_types=types)
     out["one_again_s"] = time.perf_counter() - t0
-    last = stacked.filter(stacked["as_of"] == stacked["as_of"][stacked.num_rows - 1])
+    import pyarrow.compute as pc
+
+    last = stacked.filter(pc.equal(stacked["as_of"], stacked["as_of"][stacked.num_rows - 1]))
     out.update(rows=stacked.num_rows, last_equals_one=last.equals(one))
     return out
 
