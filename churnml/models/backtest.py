@@ -35,6 +35,7 @@ from churnml.evaluation import compare_scores
 from churnml.exceptions import TrainingDataError
 from churnml.features import LABEL
 from churnml.models.baselines import logistic_baseline, oracle_scores, recency_baseline
+from churnml.models.churn import check_class_counts
 from churnml.models.refit import Recipe, RecipeFit, fit_recipe, inner_split
 
 __all__ = ["Backtest", "backtest_cutoffs", "closed_before", "run_backtest"]
@@ -107,8 +108,7 @@ def backtest_cutoffs(snapshots: Sequence[dt.datetime], horizon_days: int, *, fol
         out.append(cutoff)
         cutoff = history[-1] if history else None
     if not out and thin:
-        raise TrainingDataError(f"the backtest cut-off {cutoff.date()} (the latest labelled snapshot): {thin}; "
-                                "add snapshots or users, or lower min_class_count")
+        raise TrainingDataError(f"the backtest cut-off {cutoff.date()} (the latest labelled snapshot): {thin}")
     if not out:
         days = ", ".join(s.date().isoformat() for s in instants) or "none"
         raise TrainingDataError(
@@ -122,13 +122,18 @@ def backtest_cutoffs(snapshots: Sequence[dt.datetime], horizon_days: int, *, fol
 def _too_few(labels: pd.DataFrame, train, valid, cutoff: dt.datetime, minimum: int) -> str | None:
     """Why a fold at ``cutoff`` cannot be fit or scored for want of one class, or None."""
     as_of = pd.to_datetime(labels["as_of"], utc=True)
-    for part, snaps, need in (("its training part", train, minimum), ("its validation part", valid,
-                                                                      max(1, minimum // 5)),
-                              ("the cut-off snapshot", [cutoff], 1)):
-        y = labels.loc[as_of.isin(pd.to_datetime(snaps, utc=True)).to_numpy(), LABEL].to_numpy()
-        pos = int((y == 1).sum())
-        if pos < need or len(y) - pos < need:
-            return f"{part} has {pos:,} churned and {len(y) - pos:,} retained rows (at least {need:,} of each needed)"
+
+    def y(snaps) -> np.ndarray:
+        return labels.loc[as_of.isin(pd.to_datetime(snaps, utc=True)).to_numpy(), LABEL].to_numpy()
+
+    try:
+        check_class_counts(y(train), y(valid), minimum)  # the checks the fold's fit makes
+    except TrainingDataError as e:
+        return str(e)
+    scored = y([cutoff])
+    pos = int((scored == 1).sum())
+    if not pos or pos == len(scored):
+        return f"the cut-off snapshot has {pos:,} churned and {len(scored) - pos:,} retained rows (AUC is undefined there)"
     return None
 
 

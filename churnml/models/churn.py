@@ -35,6 +35,7 @@ __all__ = [
     "ChurnClassifier",
     "ChurnModel",
     "FeatureSpec",
+    "check_class_counts",
     "choose_calibrator",
     "feature_specs",
     "fit_booster",
@@ -376,6 +377,16 @@ class ChurnModel:
 
 # --------------------------------------------------------------------------- training
 
+def check_class_counts(y_train: np.ndarray, y_valid: np.ndarray, min_class_count: int) -> None:
+    """Raise :class:`TrainingDataError` unless both parts hold enough churned and retained rows.
+
+    The training part needs ``min_class_count`` of each class, the validation
+    part a fifth of it (at least one).
+    """
+    _check_classes(y_train, "the training part", min_class_count)
+    _check_classes(y_valid, "the validation part", max(1, min_class_count // 5))
+
+
 def _check_classes(y: np.ndarray, where: str, minimum: int) -> None:
     pos = int(np.sum(y == 1))
     neg = int(np.sum(y == 0))
@@ -554,8 +565,7 @@ def fit_churn_model(
     """
     y_tr = train[label].to_numpy()
     y_va = valid[label].to_numpy()
-    _check_classes(y_tr, "the training part", min_class_count)
-    _check_classes(y_va, "the validation part", max(1, min_class_count // 5))
+    check_class_counts(y_tr, y_va, min_class_count)
     specs = feature_specs(train, features)
     X_tr = to_matrix(train, specs, where="training data")
     X_va = to_matrix(valid, specs, where="validation data")
