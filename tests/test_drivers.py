@@ -56,7 +56,8 @@ def drivers_12k(tmp_path_factory):
     _, cfg_path = simulate_job(SimulationConfig(n_users=12_000, days=120, seed=21), folder / "data")
     ts = build_features_job(cfg_path, folder / "train.parquet").table_path
     settings = Settings(mlruns_dir=str(folder / "mlruns"), threads=2)
-    cfg = TrainConfig(dataset=cfg_path, training_set=ts, tuning=TuningConfig(trials=0))
+    # The drivers come from the production refit; one backtest cut-off is enough to report on.
+    cfg = TrainConfig(dataset=cfg_path, training_set=ts, tuning=TuningConfig(trials=0), backtest={"folds": 1})
     train_churn_job(cfg, settings=settings)
     promote_job(cfg, settings=settings)
     res = drivers_job(cfg_path, folder / "d.html", uplift_model=None, settings=settings)
