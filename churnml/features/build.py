@@ -217,7 +217,8 @@ def _rows(ds: Dataset, plan: _Plan, hi: int, sum_cols: list[str]) -> tuple[ibis.
 
 
 def _level1(ds: Dataset, plan: _Plan, rows: ibis.Table, condensed: bool, users: ibis.Table, sum_cols: list[str]):
-    """Per user, snapshot and event type; per user, snapshot and active date (both cached)."""
+    """Per user, snapshot and event type (cached); per user, snapshot and active date; the active
+    dates in the onboarding window; the cached tables to release once the features are computed."""
     cfg = ds.config
 
     def count(t, where=None):
@@ -247,11 +248,50 @@ def _level1(ds: Dataset, plan: _Plan, rows: ibis.Table, condensed: bool, users: 
     per_event = plan.keep(per_event.mutate(act=_activity(ds, per_event)))
 
     # Active calendar dates: from the events alone (no join to users).
-    a = plan.expand(rows.filter(_activity(ds, rows)), "t")
-    days = a.group_by("user_id", "k", d=int_div(a.t, DAY_US, eng)).aggregate(
-        asof=a.asof.max(), tmin=a["first"].min(), tmax=a["last"].max())
-    days = days.mutate(gap=days.d.lead().over(group_by=["user_id", "k"], order_by="d") - days.d)
-    return per_event, plan.keep(days), sday
+    a = rows.filter(_activity(ds, rows))
+    if plan.single:
+        a = plan.expand(a, "t")
+        days = a.group_by("user_id", "k", d=int_div(a.t, DAY_US, eng)).aggregate(
+            asof=a.asof.max(), tmin=a["first"].min(), tmax=a["last"].max())
+        days = plan.keep(days.mutate(gap=days.d.lead().over(group_by=["user_id", "k"], order_by="d") - days.d))
+        onb = days.join(sday, "user_id")
+        return per_event, days, onb.filter(onb.d < onb.sday + cfg.onboarding_days), [per_event, days]
+    dates = plan.keep(_active_dates(a, eng))
+    days = _dates_before(plan, dates)
+    onb = dates.join(sday, "user_id")
+    onb = _dates_before(plan, onb.filter(onb.d < onb.sday + cfg.onboarding_days).select(*dates.columns))
+    return per_event, days, onb, [per_event, dates]
+
+
+def _active_dates(a: ibis.Table, eng: str) -> ibis.Table:
+    """Each user's active calendar dates over all the rows, once for every snapshot.
+
+    ``d``, ``tmin``/``tmax`` (first/last activity on the date), ``t_lo`` (the
+    date's first row: a snapshot sees the date if ``t_lo < asof``),
+    ``tmax_early`` (the last activity in the date's first row; rows are split
+    at the snapshots' time of day, so on a snapshot's own date that is what it
+    sees) and ``next_d``/``next_t_lo`` (the user's next active date).
+    """
+    d = int_div(a.t, DAY_US, eng)
+    dates = a.group_by("user_id", d=d).aggregate(
+        tmin=a["first"].min(), tmax=a["last"].max(), t_lo=a.t.min(),
+        tmax_early=a["last"].max(where=a.t == d * DAY_US))
+    w = ibis.window(group_by="user_id", order_by="d")
+    return dates.mutate(next_d=dates.d.lead().over(w), next_t_lo=dates.t_lo.lead().over(w))
+
+
+def _dates_before(plan: _Plan, dates: ibis.Table) -> ibis.Table:
+    """The ``days`` stage table of every snapshot from :func:`_active_dates` (a join, not cached).
+
+    A snapshot sees the dates whose first row is before it; on its own date
+    (snapshots off midnight) only the row before it, so ``tmax`` is that row's;
+    the gap to the next date is empty when the snapshot does not see that date.
+    """
+    e = plan.expand(dates, "t_lo")
+    return e.select(
+        "user_id", "k", "d", "asof", "tmin",
+        tmax=(e.tmax >= e.asof).ifelse(e.tmax_early, e.tmax),
+        gap=(e.next_t_lo < e.asof).ifelse(e.next_d - e.d, ibis.null("int64")))
 
 
 def _join(wide: ibis.Table, part: ibis.Table, how: str = "inner") -> ibis.Table:
@@ -290,7 +330,7 @@ def _build(
 
     hi = max(plan.walls) + (label_span or 0)
     rows, condensed, owned = _rows(ds, plan, hi, sum_cols)
-    per_event, days, sday = _level1(ds, plan, rows, condensed, users, sum_cols)
+    per_event, days, onb, temporary = _level1(ds, plan, rows, condensed, users, sum_cols)
 
     # Level 2: narrow per-user tables, each its own cached query so no single aggregation holds
     # every feature's state at once (that was the memory peak on large logs; see BENCHMARKS.md).
@@ -319,8 +359,6 @@ def _build(
     inner.append(plan.keep(pivot(days, stage["days"])))
 
     optional = []
-    onb = days.join(sday, "user_id")
-    onb = onb.filter(onb.d < onb.sday + cfg.onboarding_days)
     optional.append(plan.keep(pivot(onb, stage["onboarding_days"])))
     for f in stage["distinct"]:
         optional.append(_distinct(ds, plan, f))
@@ -337,7 +375,7 @@ def _build(
         optional.append(table)
     labels = None if label_span is None else _labels(ds, plan, rows, label_span)
     # The condensed tables are consumed; free them before the final join.
-    for t in (per_event, days, rows) if condensed and owned else (per_event, days):
+    for t in [*temporary, rows] if condensed and owned else temporary:
         t.release()
         plan.cached.remove(t)
 
@@ -364,9 +402,11 @@ def _build(
 
 
 def _distinct(ds: Dataset, plan: _Plan, f: Feature) -> ibis.Table:
-    """A distinct count per snapshot. Each reads only the events it counts: filtered in a WHERE
+    """A distinct count per snapshot. It reads only the events it counts: filtered in a WHERE
     (not only in the aggregate) and, for a window, by time, so the engine skips the rest of the log.
-    The feature's own expression still applies both exactly."""
+    One snapshot applies the feature's own expression; several share one pass (:func:`_distinct_together`)."""
+    if not plan.single and f.column is not None:
+        return plan.keep(_distinct_together(ds, plan, f))
     per = []
     for k, w in enumerate(plan.walls):
         lo = None if f.window_days is None else w - f.window_days * DAY_US
@@ -376,6 +416,36 @@ def _distinct(ds: Dataset, plan: _Plan, f: Feature) -> ibis.Table:
         per.append(rows.group_by("user_id", "k").aggregate(**{f.name: f.expr(rows)}))
     out = per[0] if len(per) == 1 else ibis.union(*per)
     return plan.keep(out)
+
+
+def _distinct_together(ds: Dataset, plan: _Plan, f: Feature) -> ibis.Table:
+    """Every snapshot's distinct count of ``f.column`` in one pass over the log.
+
+    Each event gets a bit mask of the snapshots that count it (bit ``k``: it
+    is before snapshot ``k`` and ``f.rows`` holds at that snapshot's ``asof``);
+    the masks are OR-ed per user and value, and a value counts for snapshot
+    ``k`` when bit ``k`` is set. Two aggregations, no join to the snapshots,
+    so the work does not grow with their number (at most 62 per pass).
+    """
+    assert len(plan.walls) < 63, "one bit per snapshot in an int64 mask"
+    lo = None if f.window_days is None else min(plan.walls) - f.window_days * DAY_US
+    ev = ds.wall.events_between(lo=lo, hi=max(plan.walls))
+    zero = ibis.literal(0, "int64")
+    mask = zero
+    for k, w in enumerate(plan.walls):
+        cond = ev.us < w
+        if f.rows is not None:
+            cond &= f.rows(ev, asof=ibis.literal(w, "int64"))
+        mask = mask + cond.ifelse(ibis.literal(1 << k, "int64"), zero)
+    ev = ev.select("user_id", v=ev[f.column], m=mask)
+    ev = ev.filter(ev.m != 0)
+    per_value = ev.group_by("user_id", "v").aggregate(m=ev.m.bit_or())
+    counts = per_value.group_by("user_id").aggregate(
+        **{f"c{k}": ((per_value.m & ibis.literal(1 << k, "int64")) != 0).sum() for k in range(len(plan.walls))})
+    per = [counts.filter(counts[f"c{k}"] > 0).select(
+        "user_id", k=ibis.literal(k, "int64"), **{f.name: counts[f"c{k}"].cast("int64")})
+        for k in range(len(plan.walls))]
+    return ibis.union(*per)
 
 
 def _responses(ds: Dataset, exposures: ibis.Table, until: int) -> ibis.Table:
