@@ -196,6 +196,10 @@ class _Plan:
         return users.join(s, users.signup_us < s.asof)
 
     def keep(self, t: ibis.Table) -> ibis.Table:
+        if self.ds.con.name == "pyspark":
+            # ibis's Spark cache compiles the query without registering the in-memory tables it reads
+            # (the snapshots table): register them first, as an execute would.
+            self.ds.con._run_pre_execute_hooks(t)
         t = t.cache()
         self.cached.append(t)
         return t
@@ -472,17 +476,22 @@ def _distinct_together(ds: Dataset, plan: _Plan, f: Feature) -> ibis.Table:
     lo = None if f.window_days is None else min(plan.walls) - f.window_days * DAY_US
     ev = ds.wall.events_between(lo=lo, hi=max(plan.walls))
     zero = ibis.literal(0, "int64")
+    bits = [ibis.literal(1 << k, "int64") for k in range(len(plan.walls))]
     mask = zero
     for k, w in enumerate(plan.walls):
         cond = ev.us < w
         if f.rows is not None:
             cond &= f.rows(ev, asof=ibis.literal(w, "int64"))
-        mask = mask + cond.ifelse(ibis.literal(1 << k, "int64"), zero)
+        mask = mask + cond.ifelse(bits[k], zero)
     ev = ev.select("user_id", v=ev[f.column], m=mask)
     ev = ev.filter(ev.m != 0)
-    per_value = ev.group_by("user_id", "v").aggregate(m=ev.m.bit_or())
+    if ds.con.name == "duckdb":
+        m = ev.m.bit_or()
+    else:  # ibis compiles no bit_or for Spark: OR the bits one by one (max of each bit, added up)
+        m = sum((ev.m & bit).max() for bit in bits)
+    per_value = ev.group_by("user_id", "v").aggregate(m=m)
     counts = per_value.group_by("user_id").aggregate(
-        **{f"c{k}": ((per_value.m & ibis.literal(1 << k, "int64")) != 0).sum() for k in range(len(plan.walls))})
+        **{f"c{k}": ((per_value.m & bit) != 0).sum() for k, bit in enumerate(bits)})
     per = [counts.filter(counts[f"c{k}"] > 0).select(
         "user_id", k=ibis.literal(k, "int64"), **{f.name: counts[f"c{k}"].cast("int64")})
         for k in range(len(plan.walls))]
