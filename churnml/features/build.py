@@ -177,6 +177,8 @@ class _Plan:
         if within is not None and not self.single:
             w = within.select(_uid="user_id", k="k", asof="asof")
             return t.join(w, [t.user_id == w._uid, t[col] < w.asof]).drop("_uid")
+        if within is not None:
+            t = t.semi_join(within, "user_id")
         if self.single:
             w = self.walls[0]
             cond = (t[col] < w) if before else ((t[col] >= w) & (t[col] < w + span))
@@ -363,17 +365,16 @@ def _build(
     window = cfg.eligibility_days if max_inactive_days is None else max_inactive_days
     days, dates = _active_days(ds, plan, rows)
     temporary = [] if dates is None else [dates]
-    within = None
+    # Each user's rows go only to the snapshots that can keep them (the given population, or activity
+    # in the window), so the per-event table and its pivots hold no one dropped later.
+    d = days() if dates is not None else days
+    if given is None:
+        within = d.filter(d.tmax >= d.asof - window * DAY_US).select("user_id", "k", "asof").distinct()
+    else:
+        within = given.select("user_id", "k").distinct().join(plan.snaps().select("k", "asof"), "k")
+    within = plan.keep(within)
+    temporary.append(within)
     if dates is not None:
-        # Several snapshots: each user's rows go only to the snapshots that can keep them (the given
-        # population, or activity in the window), so the per-snapshot tables hold no one dropped later.
-        if given is None:
-            d = days()
-            within = d.filter(d.tmax >= d.asof - window * DAY_US).select("user_id", "k", "asof").distinct()
-        else:
-            within = given.select("user_id", "k").distinct().join(plan.snaps().select("k", "asof"), "k")
-        within = plan.keep(within)
-        temporary.append(within)
         days = days(within)
     per_event = _per_event(ds, plan, rows, condensed, sday, sum_cols, within)
     temporary.append(per_event)
