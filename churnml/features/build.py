@@ -23,13 +23,16 @@ All times are integer wall-clock microseconds (:mod:`churnml.clock`), read
 once per source by :func:`churnml.data.open_dataset`.
 
 How the log is read. One snapshot reads the events before ``as_of`` into two
-small tables (per user and event type; per user and active date) plus one
-pass per distinct count over its window. Several snapshots (a training set)
-first condense the log once into one row per user, event type and calendar
-day, and compute every snapshot's tables from that in the same queries (each
-row of the condensed table joined to the snapshots it precedes), so K
-snapshots read the log a constant number of times (plus one windowed pass per
-snapshot and distinct count), not K times.
+small tables (per user and active date; per user and event type, for the users
+the snapshot can keep) plus one pass per distinct count over its window.
+Several snapshots (a training set) first condense the log once into one row per
+user, event type and calendar day (stored in user order), and compute every
+snapshot's tables from that in the same queries: the active dates once per user
+(each snapshot sees the dates before it), the per-event table by joining each
+user's rows only to the snapshots that keep the user (activity in the
+eligibility window, or the given population), and each distinct count in one
+pass that marks every event with a bit per snapshot counting it. So K snapshots
+read the log a constant number of times, not K times.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ time zone. Each feature names the stage it is computed at:
 ``distinct``
     The raw events before ``as_of`` with ``us`` (wall microseconds): for
     distinct counts, which cannot be condensed. Each has its own pass, which
-    reads only the events it counts (its ``rows``, and its window).
+    reads only the events it counts (its ``rows``, and its window); several
+    snapshots share that pass, counting the distinct values of its ``column``.
 ``campaigns``
     The user's campaign exposures sent before ``as_of`` (``treated``,
     ``sent_us``, ``closed``, ``responded``).
