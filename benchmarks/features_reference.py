@@ -20,6 +20,7 @@ Usage::
     python benchmarks/features_reference.py --events 10000000 --users 100000 --rounds 3
     python benchmarks/features_reference.py --events 10000000 --users 100000 --check
     python benchmarks/features_reference.py --events 10000000 --users 100000 --stacked --rounds 2
+    python benchmarks/features_reference.py --stacked --baseline /tmp/churnml-main   # before/after in one run
     python benchmarks/features_reference.py --events 100000000 --users 1000000 --rounds 1 --logs naive tz
 """
 
@@ -217,8 +218,9 @@ PHASES = {"generate": _phase_generate, "floor": _phase_floor, "reference": _phas
           "churnml": _phase_churnml, "stacked": _phase_stacked, "check": _phase_check}
 
 
-def _child(phase: str, data: Path, kind: str, extra: list[str] | None = None) -> dict:
-    return run_child(__file__, phase, ["--data", str(data), "--kind", kind, *(extra or [])])
+def _child(phase: str, data: Path, kind: str, extra: list[str] | None = None, baseline: Path | None = None) -> dict:
+    env = None if baseline is None else {"PYTHONPATH": str(baseline)}  # the older churnml package first
+    return run_child(__file__, phase, ["--data", str(data), "--kind", kind, *(extra or [])], env=env)
 
 
 def _summary(values: list[float]) -> str:
@@ -234,6 +236,9 @@ def main() -> None:
     ap.add_argument("--check", action="store_true", help="only compare the reference's columns with churnml's")
     ap.add_argument("--stacked", action="store_true", help="13 weekly snapshots against one snapshot's build")
     ap.add_argument("--spark", action="store_true", help="add the Spark engine (local[2]) to the rounds")
+    ap.add_argument("--baseline", type=Path,
+                    help="a folder holding an older churnml package (`git archive REV churnml | tar -x -C DIR`), "
+                         "timed in the same interleaved rounds: before and after in one run")
     ap.add_argument("--child", choices=PHASES, help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--kind", default="naive", help=argparse.SUPPRESS)
@@ -255,26 +260,37 @@ def main() -> None:
             print(kind, _child("check", data, kind))
         return
     if args.stacked:
-        runs = [dict(_child("stacked", data, kind), kind=kind) for _ in range(args.rounds) for kind in args.logs]
-        for r in runs:
-            print(json.dumps(r), file=sys.stderr)
-        print("\n| log | one snapshot s, median (range) | 13 weekly snapshots s | ratio | peak RSS GB |\n|---|---|---|---|---|")
+        codes = ["current"] + (["baseline"] if args.baseline else [])
+        runs = []
+        for rnd in range(args.rounds):
+            for kind in args.logs:
+                for code in codes[rnd % len(codes):] + codes[:rnd % len(codes)]:
+                    r = dict(_child("stacked", data, kind, baseline=args.baseline if code == "baseline" else None),
+                             kind=kind, code=code)
+                    runs.append(r)
+                    print(json.dumps(r), file=sys.stderr, flush=True)
+        print("\n| log | code | one snapshot s, median (range) | 13 weekly snapshots s | ratio | peak RSS GB | "
+              "last = one build |\n|---|---|---|---|---|---|---|")
         for kind in args.logs:
-            rs = [r for r in runs if r["kind"] == kind]
-            ones = [min(r["one_s"], r["one_again_s"]) for r in rs]
-            ratio = statistics.median(r["stacked_s"] / min(r["one_s"], r["one_again_s"]) for r in rs)
-            print(f"| {kind} | {_summary(ones)} | {_summary([r['stacked_s'] for r in rs])} | {ratio:.2f} | "
-                  f"{max(r['peak_rss_gb'] for r in rs):.2f} |")
+            for code in codes:
+                rs = [r for r in runs if r["kind"] == kind and r["code"] == code]
+                ones = [min(r["one_s"], r["one_again_s"]) for r in rs]
+                ratio = statistics.median(r["stacked_s"] / min(r["one_s"], r["one_again_s"]) for r in rs)
+                print(f"| {kind} | {code} | {_summary(ones)} | {_summary([r['stacked_s'] for r in rs])} | "
+                      f"{ratio:.2f} | {max(r['peak_rss_gb'] for r in rs):.2f} | "
+                      f"{all(r['last_equals_one'] for r in rs)} |")
         return
 
-    phases = ["floor", "reference", "churnml"] + (["spark"] if args.spark else [])
+    phases = ["floor", "reference", "churnml"] + (["spark"] if args.spark else []) + \
+        (["baseline"] if args.baseline else [])
     results: dict[tuple[str, str], list[dict]] = {}
     for rnd in range(args.rounds):
         for kind in args.logs:
             order = phases[rnd % len(phases):] + phases[:rnd % len(phases)]  # rotate who goes first
             for phase in order:
                 extra = ["--engine", "pyspark"] if phase == "spark" else []
-                r = _child("churnml" if phase == "spark" else phase, data, kind, extra)
+                r = _child("churnml" if phase in ("spark", "baseline") else phase, data, kind, extra,
+                           baseline=args.baseline if phase == "baseline" else None)
                 results.setdefault((kind, phase), []).append(r)
                 print(f"  round {rnd} {kind} {phase}: {r}", file=sys.stderr, flush=True)
     print("\n| log | phase | wall s, median (range) | in-phase s | / reference | peak RSS GB | load |\n|---|---|---|---|---|---|---|")
@@ -286,7 +302,7 @@ def main() -> None:
             print(f"| {kind} | {phase} | {_summary([r['wall_s'] for r in rs])} | {_summary(s)} | "
                   f"{statistics.median(s) / ref:.2f} | {max(r['peak_rss_gb'] for r in rs):.2f} | "
                   f"{statistics.median(r['load1_before'] for r in rs):.1f} |")
-            if phase in ("churnml", "spark"):
+            if phase in ("churnml", "spark", "baseline"):
                 for part in ("validate_s", "build_s"):
                     v = [r[part] for r in rs]
                     print(f"| {kind} | {phase}: {part[:-2]} | | {_summary(v)} | {statistics.median(v) / ref:.2f} | | |")

@@ -32,7 +32,8 @@ time zone. Each feature names the stage it is computed at:
 ``distinct``
     The raw events before ``as_of`` with ``us`` (wall microseconds): for
     distinct counts, which cannot be condensed. Each has its own pass, which
-    reads only the events it counts (its ``rows``, and its window).
+    reads only the events it counts (its ``rows``, and its window); several
+    snapshots share that pass, counting the distinct values of its ``column``.
 ``campaigns``
     The user's campaign exposures sent before ``as_of`` (``treated``,
     ``sent_us``, ``closed``, ``responded``).
@@ -85,10 +86,15 @@ class Feature:
         have 0 here even where every eligible user has rows: a population
         given outright (subscribers) can hold users without any event.
     rows : callable, optional
-        For ``distinct`` features: a predicate over the stage's table selecting
-        the rows the count reads. The build filters on it before aggregating,
+        For ``distinct`` features: ``rows(table, asof=None)``, a predicate over
+        the stage's table selecting the rows the count reads (``asof``, wall
+        microseconds, replaces the table's ``asof`` column when given). The build filters on it before aggregating,
         so the engine can skip the other rows; ``expr`` must give the same
         result without it.
+    column : str, optional
+        For ``distinct`` features: the column whose distinct values ``expr``
+        counts among the ``rows``. Several snapshots built together count them
+        from one pass that reads ``rows`` and ``column`` alone.
     """
 
     name: str
@@ -99,6 +105,7 @@ class Feature:
     window_days: int | None = None
     fill: float | None = None
     rows: Callable[[ibis.Table], ibis.Value] | None = None
+    column: str | None = None
 
 
 def safe_name(value: str) -> str:
@@ -210,19 +217,19 @@ def feature_definitions(
         if dc.column not in event_columns:
             continue
 
-        def _counted(e, dc=dc):
+        def _counted(e, asof=None, dc=dc):
             cond = e[dc.column].notnull()
             if dc.events:
                 cond &= e.event.isin(dc.events)
             if dc.window_days:
-                cond &= e.us >= e.asof - dc.window_days * DAY_US
+                cond &= e.us >= (e.asof if asof is None else asof) - dc.window_days * DAY_US
             return cond
 
         what = f"distinct {dc.column}" + (f" in {', '.join(dc.events)} events" if dc.events else "")
         span = f"in the last {dc.window_days} days" if dc.window_days else "so far"
         add(Feature(dc.name, dc.description or f"{what} {span}", "distinct", "distinct",
                     lambda e, dc=dc, counted=_counted: e[dc.column].nunique(where=counted(e)),
-                    dc.window_days, fill=0, rows=_counted))
+                    dc.window_days, fill=0, rows=_counted, column=dc.column))
     for col in config.sum_columns:
         if col not in event_columns:
             continue
