@@ -44,7 +44,7 @@ SNAPSHOTS = ["2024-03-11", "2024-03-18", "2024-03-25", "2024-04-01", "2024-04-08
 def _settings(a):
     from churnml.config import Settings
 
-    return Settings(mlruns_dir=str(a.mlruns))
+    return Settings(mlruns_dir=str(a.mlruns), threads=a.threads)
 
 
 def _simulate(a) -> dict:
@@ -105,6 +105,8 @@ def main() -> None:
     ap.add_argument("--contact-share", type=float, default=0.3, help="budget: share of test exposures messaged")
     ap.add_argument("--cost-per-user", type=float, default=None, help="budget: money per test exposure")
     ap.add_argument("--phases", nargs="+", choices=list(PHASES), default=list(PHASES))
+    ap.add_argument("--threads", type=int, default=None,
+                    help="LightGBM threads (default 2); 1 on a machine others load: spinning threads crawl there")
     ap.add_argument("--child", choices=PHASES, help=argparse.SUPPRESS)
     a = ap.parse_args()
     a.data = a.data.resolve()
@@ -113,7 +115,7 @@ def main() -> None:
         print(json.dumps(PHASES[a.child](a), default=str))
         return
     argv = ["--data", str(a.data), "--mlruns", str(a.mlruns), "--users", str(a.users), "--seed", str(a.seed),
-            "--contact-share", str(a.contact_share),
+            "--contact-share", str(a.contact_share), *(["--threads", str(a.threads)] if a.threads else []),
             *(["--cost-per-user", str(a.cost_per_user)] if a.cost_per_user is not None else [])]
     results = {"machine_start": machine(), "args": {k: str(v) for k, v in vars(a).items() if k != "child"}}
     for phase in a.phases:
