@@ -96,6 +96,18 @@ def _train(a) -> dict:
 PHASES = {"simulate": _simulate, "churn": _churn, "train": _train}
 
 
+def _has_churn_champion(a) -> bool:
+    from churnml import tracking
+
+    if not (a.mlruns / "mlflow.db").is_file():
+        return False
+    try:
+        tracking.load_model("churn-risk", "champion", _settings(a))
+    except LookupError:
+        return False
+    return True
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA / "channels200k")
@@ -121,6 +133,9 @@ def main() -> None:
     for phase in a.phases:
         if phase == "simulate" and (a.data / "dataset.yaml").is_file():
             log("simulation exists: reused")
+            continue
+        if phase == "churn" and _has_churn_champion(a):
+            log("a churn champion is registered in the store: reused (it only feeds the churn-risk baselines)")
             continue
         log(f"{phase} ...")
         results[phase] = run_child(__file__, phase, argv)

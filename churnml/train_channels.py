@@ -7,7 +7,11 @@ the evaluation budget from ``TrainConfig.policy``. As for one channel, earlier
 campaigns train and the latest tests:
 
 * the learner is chosen among :func:`~churnml.models.uplift.default_multiarm_candidates`
-  by 5-fold cross-validated multi-arm Qini on the training campaigns;
+  by 5-fold cross-validated multi-arm Qini on the training campaigns, and its
+  uplift is calibrated per channel from its out-of-fold predictions on those
+  folds (:func:`~churnml.models.uplift.arm_calibration`): a channel whose
+  model ranks users by noise would otherwise win them from the others by noise.
+  The uncalibrated model's assignment is valued beside it;
 * on the test campaign, each channel's Qini (against control, with a bootstrap
   interval), uplift calibration per channel, and the multi-arm Qini;
 * the off-policy value of the learned assignment beside one channel for
