@@ -6,6 +6,14 @@ live in :mod:`churnml.jobs`; the command line in :mod:`churnml.cli`.
 """
 
 import importlib
+import os
+
+# LightGBM's OpenMP threads spin while they wait for work (libgomp's default). On a machine shared with
+# anything else (a scheduler's other jobs, DuckDB, the API's request threads) the spinning threads fight
+# the working ones: a 2-thread fit ran 10-25x slower than a 1-thread fit at load 8 (BENCHMARKS.md,
+# "LightGBM threads on a busy machine"). Passive waiting removes that. libgomp reads the variable once,
+# when it is loaded, which happens after this (LightGBM is imported lazily); a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Public names and the modules they live in. They are imported on first use (PEP 562), so that
 # `import churnml` -- which every command, `churnml --help` included, does -- does not load ibis,

@@ -65,6 +65,9 @@ def configure(settings: Settings | None = None) -> str:
     # A database error is raised to the caller as well, which reports it once (one line for a
     # read-only store); MLflow's own copy would add a traceback to the log.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    # Loading a model printed one "Downloading artifacts" bar per artifact folder (eight lines and more
+    # in `score` and `run`); the jobs show their own progress. A user's setting wins.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     s = settings or get_settings()
     uri = s.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:

@@ -113,6 +113,7 @@ def test_score_readout_shows_the_channels(channel_store, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     for text in ("channels on the list", "control (holdout)", "why this channel", *cfg.channels):
         assert text in res.output
+    assert "Downloading artifacts" not in res.output  # MLflow's per-artifact bars cluttered the readout
 
 
 def test_the_api_returns_each_channels_uplift_and_the_chosen_channel(channel_store, monkeypatch):

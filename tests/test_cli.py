@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -35,6 +38,16 @@ def test_help_explains_every_command():
         assert cmd in res.output
     res = invoke("features", "build", "--help")
     assert res.exit_code == 0 and "--as-of" in res.output and "only events before" in res.output
+
+
+def test_lightgbm_threads_wait_passively_unless_the_user_says_otherwise():
+    # libgomp's spinning waits made 2-thread LightGBM fits 4-17x slower on a busy machine (BENCHMARKS.md).
+    code = "import os, churnml; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    for given, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        run_env = env | ({"OMP_WAIT_POLICY": given} if given else {})
+        out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == expected
 
 
 def test_simulate_then_build_training_set(simulated, tmp_path):
