@@ -44,7 +44,7 @@ SNAPSHOTS = ["2024-03-11", "2024-03-18", "2024-03-25", "2024-04-01", "2024-04-08
 def _settings(a):
     from churnml.config import Settings
 
-    return Settings(mlruns_dir=str(a.mlruns))
+    return Settings(mlruns_dir=str(a.mlruns), threads=a.threads)
 
 
 def _simulate(a) -> dict:
@@ -96,6 +96,18 @@ def _train(a) -> dict:
 PHASES = {"simulate": _simulate, "churn": _churn, "train": _train}
 
 
+def _has_churn_champion(a) -> bool:
+    from churnml import tracking
+
+    if not (a.mlruns / "mlflow.db").is_file():
+        return False
+    try:
+        tracking.load_model("churn-risk", "champion", _settings(a))
+    except LookupError:
+        return False
+    return True
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA / "channels200k")
@@ -105,6 +117,8 @@ def main() -> None:
     ap.add_argument("--contact-share", type=float, default=0.3, help="budget: share of test exposures messaged")
     ap.add_argument("--cost-per-user", type=float, default=None, help="budget: money per test exposure")
     ap.add_argument("--phases", nargs="+", choices=list(PHASES), default=list(PHASES))
+    ap.add_argument("--threads", type=int, default=None,
+                    help="LightGBM threads (default 2); 1 on a machine others load: spinning threads crawl there")
     ap.add_argument("--child", choices=PHASES, help=argparse.SUPPRESS)
     a = ap.parse_args()
     a.data = a.data.resolve()
@@ -113,12 +127,15 @@ def main() -> None:
         print(json.dumps(PHASES[a.child](a), default=str))
         return
     argv = ["--data", str(a.data), "--mlruns", str(a.mlruns), "--users", str(a.users), "--seed", str(a.seed),
-            "--contact-share", str(a.contact_share),
+            "--contact-share", str(a.contact_share), *(["--threads", str(a.threads)] if a.threads else []),
             *(["--cost-per-user", str(a.cost_per_user)] if a.cost_per_user is not None else [])]
     results = {"machine_start": machine(), "args": {k: str(v) for k, v in vars(a).items() if k != "child"}}
     for phase in a.phases:
         if phase == "simulate" and (a.data / "dataset.yaml").is_file():
             log("simulation exists: reused")
+            continue
+        if phase == "churn" and _has_churn_champion(a):
+            log("a churn champion is registered in the store: reused (it only feeds the churn-risk baselines)")
             continue
         log(f"{phase} ...")
         results[phase] = run_child(__file__, phase, argv)

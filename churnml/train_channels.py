@@ -7,7 +7,11 @@ the evaluation budget from ``TrainConfig.policy``. As for one channel, earlier
 campaigns train and the latest tests:
 
 * the learner is chosen among :func:`~churnml.models.uplift.default_multiarm_candidates`
-  by 5-fold cross-validated multi-arm Qini on the training campaigns;
+  by 5-fold cross-validated multi-arm Qini on the training campaigns, and its
+  uplift is calibrated per channel from its out-of-fold predictions on those
+  folds (:func:`~churnml.models.uplift.arm_calibration`): a channel whose
+  model ranks users by noise would otherwise win them from the others by noise.
+  The uncalibrated model's assignment is valued beside it;
 * on the test campaign, each channel's Qini (against control, with a bootstrap
   interval), uplift calibration per channel, and the multi-arm Qini;
 * the off-policy value of the learned assignment beside one channel for
@@ -48,6 +52,7 @@ __all__ = ["arm_sizes", "channels_of", "evaluate_policies", "small_arms", "train
 
 ID_COLUMNS = ("campaign_id", "user_id", "as_of")
 LEARNED = "learned assignment"
+UNCALIBRATED = "learned assignment, uplift not calibrated"
 OPTIMAL = "true optimal assignment"
 CEILING = "true uplifts learned from features"
 
@@ -182,7 +187,8 @@ def evaluate_policies(y, arm, policies: dict[str, np.ndarray], *, channels: list
 
 
 def _policies(up: np.ndarray, channels: list[str], policy: PolicyConfig, *, churn: np.ndarray | None,
-              true_up: np.ndarray | None, ceiling: np.ndarray | None, seed: int) -> dict[str, np.ndarray]:
+              true_up: np.ndarray | None, ceiling: np.ndarray | None, seed: int,
+              uncalibrated: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The assignments compared, each under the same budget and costs."""
     n, k = up.shape
     cost = np.array([policy.cost(c) for c in channels])
@@ -199,6 +205,8 @@ def _policies(up: np.ndarray, channels: list[str], policy: PolicyConfig, *, chur
         return net
 
     out = {LEARNED: assign(v * up - cost, up)}
+    if uncalibrated is not None:
+        out[UNCALIBRATED] = assign(v * uncalibrated - cost, uncalibrated)
     for j, c in enumerate(channels):
         out[f"everyone by {c}"] = assign(only(v * up[:, j] - cost[j], j), only(up[:, j], j))
     rng = np.random.default_rng(seed)
@@ -300,6 +308,10 @@ def train_channels_job(cfg: TrainConfig, ds: Dataset, df: pd.DataFrame, info: di
     gain = selection.loc[best, ["gain_over_default", "gain_se"]]
     log(f"kept the default learner '{best}'" if best == default else
         f"selected '{best}' ({gain.iloc[0]:+.4f} ± {gain.iloc[1]:.4f} over the default '{default}')")
+    cal = getattr(learner, "calibration_", None)
+    if cal is not None:
+        log("per-channel uplift calibration (out-of-fold, doubly robust): " + ", ".join(
+            f"{c} slope {b:.2f}" for c, b in zip(channels, cal[:, 2], strict=True)))
     model = UpliftModel(learner, specs, segment_threshold=0.01, response_threshold=0.5,
                         metadata={"selected": best, "channels": channels, "control": CONTROL,
                                   "train_campaigns": train_ids, "test_campaigns": test_ids,
@@ -313,6 +325,10 @@ def train_channels_job(cfg: TrainConfig, ds: Dataset, df: pd.DataFrame, info: di
     X_te = model.matrix(test, where="test exposures")
     p0, p = learner.predict_outcomes(X_te)
     up = p - p0[:, None]
+    raw_up = None
+    if cal is not None:  # the same model without its calibration, valued beside it
+        raw_p0, raw_p = learner._outcomes(learner._predict_inputs(X_te))
+        raw_up = raw_p - raw_p0[:, None]
     truth = arm_truth(test, cfg.truth, channels)
     true_up = None if truth is None else truth[:, 1:] - truth[:, [0]]
     ceiling = None
@@ -327,10 +343,13 @@ def train_channels_job(cfg: TrainConfig, ds: Dataset, df: pd.DataFrame, info: di
     flat = {"multiarm_qini_auc": metrics.multiarm_qini_auc_score(y, up, arm, channels=channels)}
     if true_up is not None:
         flat["multiarm_qini_auc_true_uplift"] = metrics.multiarm_qini_auc_score(y, true_up, arm, channels=channels)
-    assignments = _policies(up, channels, cfg.policy, churn=churn, true_up=true_up, ceiling=ceiling, seed=cfg.seed)
+    assignments = _policies(up, channels, cfg.policy, churn=churn, true_up=true_up, ceiling=ceiling, seed=cfg.seed,
+                            uncalibrated=raw_up)
     policies = evaluate_policies(y, arm, assignments, channels=channels, policy=cfg.policy,
                                  outcome=np.column_stack([p0, p]), truth=truth, seed=cfg.seed)
     flat |= _headline(policies, channels)
+    if cal is not None:
+        per_channel["calibration_slope"] = cal[:, 2]
     for c, row in per_channel.iterrows():
         flat |= {f"{c}_qini_auc": row["qini_auc"], f"{c}_calibration_error": row["calibration_error"]}
 
@@ -384,5 +403,7 @@ def _headline(policies: pd.DataFrame, channels: list[str]) -> dict:
     for name, key in ((CEILING, "ratio_to_ceiling"), (OPTIMAL, "ratio_to_optimal")):
         if name in policies.index and policies.loc[name, col] > 0:
             out[key] = float(policies.loc[LEARNED, col] / policies.loc[name, col])
+            if UNCALIBRATED in policies.index:
+                out[f"uncalibrated_{key}"] = float(policies.loc[UNCALIBRATED, col] / policies.loc[name, col])
     return out
 

@@ -145,3 +145,55 @@ def test_a_channel_given_by_the_features_is_flagged_as_not_randomised(seed):
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)
         MultiArmTLearner(base="logistic").fit(*_channel_data(seed, 3000)[:3])
+
+
+def test_arm_calibration_shrinks_noise_and_keeps_a_true_ranking(seed):
+    """Known truth: email's uplift is 0.2 for web users, push's is 0.05 for everyone.
+
+    The 'predictions' give email twice the true spread (slope 1/2 recovers it) and push a spread that is
+    pure noise (slope 0: push gets its mean uplift for everyone).
+    """
+    from churnml.models.uplift import arm_calibration
+
+    rng = np.random.default_rng(seed)
+    n = 60_000
+    web = rng.random(n) < 0.5
+    arm = rng.choice(np.array(["control", "email", "push"]), n)
+    true = np.column_stack([0.2 * web, np.full(n, 0.05)])
+    p0 = np.full(n, 0.3)
+    k = np.select([arm == "email", arm == "push"], [0, 1], -1)
+    y = (rng.random(n) < p0 + np.where(k >= 0, true[np.arange(n), np.maximum(k, 0)], 0.0)).astype(int)
+    pred = np.column_stack([p0 + 0.4 * web, p0 + 0.05 + rng.normal(0, 0.1, n)])
+    cal = arm_calibration(y, arm, p0, pred, ["email", "push"])
+    centre, intercept, slope = cal.T
+    assert abs(slope[0] - 0.5) < 0.1, slope
+    assert slope[1] < 0.15, slope
+    calibrated = intercept + slope * (pred - p0[:, None] - centre)
+    # Web users' e-mail uplift back near 0.2, others near 0; push near its true 0.05 whatever the noise.
+    assert abs(calibrated[web, 0].mean() - 0.2) < 0.03 and abs(calibrated[~web, 0].mean()) < 0.03
+    assert np.abs(calibrated[:, 1] - 0.05).max() < 0.03
+
+
+def test_selection_calibrates_the_choice_from_its_out_of_fold_predictions(seed, tmp_path):
+    X, y, arm, true = _channel_data(seed, 6000)
+    cands = {"t_lightgbm": MultiArmTLearner(base_params=TREES)}
+    _, model, _ = select_multiarm_model(X, y, arm, cands, cv=3, seed=seed)
+    cal = model.calibration_
+    assert cal.shape == (3, 3)
+    # email and sms have real heterogeneity (slope near 1); push hurts everyone alike, its spread is noise.
+    assert 0.5 < cal[0, 2] < 1.6 and 0.5 < cal[2, 2] < 1.6 and cal[1, 2] < 0.5, cal
+    raw = model._uplift(model._predict_inputs(X))
+    up = model.predict(X)
+    np.testing.assert_allclose(up[:, 1].std(), cal[1, 2] * raw[:, 1].std(), rtol=1e-6, atol=1e-9)
+    p0, p = model.predict_outcomes(X)
+    np.testing.assert_allclose(p - p0[:, None], up)
+    # Calibrated push is closer to its true uplift (-0.05) than the raw model was, user by user.
+    assert np.abs(up[:, 1] - true[:, 1]).mean() < np.abs(raw[:, 1] - true[:, 1]).mean()
+    # The calibration is stored with the model and read back.
+    specs = [FeatureSpec("x", "numeric"), FeatureSpec("platform", "categorical", ("app", "web"))]
+    UpliftModel(model, specs).save(tmp_path / "m")
+    back = UpliftModel.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(UpliftModel(model, specs).predict_frame(X.head(100)),
+                                  back.predict_frame(X.head(100)), check_exact=False, rtol=1e-12, atol=1e-12)
+    _, plain, _ = select_multiarm_model(X, y, arm, cands, cv=3, seed=seed, calibrate=False)
+    assert getattr(plain, "calibration_", None) is None

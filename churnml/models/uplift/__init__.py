@@ -46,7 +46,12 @@ from churnml.models.uplift.learners import (
     TLearner,
     XLearner,
 )
-from churnml.models.uplift.multiarm import MultiArmSLearner, MultiArmTLearner, PerArmUplift
+from churnml.models.uplift.multiarm import (
+    MultiArmSLearner,
+    MultiArmTLearner,
+    PerArmUplift,
+    arm_calibration,
+)
 from churnml.models.uplift.selection import (
     default_candidates,
     default_multiarm_candidates,
@@ -66,6 +71,7 @@ __all__ = [
     "SLearner",
     "TLearner",
     "XLearner",
+    "arm_calibration",
     "default_candidates",
     "default_multiarm_candidates",
     "segments",

@@ -15,6 +15,14 @@ learners where that is natural:
   doubly robust, ...) fitted once per channel on that channel's rows and the
   control rows.
 
+Per-arm uplift calibration (:func:`arm_calibration`) maps each channel's
+predicted uplift linearly onto its doubly robust pseudo-outcome, from
+out-of-fold predictions; a fitted learner given ``calibration_`` applies it in
+``predict`` and ``predict_outcomes``. Choosing a channel compares uplifts across
+channels, so a channel whose model over-states how much users differ (its
+ranking is mostly noise) would win users by noise; calibration shrinks it to
+what the held-out outcomes support.
+
 As for the binary learners, the arms are assumed randomised: ``fit`` warns
 (:class:`~churnml.exceptions.DataWarning`) when a linear propensity model
 tells a channel's rows from the control rows.
@@ -42,7 +50,8 @@ from churnml.models.uplift._base import (
 )
 from churnml.models.uplift.learners import _BASES, _base_model
 
-__all__ = ["CONTROL", "MultiArmSLearner", "MultiArmTLearner", "PerArmUplift", "check_arm_data", "check_randomised"]
+__all__ = ["CONTROL", "MultiArmSLearner", "MultiArmTLearner", "PerArmUplift", "arm_calibration", "check_arm_data",
+           "check_randomised"]
 
 #: The label of the control arm, unless a learner's ``control`` parameter says otherwise.
 CONTROL = "control"
@@ -156,10 +165,17 @@ class _MultiArmBase(_UpliftBase):
         NotFittedError, SchemaMismatchError
             As for the binary learners.
         """
-        return self._uplift(self._predict_inputs(X))
+        X = self._predict_inputs(X)
+        if getattr(self, "calibration_", None) is None:
+            return self._uplift(X)
+        p0, p = self._calibrated(X)
+        return p - p0[:, None]
 
     def predict_outcomes(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Predict the outcome probability of each row without a message and with each channel.
+
+        With ``calibration_`` (see :func:`arm_calibration`), each channel's
+        probability is control's plus its calibrated uplift, clipped to [0, 1].
 
         Returns
         -------
@@ -167,7 +183,15 @@ class _MultiArmBase(_UpliftBase):
         p_channels : ndarray of shape (n_samples, n_channels)
             Columns in the order of ``channels_``.
         """
-        return self._outcomes(self._predict_inputs(X))
+        return self._calibrated(self._predict_inputs(X))
+
+    def _calibrated(self, X) -> tuple[np.ndarray, np.ndarray]:
+        p0, p = self._outcomes(X)
+        cal = getattr(self, "calibration_", None)
+        if cal is None:
+            return p0, p
+        up = cal[:, 1] + cal[:, 2] * (p - p0[:, None] - cal[:, 0])
+        return p0, np.clip(p0[:, None] + up, 0.0, 1.0)
 
     def _uplift(self, X) -> np.ndarray:
         p0, p = self._outcomes(X)
@@ -407,3 +431,65 @@ class PerArmUplift(_MultiArmBase):
         p0, uplift = self._parts(X)
         return p0, np.clip(p0[:, None] + uplift, 0.0, 1.0)
 
+
+
+def arm_calibration(y, arm, p_control, p_channels, channels: list[str], control: str = CONTROL) -> np.ndarray:
+    """Per-channel linear uplift calibration from out-of-fold outcome predictions.
+
+    For channel ``k`` with predicted uplift ``u = p_k - p_control``, the doubly
+    robust pseudo-outcome ``z = u + 1[arm=k] (y - p_k) / e_k - 1[arm=control]
+    (y - p_control) / e_0`` (``e`` the arms' shares of the rows) has the true
+    uplift as its expectation in a randomised campaign. An ordinary least
+    squares line ``z ~ a + b (u - mean(u))`` gives the calibrated uplift
+    ``a + b (u - mean(u))``; ``b`` is kept at 0 or above (a channel whose
+    ranking is not supported by held-out outcomes gets its mean uplift for
+    everyone). The predictions must be out-of-fold: in-sample ones over-state ``b``.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,)
+        Binary outcome.
+    arm : array-like of shape (n,)
+        ``control`` or the channel of each row.
+    p_control : array-like of shape (n,)
+    p_channels : array-like of shape (n, n_channels)
+        Out-of-fold predicted outcome probabilities, columns in the order of ``channels``.
+    channels : list of str
+    control : str, default="control"
+
+    Returns
+    -------
+    ndarray of shape (n_channels, 3)
+        Per channel: the centre ``mean(u)``, the intercept ``a`` and the slope ``b``;
+        set it as ``calibration_`` of a fitted multi-arm learner.
+
+    Examples
+    --------
+    Predictions twice as spread out as the outcomes support are halved:
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> n = 40000; x = rng.normal(size=n); arm = rng.choice(["control", "a"], n)
+    >>> y = (rng.random(n) < 0.3 + 0.1 * (arm == "a") * (x > 0)).astype(int)
+    >>> p0 = np.full(n, 0.3); p1 = 0.3 + 0.2 * (x > 0)[:, None]
+    >>> cal = arm_calibration(y, arm, p0, p1, ["a"])
+    >>> bool(0.4 < cal[0, 2] < 0.6)
+    True
+    """
+    y = np.asarray(y, dtype=float).reshape(-1)
+    labels = np.asarray(arm, dtype=object).astype(str).reshape(-1)
+    p0 = np.asarray(p_control, dtype=float).reshape(-1)
+    p = np.asarray(p_channels, dtype=float).reshape(len(y), len(channels))
+    is0 = labels == control
+    e0 = is0.mean()
+    out = np.zeros((len(channels), 3))
+    for k, c in enumerate(channels):
+        isk = labels == c
+        u = p[:, k] - p0
+        z = u + isk * (y - p[:, k]) / max(isk.mean(), 1e-12) - is0 * (y - p0) / max(e0, 1e-12)
+        centre = u.mean()
+        d = u - centre
+        var = float(d @ d)
+        slope = max(float(d @ (z - z.mean())) / var, 0.0) if var > 0 else 0.0
+        out[k] = centre, z.mean(), slope
+    return out

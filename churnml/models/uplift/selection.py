@@ -228,18 +228,25 @@ def _check_threshold(candidates: dict) -> float | None:
 
 
 def _choose(X, y, treatment, strata, candidates: dict, *, cv: int, seed: int, scoring: Callable,
-            default: str, margin_se: float, progress, owner: str):
-    """Cross-validate every candidate on folds stratified by ``strata``, choose, refit; see select_uplift_model."""
+            default: str, margin_se: float, progress, owner: str, out_of_fold: dict | None = None):
+    """Cross-validate every candidate on folds stratified by ``strata``, choose, refit; see select_uplift_model.
+
+    With ``out_of_fold`` (a dict), each candidate's out-of-fold ``predict_outcomes``
+    are stored in it under its name, as ``(p_control, p_channels)``.
+    """
     folds = StratifiedKFold(cv, shuffle=True, random_state=seed)
     split = list(folds.split(np.zeros(len(y)), strata))
     rows = []
     for name in candidates:
         scores, seconds, flat = [], 0.0, 0
+        held_out = []
         for train, held in split:
             model = _quiet_clone(candidates[name])
             start = time.perf_counter()
             model.fit(_take(X, train), y[train], treatment[train])
             uplift = model.predict(_take(X, held))
+            if out_of_fold is not None:
+                held_out.append((held, *model.predict_outcomes(_take(X, held))))
             seconds += time.perf_counter() - start
             scores.append(float(scoring(y[held], uplift, treatment[held])))
             flat += bool(np.ptp(uplift) == 0)
@@ -263,6 +270,12 @@ def _choose(X, y, treatment, strata, candidates: dict, *, cv: int, seed: int, sc
             )
         if progress is not None:
             progress(name, float(np.nanmean(scores)) if undefined < cv else float("nan"), seconds)
+        if out_of_fold is not None:
+            p0 = np.empty(len(y))
+            p = np.empty((len(y), *held_out[0][2].shape[1:]))
+            for held, a, b in held_out:
+                p0[held], p[held] = a, b
+            out_of_fold[name] = (p0, p)
         folds_of = {f"fold_{i}": s for i, s in enumerate(scores)}
         rows.append({"candidate": name, **folds_of, "cv_seconds": seconds, "constant": flat == cv})
     table = pd.DataFrame(rows).set_index("candidate")
@@ -376,6 +389,7 @@ def select_multiarm_model(
     default: str | None = None,
     margin_se: float = 1.0,
     control: str = "control",
+    calibrate: bool = True,
     progress: Callable[[str, float, float], None] | None = None,
 ):
     """Choose among multi-arm uplift learners by cross-validated multi-arm Qini, then refit the choice.
@@ -383,7 +397,10 @@ def select_multiarm_model(
     The same champion/challenger rule as :func:`select_uplift_model`: folds
     stratified by arm and outcome; the ``default`` candidate is kept unless
     another beats it by more than ``margin_se`` standard errors of the paired
-    fold differences. Only the rows passed in are used.
+    fold differences. Only the rows passed in are used. With ``calibrate``, the
+    refitted choice gets per-channel uplift calibration
+    (:func:`~churnml.models.uplift.multiarm.arm_calibration`) from its own
+    out-of-fold predictions on these folds: no extra fits, no other rows.
 
     Parameters
     ----------
@@ -402,6 +419,8 @@ def select_multiarm_model(
         :func:`churnml.metrics.multiarm_qini_auc_score`.
     control : str, default="control"
         The label of the control arm.
+    calibrate : bool, default=True
+        Set ``calibration_`` of the refitted choice.
 
     Returns
     -------
@@ -416,7 +435,7 @@ def select_multiarm_model(
         If the arms are unusable (see :func:`churnml.models.uplift.multiarm.check_arm_data`).
     """
     from churnml.metrics import multiarm_qini_auc_score
-    from churnml.models.uplift.multiarm import check_arm_data, check_randomised
+    from churnml.models.uplift.multiarm import arm_calibration, check_arm_data, check_randomised
 
     default = _check_selection_args("select_multiarm_model", candidates, cv, default, margin_se)
     Xc, y, codes, channels, categories, _ = check_arm_data(X, y, arm, "select_multiarm_model", 1, control)
@@ -427,8 +446,13 @@ def select_multiarm_model(
     if scoring is None:
         def scoring(y_true, uplift, arms):
             return multiarm_qini_auc_score(y_true, uplift, arms, channels=channels, control=control)
-    return _choose(X, y, labels, 2 * codes + y, candidates, cv=cv, seed=seed, scoring=scoring, default=default,
-                   margin_se=margin_se, progress=progress, owner="select_multiarm_model")
+    oof = {} if calibrate else None
+    chosen, fitted, table = _choose(X, y, labels, 2 * codes + y, candidates, cv=cv, seed=seed, scoring=scoring,
+                                    default=default, margin_se=margin_se, progress=progress,
+                                    owner="select_multiarm_model", out_of_fold=oof)
+    if calibrate:
+        fitted.calibration_ = arm_calibration(y, labels, *oof[chosen], channels, control)
+    return chosen, fitted, table
 
 
 def default_multiarm_candidates(seed: int = 0, n_jobs: int = 1) -> dict:
