@@ -14,7 +14,7 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     jupytext = pytest.importorskip("jupytext")
     from nbclient import NotebookClient
 
-    monkeypatch.setenv("CHURNML_NOTEBOOK_USERS", "3000")
+    monkeypatch.setenv("CHURNML_NOTEBOOK_USERS", "1500")
     monkeypatch.setenv("CHURNML_NOTEBOOK_DIR", str(tmp_path))
     nb = jupytext.read(path)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
